@@ -1,0 +1,174 @@
+//! # simdnet-kernels
+//!
+//! Hand-written `std::arch` kernels for AVX2+FMA (x86-64) and NEON (aarch64), each beside a plain
+//! scalar reference, chosen at run time. No dependencies.
+//!
+//! ```
+//! use simdnet_kernels::{Isa, Kernels};
+//!
+//! let k = Kernels::get(); // the best ISA this CPU has (or SIMDNET_ISA when valid), cached
+//! println!("using {}", k.isa());
+//! for isa in Isa::supported() {
+//!     let table = Kernels::for_isa(isa).unwrap(); // any ISA the CPU supports, for tests/benches
+//!     assert_eq!(table.isa(), isa);
+//! }
+//! ```
+//!
+//! ## Layout
+//!
+//! One folder per kernel; in it `mod.rs` (the safe entry points: methods on [`Kernels`] that
+//! check every length against the shape before any SIMD code runs), `scalar.rs` (the reference,
+//! generic over `f32` and `f64`, public so other crates can use it as an oracle), `avx2.rs` and
+//! `neon.rs` (one file per instruction set). Adding an ISA means one file per folder and one arm
+//! in each folder's `table` function; the tests iterate over [`Isa::supported`] and cover it.
+//!
+//! ## Panics
+//!
+//! A slice whose length disagrees with the shape passed with it is a programmer error: the kernel
+//! panics with a message naming the argument, the expected and the actual length. Bad *data*
+//! (a class index out of range, an invalid learning rate) is an `Err` instead.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod dispatch;
+pub mod gradcheck;
+mod real;
+
+pub mod avgpool;
+pub mod bias;
+pub mod conv;
+pub mod cross_entropy;
+pub mod exp;
+pub mod gemm;
+pub mod maxpool;
+pub mod relu;
+pub mod sgd;
+
+pub use dispatch::{cpu_features, Isa, IsaError, ISA_ENV_VAR};
+pub use real::Real;
+
+use std::sync::OnceLock;
+
+/// Declares a per-ISA table of kernel function pointers and lists its entries, so tests can
+/// prove which implementation each entry is (for example that no NEON entry is the scalar one).
+macro_rules! kernel_table {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        $vis struct $name { $(pub(crate) $field: $ty),* }
+
+        impl $name {
+            /// `(entry name, function address)` for every entry.
+            #[allow(dead_code)]
+            pub(crate) fn entries(&self) -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($field), self.$field as usize)),*]
+            }
+        }
+    };
+}
+pub(crate) use kernel_table;
+
+/// Panics unless a slice has the length its shape implies. The message names the argument.
+#[inline]
+#[track_caller]
+pub(crate) fn check_len(what: &str, expected: usize, actual: usize) {
+    if expected != actual {
+        panic!("{what}: expected length {expected}, got {actual}");
+    }
+}
+
+/// The kernels of one instruction set. Obtain it with [`Kernels::get`] (cached, best ISA) or
+/// [`Kernels::for_isa`] (any ISA the CPU supports). Cheap to copy: it is a table of function
+/// pointers. Holding a `Kernels` of a SIMD ISA proves the CPU was checked for it, which is what
+/// makes its safe methods sound.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    isa: Isa,
+    pub(crate) gemm: gemm::Table,
+    pub(crate) bias: bias::Table,
+    pub(crate) relu: relu::Table,
+    pub(crate) maxpool: maxpool::Table,
+    pub(crate) avgpool: avgpool::Table,
+    pub(crate) exp: exp::Table,
+    pub(crate) cross_entropy: cross_entropy::Table,
+    pub(crate) sgd: sgd::Table,
+}
+
+impl Kernels {
+    /// The table of `isa`, or an error if this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Result<Kernels, IsaError> {
+        if !isa.is_supported() {
+            return Err(IsaError::Unsupported(isa));
+        }
+        Ok(Kernels {
+            isa,
+            gemm: gemm::table(isa),
+            bias: bias::table(isa),
+            relu: relu::table(isa),
+            maxpool: maxpool::table(isa),
+            avgpool: avgpool::table(isa),
+            exp: exp::table(isa),
+            cross_entropy: cross_entropy::table(isa),
+            sgd: sgd::table(isa),
+        })
+    }
+
+    /// The table for an ISA name (`scalar`, `avx2`, `neon`): an error for an unknown name or an
+    /// ISA this CPU lacks.
+    pub fn select(name: &str) -> Result<Kernels, IsaError> {
+        Kernels::for_isa(Isa::select(name)?)
+    }
+
+    /// The table `SIMDNET_ISA` asks for, or the best one when it is unset; an error when it is
+    /// set to something invalid. Programs use this to report a bad override instead of
+    /// silently ignoring it.
+    pub fn from_env() -> Result<Kernels, IsaError> {
+        Kernels::for_isa(Isa::from_env()?.unwrap_or_else(Isa::best))
+    }
+
+    /// The process-wide default table, built once: `SIMDNET_ISA` when it names an ISA this CPU
+    /// has, otherwise the best ISA available.
+    pub fn get() -> &'static Kernels {
+        static DEFAULT: OnceLock<Kernels> = OnceLock::new();
+        DEFAULT.get_or_init(|| {
+            Kernels::for_isa(Isa::default_isa()).expect("the default ISA is always supported")
+        })
+    }
+
+    /// One table per ISA this CPU supports, scalar first (for tests and benchmarks).
+    pub fn all() -> Vec<Kernels> {
+        Isa::supported()
+            .into_iter()
+            .map(|isa| Kernels::for_isa(isa).expect("supported ISA"))
+            .collect()
+    }
+
+    /// The instruction set of this table.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `("folder.entry", function address)` for every kernel in the table. Tests use it to prove
+    /// that a SIMD table contains no scalar fallback.
+    #[doc(hidden)]
+    pub fn entries(&self) -> Vec<(String, usize)> {
+        let folders: [(&str, Vec<(&'static str, usize)>); 8] = [
+            ("gemm", self.gemm.entries()),
+            ("bias", self.bias.entries()),
+            ("relu", self.relu.entries()),
+            ("maxpool", self.maxpool.entries()),
+            ("avgpool", self.avgpool.entries()),
+            ("exp", self.exp.entries()),
+            ("cross_entropy", self.cross_entropy.entries()),
+            ("sgd", self.sgd.entries()),
+        ];
+        folders
+            .into_iter()
+            .flat_map(|(folder, entries)| {
+                entries
+                    .into_iter()
+                    .map(move |(name, addr)| (format!("{folder}.{name}"), addr))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,103 @@
+//! Dispatch: ISA names, selection errors, and proof that a SIMD table holds no scalar fallback.
+
+use simdnet_kernels::{Isa, IsaError, Kernels};
+
+/// Folders every table must fill (one or more entries each).
+const FOLDERS: [&str; 8] = [
+    "gemm",
+    "bias",
+    "relu",
+    "maxpool",
+    "avgpool",
+    "exp",
+    "cross_entropy",
+    "sgd",
+];
+
+#[test]
+fn names_round_trip_and_unknown_names_are_errors() {
+    for isa in Isa::ALL {
+        assert_eq!(Isa::parse(isa.name()), Ok(isa));
+        assert_eq!(Isa::parse(&isa.name().to_uppercase()), Ok(isa));
+    }
+    assert_eq!(
+        Isa::parse("sse9"),
+        Err(IsaError::Unknown("sse9".to_string()))
+    );
+    let msg = Kernels::select("sse9").unwrap_err().to_string();
+    assert!(msg.contains("sse9") && msg.contains("scalar, avx2, neon"), "{msg}");
+}
+
+#[test]
+fn unsupported_isa_is_an_error_naming_it() {
+    let missing = if cfg!(target_arch = "aarch64") {
+        Isa::Avx2
+    } else {
+        Isa::Neon
+    };
+    assert_eq!(
+        Kernels::for_isa(missing).unwrap_err(),
+        IsaError::Unsupported(missing)
+    );
+    let msg = Kernels::select(missing.name()).unwrap_err().to_string();
+    assert!(msg.contains(missing.name()) && msg.contains("not supported"), "{msg}");
+}
+
+#[test]
+fn scalar_is_always_available_and_listed_first() {
+    let all = Kernels::all();
+    assert_eq!(all[0].isa(), Isa::Scalar);
+    assert_eq!(all.len(), Isa::supported().len());
+}
+
+#[test]
+fn every_folder_has_entries() {
+    let entries = Kernels::for_isa(Isa::Scalar).unwrap().entries();
+    for folder in FOLDERS {
+        assert!(
+            entries.iter().any(|(n, _)| n.starts_with(&format!("{folder}."))),
+            "kernel folder {folder} has no table entries"
+        );
+    }
+}
+
+/// Every entry of a SIMD table is a different function from the scalar table's entry.
+fn assert_no_scalar_fallback(k: &Kernels) {
+    let scalar = Kernels::for_isa(Isa::Scalar).unwrap().entries();
+    let simd = k.entries();
+    assert_eq!(scalar.len(), simd.len());
+    for ((name, s), (_, v)) in scalar.iter().zip(&simd) {
+        assert_ne!(s, v, "{name} of the {} table is the scalar function", k.isa());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_table_has_no_scalar_entry() {
+    if Isa::Avx2.is_supported() {
+        assert_eq!(Isa::best(), Isa::Avx2);
+        assert_no_scalar_fallback(&Kernels::for_isa(Isa::Avx2).unwrap());
+    }
+}
+
+/// On aarch64 the default table must be NEON in every entry: a run that silently fell back to
+/// scalar cannot pass. (CI runs this under qemu.)
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn default_table_on_aarch64_is_neon_everywhere() {
+    assert!(Isa::Neon.is_supported());
+    assert_eq!(Isa::best(), Isa::Neon);
+    let default = Kernels::get();
+    if std::env::var("SIMDNET_ISA").is_err() {
+        assert_eq!(default.isa(), Isa::Neon);
+    }
+    let neon = Kernels::for_isa(Isa::Neon).unwrap();
+    assert_eq!(
+        Kernels::from_env().unwrap().entries().len(),
+        neon.entries().len()
+    );
+    assert_no_scalar_fallback(&neon);
+    if default.isa() == Isa::Neon {
+        assert_eq!(default.entries(), neon.entries());
+    }
+}

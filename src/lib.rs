@@ -1,1 +1,12 @@
-//! simdnet (placeholder)
+//! # simdnet
+//!
+//! LeNet-5 with PyTorch-exact `CrossEntropyLoss` and `SGD`, on the hand-written SIMD kernels of
+//! [`simdnet_kernels`].
+
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub use simdnet_kernels as kernels;

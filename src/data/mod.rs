@@ -1,0 +1,1 @@
+//! IDX datasets (placeholder)

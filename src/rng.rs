@@ -1,0 +1,1 @@
+//! seeded random numbers (placeholder)

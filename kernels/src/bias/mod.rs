@@ -1,12 +1,99 @@
-//! bias (placeholder: table filled in by the kernel's implementation).
+//! Bias add and its backward pass over a `[batch, channels, spatial]` tensor (NCHW with the
+//! plane flattened; a Linear layer's `[N, F]` output is `batch = N`, `spatial = 1`).
+//!
+//! - add: `x[n][c][s] += bias[c]`, in place.
+//! - backward: `grad_bias[c] = sum over n and s of grad_output[n][c][s]` (overwrites).
+//!
+//! The SIMD add is exact (one rounding per element, as the reference). The SIMD backward sums
+//! in a different order from the reference (several vector accumulators, then a horizontal
+//! sum), so it agrees to within the usual summation bound, not bit for bit.
 
-use crate::{kernel_table, Isa};
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use crate::{check_len, kernel_table, Isa, Kernels};
 
 kernel_table! {
-    /// Per-ISA entry points of this kernel.
-    pub(crate) struct Table {}
+    /// Per-ISA bias entry points (lengths checked by the caller).
+    pub(crate) struct Table {
+        add: unsafe fn(&mut [f32], &[f32], usize, usize),
+        backward: unsafe fn(&[f32], &mut [f32], usize, usize),
+    }
 }
 
-pub(crate) fn table(_isa: Isa) -> Table {
-    Table {}
+/// Safety: the scalar reference is safe for any checked arguments.
+unsafe fn scalar_add(x: &mut [f32], bias: &[f32], batch: usize, spatial: usize) {
+    scalar::add(x, bias, batch, spatial);
+}
+
+/// Safety: the scalar reference is safe for any checked arguments.
+unsafe fn scalar_backward(
+    grad_output: &[f32],
+    grad_bias: &mut [f32],
+    batch: usize,
+    spatial: usize,
+) {
+    scalar::backward(grad_output, grad_bias, batch, spatial);
+}
+
+pub(crate) fn table(isa: Isa) -> Table {
+    match isa {
+        Isa::Scalar => Table {
+            add: scalar_add,
+            backward: scalar_backward,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Table {
+            add: avx2::add,
+            backward: avx2::backward,
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Table {
+            add: neon::add,
+            backward: neon::backward,
+        },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("{isa} is not an ISA of this architecture"),
+    }
+}
+
+impl Kernels {
+    /// `x[n][c][s] += bias[c]` for `x` of shape `[batch, bias.len(), spatial]`.
+    ///
+    /// # Panics
+    /// If `x.len() != batch * bias.len() * spatial`.
+    #[track_caller]
+    pub fn bias_add(&self, x: &mut [f32], bias: &[f32], batch: usize, spatial: usize) {
+        check_len("bias_add: x", batch * bias.len() * spatial, x.len());
+        // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+        // table's ISA, and the length was checked above.
+        unsafe { (self.bias.add)(x, bias, batch, spatial) }
+    }
+
+    /// `grad_bias[c] = sum over n, s of grad_output[n][c][s]` for `grad_output` of shape
+    /// `[batch, grad_bias.len(), spatial]`; overwrites `grad_bias` (zeros when the batch or the
+    /// plane is empty).
+    ///
+    /// # Panics
+    /// If `grad_output.len() != batch * grad_bias.len() * spatial`.
+    #[track_caller]
+    pub fn bias_backward(
+        &self,
+        grad_output: &[f32],
+        grad_bias: &mut [f32],
+        batch: usize,
+        spatial: usize,
+    ) {
+        check_len(
+            "bias_backward: grad_output",
+            batch * grad_bias.len() * spatial,
+            grad_output.len(),
+        );
+        // SAFETY: as in `bias_add`.
+        unsafe { (self.bias.backward)(grad_output, grad_bias, batch, spatial) }
+    }
 }

@@ -1,1 +1,504 @@
-//! conv (placeholder)
+//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics) through im2col and GEMM.
+//!
+//! ## Layout
+//!
+//! - input `[batch, in_channels, in_h, in_w]`, weight `[out_channels, in_channels, kernel_h,
+//!   kernel_w]`, bias `[out_channels]`, output `[batch, out_channels, out_h, out_w]`, all
+//!   row-major (contiguous NCHW), as PyTorch stores them.
+//! - `out = (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1` per axis (PyTorch's
+//!   formula, floor division); zero padding.
+//!
+//! ## Method
+//!
+//! Per image: [`im2col`] unfolds the image into a column matrix `cols[K, N]` with
+//! `K = in_channels * kernel_h * kernel_w` rows (one per weight coordinate) and `N = out_h *
+//! out_w` columns (one per output pixel), so the convolution is one GEMM
+//! `out[Cout, N] = weight[Cout, K] x cols[K, N]` (the output starts as the bias, GEMM's
+//! `beta = 1`, as PyTorch's unfolded path does). The backward pass is
+//! `grad_weight += grad_out[Cout, N] x cols^T` (GEMM `beta = 1` after the first image) and
+//! `grad_cols = weight^T x grad_out`, folded back into the input's gradient by [`col2im`] (the
+//! adjoint of [`im2col`]: it adds). The GEMM is the table's `sgemm`, so the convolution runs on
+//! whichever ISA the [`Kernels`] table is; there is no per-ISA convolution file because
+//! im2col/col2im are row copies (`copy_from_slice` for stride 1, which compiles to memcpy) and
+//! the arithmetic is all in the GEMM.
+//!
+//! ## Workspace
+//!
+//! The caller owns the column buffer: one image's columns, [`Conv2dShape::workspace_len`] f32
+//! (`K * N`), reused for every image and for both the forward and the backward pass, so a
+//! training loop allocates nothing per step and the buffer stays in cache (there is never a
+//! column buffer for a whole batch). For LeNet-5 it is 25 x 784 (conv1) and 150 x 100 (conv2).
+//!
+//! The direct-loop references (the oracle) are in [`scalar`].
+
+pub mod scalar;
+
+use crate::gemm::Transpose;
+use crate::{check_len, Kernels, Real};
+
+/// The shape of a 2-D convolution. Build it with [`Conv2dShape::new`] and the `with_*` methods.
+///
+/// The output size and the lengths are computed on demand; they panic (see
+/// [`Conv2dShape::out_h`]) when the shape is invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+}
+
+/// PyTorch's output size along one axis, with the programmer-error checks.
+#[track_caller]
+fn out_dim(
+    axis: &str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> usize {
+    assert!(stride > 0, "conv2d: stride_{axis} must be positive, got 0");
+    assert!(
+        dilation > 0,
+        "conv2d: dilation_{axis} must be positive, got 0"
+    );
+    assert!(kernel > 0, "conv2d: kernel_{axis} must be positive, got 0");
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * pad;
+    assert!(
+        padded >= span,
+        "conv2d: empty output: the padded input {axis} {padded} (in_{axis} {input} + 2 * pad_{axis} \
+         {pad}) is smaller than the dilated kernel {span} (kernel_{axis} {kernel}, dilation_{axis} \
+         {dilation})"
+    );
+    (padded - span) / stride + 1
+}
+
+impl Conv2dShape {
+    /// A convolution with stride 1, no padding and dilation 1.
+    pub fn new(
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        (in_h, in_w): (usize, usize),
+        (kernel_h, kernel_w): (usize, usize),
+    ) -> Self {
+        Conv2dShape {
+            batch,
+            in_channels,
+            out_channels,
+            in_h,
+            in_w,
+            kernel_h,
+            kernel_w,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+        }
+    }
+
+    pub fn with_stride(self, h: usize, w: usize) -> Self {
+        Conv2dShape {
+            stride_h: h,
+            stride_w: w,
+            ..self
+        }
+    }
+
+    /// Zero padding on each side (PyTorch's `padding=(h, w)`).
+    pub fn with_padding(self, h: usize, w: usize) -> Self {
+        Conv2dShape {
+            pad_h: h,
+            pad_w: w,
+            ..self
+        }
+    }
+
+    pub fn with_dilation(self, h: usize, w: usize) -> Self {
+        Conv2dShape {
+            dilation_h: h,
+            dilation_w: w,
+            ..self
+        }
+    }
+
+    /// Output height: `(in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1`.
+    ///
+    /// # Panics
+    /// If `stride_h`, `dilation_h` or `kernel_h` is 0, or if the output would be empty (the
+    /// padded input is smaller than the dilated kernel). These are programmer errors.
+    #[track_caller]
+    pub fn out_h(&self) -> usize {
+        out_dim(
+            "h",
+            self.in_h,
+            self.kernel_h,
+            self.stride_h,
+            self.pad_h,
+            self.dilation_h,
+        )
+    }
+
+    /// Output width, as [`Conv2dShape::out_h`].
+    ///
+    /// # Panics
+    /// As [`Conv2dShape::out_h`], for the width.
+    #[track_caller]
+    pub fn out_w(&self) -> usize {
+        out_dim(
+            "w",
+            self.in_w,
+            self.kernel_w,
+            self.stride_w,
+            self.pad_w,
+            self.dilation_w,
+        )
+    }
+
+    /// Rows of the column matrix: `in_channels * kernel_h * kernel_w`.
+    pub fn col_rows(&self) -> usize {
+        self.in_channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Elements of the input: `batch * in_channels * in_h * in_w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.image_len()
+    }
+
+    /// Elements of one image: `in_channels * in_h * in_w`.
+    pub fn image_len(&self) -> usize {
+        self.in_channels * self.in_h * self.in_w
+    }
+
+    /// Elements of the weight: `out_channels * in_channels * kernel_h * kernel_w`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.col_rows()
+    }
+
+    /// Elements of the output: `batch * out_channels * out_h * out_w`.
+    ///
+    /// # Panics
+    /// As [`Conv2dShape::out_h`].
+    #[track_caller]
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_h() * self.out_w()
+    }
+
+    /// Elements (f32) of the workspace the convolution needs: one image's column matrix,
+    /// `in_channels * kernel_h * kernel_w * out_h * out_w`.
+    ///
+    /// # Panics
+    /// As [`Conv2dShape::out_h`].
+    #[track_caller]
+    pub fn workspace_len(&self) -> usize {
+        self.col_rows() * self.out_h() * self.out_w()
+    }
+}
+
+/// The output positions `o` in `0..out_len` whose input coordinate `o * stride + offset - pad`
+/// lies in `0..in_len`: always one contiguous range `lo..hi` (possibly empty).
+fn valid_range(
+    out_len: usize,
+    in_len: usize,
+    offset: usize,
+    pad: usize,
+    stride: usize,
+) -> (usize, usize) {
+    let lo = if pad > offset {
+        (pad - offset).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if pad + in_len > offset {
+        (pad + in_len - offset).div_ceil(stride)
+    } else {
+        0
+    };
+    let lo = lo.min(out_len);
+    (lo, hi.min(out_len).max(lo))
+}
+
+/// Walks the column matrix of one image: calls `segment(s, y, (x_lo, x_hi), ix0)` for every
+/// segment `s` of `out_w` columns (row `(c, ki, kj)`, output row `oy`), with `y` the row of the
+/// image viewed as `[in_channels * in_h, in_w]` it reads (None in the padding), `x_lo..x_hi` the
+/// output columns that fall inside the input and `ix0` the input column of `x_lo` (0 when the
+/// range is empty).
+#[inline(always)]
+fn for_each_segment(
+    shape: &Conv2dShape,
+    mut segment: impl FnMut(usize, Option<usize>, (usize, usize), usize),
+) {
+    let (oh, ow) = (shape.out_h(), shape.out_w());
+    let mut row = 0;
+    for c in 0..shape.in_channels {
+        for ki in 0..shape.kernel_h {
+            let y_off = ki * shape.dilation_h;
+            let (y_lo, y_hi) = valid_range(oh, shape.in_h, y_off, shape.pad_h, shape.stride_h);
+            for kj in 0..shape.kernel_w {
+                let x_off = kj * shape.dilation_w;
+                let (x_lo, x_hi) = valid_range(ow, shape.in_w, x_off, shape.pad_w, shape.stride_w);
+                let ix0 = if x_lo < x_hi {
+                    x_lo * shape.stride_w + x_off - shape.pad_w
+                } else {
+                    0
+                };
+                for oy in 0..oh {
+                    let y = (y_lo..y_hi)
+                        .contains(&oy)
+                        .then(|| c * shape.in_h + oy * shape.stride_h + y_off - shape.pad_h);
+                    segment(row * oh + oy, y, (x_lo, x_hi), ix0);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Unfolds one image `[in_channels, in_h, in_w]` into the column matrix `cols[K, N]`,
+/// `K = in_channels * kernel_h * kernel_w` (row `(c * kernel_h + ki) * kernel_w + kj`) and
+/// `N = out_h * out_w`: `cols[(c, ki, kj), (oy, ox)] = image[c, oy * stride_h + ki * dilation_h -
+/// pad_h, ox * stride_w + kj * dilation_w - pad_w]`, or 0 where that falls in the padding.
+/// `shape.batch` is ignored.
+///
+/// # Panics
+/// If `image` is not `in_channels * in_h * in_w` long or `cols` not
+/// [`Conv2dShape::workspace_len`], or if the shape is invalid (see [`Conv2dShape::out_h`]).
+#[track_caller]
+pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
+    check_len("im2col: image", shape.image_len(), image.len());
+    check_len("im2col: cols", shape.workspace_len(), cols.len());
+    let ow = shape.out_w();
+    let (in_w, sw) = (shape.in_w, shape.stride_w);
+    for_each_segment(shape, |seg, y, (x_lo, x_hi), ix0| {
+        let out = &mut cols[seg * ow..][..ow];
+        let Some(y) = y else {
+            out.fill(T::ZERO);
+            return;
+        };
+        let src = &image[y * in_w..][..in_w];
+        out[..x_lo].fill(T::ZERO);
+        out[x_hi..].fill(T::ZERO);
+        let inside = &mut out[x_lo..x_hi];
+        if sw == 1 {
+            inside.copy_from_slice(&src[ix0..ix0 + inside.len()]);
+        } else {
+            for (o, &s) in inside.iter_mut().zip(src[ix0..].iter().step_by(sw)) {
+                *o = s;
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds every column-matrix entry into the image element it was read
+/// from (entries in the padding are dropped). Accumulates: zero `image` first for a plain fold.
+/// `shape.batch` is ignored.
+///
+/// # Panics
+/// If `cols` is not [`Conv2dShape::workspace_len`] long or `image` not
+/// `in_channels * in_h * in_w`, or if the shape is invalid (see [`Conv2dShape::out_h`]).
+#[track_caller]
+pub fn col2im<T: Real>(shape: &Conv2dShape, cols: &[T], image: &mut [T]) {
+    check_len("col2im: cols", shape.workspace_len(), cols.len());
+    check_len("col2im: image", shape.image_len(), image.len());
+    let ow = shape.out_w();
+    let (in_w, sw) = (shape.in_w, shape.stride_w);
+    for_each_segment(shape, |seg, y, (x_lo, x_hi), ix0| {
+        let Some(y) = y else { return };
+        let src = &cols[seg * ow..][x_lo..x_hi];
+        let dst = &mut image[y * in_w..][..in_w];
+        if sw == 1 {
+            for (d, &s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                *d += s;
+            }
+        } else {
+            for (d, &s) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
+                *d += s;
+            }
+        }
+    });
+}
+
+impl Kernels {
+    /// Convolution forward: `output = conv2d(input, weight) + bias` (PyTorch's `F.conv2d` with
+    /// `stride`, `padding` and `dilation` from `shape`; `bias` None means no bias). Overwrites
+    /// `output`. `workspace` is scratch of [`Conv2dShape::workspace_len`] f32, contents ignored.
+    /// With zero input channels the output is the bias (or zeros).
+    ///
+    /// # Panics
+    /// If a slice's length disagrees with `shape` (the message names it, the expected and the
+    /// actual length): input [`Conv2dShape::input_len`], weight [`Conv2dShape::weight_len`],
+    /// bias `out_channels`, output [`Conv2dShape::output_len`], workspace
+    /// [`Conv2dShape::workspace_len`]; or if the shape is invalid: a stride, dilation or kernel
+    /// size of 0, or an empty output (see [`Conv2dShape::out_h`]).
+    #[track_caller]
+    pub fn conv2d_forward(
+        &self,
+        shape: &Conv2dShape,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        workspace: &mut [f32],
+    ) {
+        let n = shape.out_h() * shape.out_w();
+        check_len("conv2d_forward: input", shape.input_len(), input.len());
+        check_len("conv2d_forward: weight", shape.weight_len(), weight.len());
+        if let Some(bias) = bias {
+            check_len("conv2d_forward: bias", shape.out_channels, bias.len());
+        }
+        check_len("conv2d_forward: output", shape.output_len(), output.len());
+        check_len(
+            "conv2d_forward: workspace",
+            shape.workspace_len(),
+            workspace.len(),
+        );
+        let (k, cout) = (shape.col_rows(), shape.out_channels);
+        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        for b in 0..shape.batch {
+            let image = &input[b * image_len..][..image_len];
+            let out = &mut output[b * out_image_len..][..out_image_len];
+            let beta = match bias {
+                Some(bias) => {
+                    for (row, &v) in out.chunks_exact_mut(n).zip(bias) {
+                        row.fill(v);
+                    }
+                    1.0
+                }
+                None => 0.0,
+            };
+            im2col(shape, image, workspace);
+            self.sgemm(
+                Transpose::No,
+                Transpose::No,
+                cout,
+                n,
+                k,
+                1.0,
+                weight,
+                k,
+                workspace,
+                n,
+                beta,
+                out,
+                n,
+            );
+        }
+    }
+
+    /// Convolution backward: from `grad_output` (the gradient of the loss with respect to the
+    /// forward's output), overwrites each gradient given: `grad_input` (None skips it, as for a
+    /// first layer whose input is the image), `grad_weight` and `grad_bias` (None when the layer
+    /// has no bias). `input` and `weight` are the forward's. `workspace` is scratch of
+    /// [`Conv2dShape::workspace_len`] f32. With a batch of 0 the gradients are zero.
+    ///
+    /// # Panics
+    /// If a slice's length disagrees with `shape` (the message names it, the expected and the
+    /// actual length): input and grad_input [`Conv2dShape::input_len`], weight and grad_weight
+    /// [`Conv2dShape::weight_len`], grad_output [`Conv2dShape::output_len`], grad_bias
+    /// `out_channels`, workspace [`Conv2dShape::workspace_len`]; or if the shape is invalid (see
+    /// [`Conv2dShape::out_h`]).
+    #[allow(clippy::too_many_arguments)]
+    #[track_caller]
+    pub fn conv2d_backward(
+        &self,
+        shape: &Conv2dShape,
+        input: &[f32],
+        weight: &[f32],
+        grad_output: &[f32],
+        mut grad_input: Option<&mut [f32]>,
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+        workspace: &mut [f32],
+    ) {
+        let n = shape.out_h() * shape.out_w();
+        check_len("conv2d_backward: input", shape.input_len(), input.len());
+        check_len("conv2d_backward: weight", shape.weight_len(), weight.len());
+        check_len(
+            "conv2d_backward: grad_output",
+            shape.output_len(),
+            grad_output.len(),
+        );
+        if let Some(gi) = grad_input.as_deref() {
+            check_len("conv2d_backward: grad_input", shape.input_len(), gi.len());
+        }
+        check_len(
+            "conv2d_backward: grad_weight",
+            shape.weight_len(),
+            grad_weight.len(),
+        );
+        if let Some(gb) = grad_bias.as_deref() {
+            check_len("conv2d_backward: grad_bias", shape.out_channels, gb.len());
+        }
+        check_len(
+            "conv2d_backward: workspace",
+            shape.workspace_len(),
+            workspace.len(),
+        );
+
+        if let Some(gb) = grad_bias {
+            self.bias_backward(grad_output, gb, shape.batch, n);
+        }
+        if let Some(gi) = grad_input.as_deref_mut() {
+            gi.fill(0.0);
+        }
+        if shape.batch == 0 {
+            grad_weight.fill(0.0);
+            return;
+        }
+        let (k, cout) = (shape.col_rows(), shape.out_channels);
+        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        for b in 0..shape.batch {
+            let image = &input[b * image_len..][..image_len];
+            let dy = &grad_output[b * out_image_len..][..out_image_len];
+            im2col(shape, image, workspace);
+            // grad_weight[Cout, K] (+)= dy[Cout, N] x cols[K, N]^T
+            self.sgemm(
+                Transpose::No,
+                Transpose::Yes,
+                cout,
+                k,
+                n,
+                1.0,
+                dy,
+                n,
+                workspace,
+                n,
+                if b == 0 { 0.0 } else { 1.0 },
+                grad_weight,
+                k,
+            );
+            if let Some(gi) = grad_input.as_deref_mut() {
+                // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N], then fold into the image.
+                self.sgemm(
+                    Transpose::Yes,
+                    Transpose::No,
+                    k,
+                    n,
+                    cout,
+                    1.0,
+                    weight,
+                    k,
+                    dy,
+                    n,
+                    0.0,
+                    workspace,
+                    n,
+                );
+                col2im(shape, workspace, &mut gi[b * image_len..][..image_len]);
+            }
+        }
+    }
+}

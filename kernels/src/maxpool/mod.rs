@@ -1,12 +1,237 @@
-//! maxpool (placeholder: table filled in by the kernel's implementation).
+//! 2-D max pooling (NCHW, no padding, floor mode) with the argmax PyTorch returns.
+//!
+//! ## Semantics (PyTorch's `F.max_pool2d(..., return_indices=True)` on CPU)
+//!
+//! - `out = (in - kernel) / stride + 1` per axis; window `(oy, ox)` covers input rows
+//!   `oy * stride_h .. + kernel_h` and columns `ox * stride_w .. + kernel_w`.
+//! - The window is scanned row by row; a value replaces the running maximum when it is greater
+//!   or when it is NaN. So ties keep the FIRST maximum, and a NaN always wins: the output is NaN
+//!   and the argmax is the LAST NaN in scan order (what PyTorch returns; checked against
+//!   torch 2.x: a 2x2 window `[1, NaN; NaN, 3]` gives index 2).
+//! - `argmax` is the flat index `h * in_w + w` within the input plane.
+//! - backward: `grad_input` is zeroed, then each output's gradient is added at its argmax
+//!   (adds, so overlapping windows accumulate).
+//!
+//! ## SIMD
+//!
+//! The 2x2 stride-2 case (LeNet-5's pooling, on 28x28 and 10x10 planes) has a vector path on
+//! each ISA: 8 (AVX2) or 4 (NEON) outputs at a time, de-interleaving even and odd input columns,
+//! with masked (AVX2) or staged (NEON) loads and stores for the last, partial chunk of each row.
+//! It is bit-identical to the reference, argmax included, because it applies the same update
+//! rule in the same scan order. Other kernel sizes and strides run the reference loop.
+//!
+//! [`Pool2dShape`] is shared with average pooling.
 
-use crate::{kernel_table, Isa};
+pub mod scalar;
 
-kernel_table! {
-    /// Per-ISA entry points of this kernel.
-    pub(crate) struct Table {}
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+
+use crate::{check_len, kernel_table, Isa, Kernels};
+
+/// The shape of a 2-D pooling: no padding, no dilation, floor mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dShape {
+    pub batch: usize,
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
 }
 
-pub(crate) fn table(_isa: Isa) -> Table {
-    Table {}
+#[track_caller]
+fn pool_out_dim(axis: &str, input: usize, kernel: usize, stride: usize) -> usize {
+    assert!(stride > 0, "pool2d: stride_{axis} must be positive, got 0");
+    assert!(kernel > 0, "pool2d: kernel_{axis} must be positive, got 0");
+    assert!(
+        input >= kernel,
+        "pool2d: empty output: in_{axis} {input} is smaller than kernel_{axis} {kernel}"
+    );
+    (input - kernel) / stride + 1
+}
+
+impl Pool2dShape {
+    pub fn new(
+        batch: usize,
+        channels: usize,
+        (in_h, in_w): (usize, usize),
+        (kernel_h, kernel_w): (usize, usize),
+        (stride_h, stride_w): (usize, usize),
+    ) -> Self {
+        Pool2dShape {
+            batch,
+            channels,
+            in_h,
+            in_w,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+        }
+    }
+
+    /// `(in_h - kernel_h) / stride_h + 1`.
+    ///
+    /// # Panics
+    /// If `stride_h` or `kernel_h` is 0, or `in_h < kernel_h` (an empty output): programmer
+    /// errors.
+    #[track_caller]
+    pub fn out_h(&self) -> usize {
+        pool_out_dim("h", self.in_h, self.kernel_h, self.stride_h)
+    }
+
+    /// `(in_w - kernel_w) / stride_w + 1`.
+    ///
+    /// # Panics
+    /// As [`Pool2dShape::out_h`], for the width.
+    #[track_caller]
+    pub fn out_w(&self) -> usize {
+        pool_out_dim("w", self.in_w, self.kernel_w, self.stride_w)
+    }
+
+    /// `batch * channels * in_h * in_w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels * self.in_h * self.in_w
+    }
+
+    /// `batch * channels * out_h * out_w`.
+    ///
+    /// # Panics
+    /// As [`Pool2dShape::out_h`].
+    #[track_caller]
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels * self.out_h() * self.out_w()
+    }
+
+    /// Whether this is the 2x2, stride-2 pooling the SIMD paths specialise.
+    pub(crate) fn is_2x2_stride_2(&self) -> bool {
+        (self.kernel_h, self.kernel_w, self.stride_h, self.stride_w) == (2, 2, 2, 2)
+    }
+}
+
+kernel_table! {
+    /// Per-ISA max-pooling entry points (lengths checked by the caller).
+    pub(crate) struct Table {
+        forward: unsafe fn(&Pool2dShape, &[f32], &mut [f32], &mut [u32]),
+        backward: unsafe fn(&Pool2dShape, &[f32], &[u32], &mut [f32]),
+    }
+}
+
+/// Safety: the scalar reference is safe for any arguments.
+unsafe fn scalar_forward(
+    shape: &Pool2dShape,
+    input: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+) {
+    scalar::forward(shape, input, output, argmax);
+}
+
+/// Safety: the scalar reference is safe for any arguments.
+unsafe fn scalar_backward(
+    shape: &Pool2dShape,
+    grad_output: &[f32],
+    argmax: &[u32],
+    grad_input: &mut [f32],
+) {
+    scalar::backward(shape, grad_output, argmax, grad_input);
+}
+
+pub(crate) fn table(isa: Isa) -> Table {
+    match isa {
+        Isa::Scalar => Table {
+            forward: scalar_forward,
+            backward: scalar_backward,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Table {
+            forward: avx2::forward,
+            backward: avx2::backward,
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Table {
+            forward: neon::forward,
+            backward: neon::backward,
+        },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("{isa} is not an ISA of this architecture"),
+    }
+}
+
+/// Checks the plane fits the u32 argmax (and the i32 lanes the SIMD paths compute it in).
+#[track_caller]
+fn check_plane(what: &str, shape: &Pool2dShape) {
+    let plane = shape.in_h.checked_mul(shape.in_w);
+    assert!(
+        plane.is_some_and(|p| p <= i32::MAX as usize),
+        "{what}: an input plane of {}x{} is too large for a u32 argmax",
+        shape.in_h,
+        shape.in_w
+    );
+}
+
+impl Kernels {
+    /// Max pooling forward: overwrites `output` with each window's maximum and `argmax` with its
+    /// index `h * in_w + w` within the input plane (see the module docs: ties take the first
+    /// maximum, NaN wins).
+    ///
+    /// # Panics
+    /// If `input` is not [`Pool2dShape::input_len`] long or `output` / `argmax` not
+    /// [`Pool2dShape::output_len`] (the message names the argument, the expected and the actual
+    /// length); if a stride or kernel size is 0 or the output would be empty; if an input plane
+    /// has more than `i32::MAX` elements.
+    #[track_caller]
+    pub fn maxpool2d_forward(
+        &self,
+        shape: &Pool2dShape,
+        input: &[f32],
+        output: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        let out_len = shape.output_len();
+        check_len("maxpool2d_forward: input", shape.input_len(), input.len());
+        check_len("maxpool2d_forward: output", out_len, output.len());
+        check_len("maxpool2d_forward: argmax", out_len, argmax.len());
+        check_plane("maxpool2d_forward", shape);
+        // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+        // table's ISA, and every length was checked against the shape above.
+        unsafe { (self.maxpool.forward)(shape, input, output, argmax) }
+    }
+
+    /// Max pooling backward: overwrites `grad_input` with zeros, then adds each output's
+    /// gradient at its `argmax` (from [`Kernels::maxpool2d_forward`] with the same shape).
+    ///
+    /// # Panics
+    /// If `grad_output` / `argmax` are not [`Pool2dShape::output_len`] long or `grad_input` not
+    /// [`Pool2dShape::input_len`]; if the shape is invalid (as for the forward); if an argmax
+    /// index lies outside its own pooling window (it did not come from the forward pass).
+    #[track_caller]
+    pub fn maxpool2d_backward(
+        &self,
+        shape: &Pool2dShape,
+        grad_output: &[f32],
+        argmax: &[u32],
+        grad_input: &mut [f32],
+    ) {
+        let out_len = shape.output_len();
+        check_len(
+            "maxpool2d_backward: grad_output",
+            out_len,
+            grad_output.len(),
+        );
+        check_len("maxpool2d_backward: argmax", out_len, argmax.len());
+        check_len(
+            "maxpool2d_backward: grad_input",
+            shape.input_len(),
+            grad_input.len(),
+        );
+        check_plane("maxpool2d_backward", shape);
+        // SAFETY: as in `maxpool2d_forward`.
+        unsafe { (self.maxpool.backward)(shape, grad_output, argmax, grad_input) }
+    }
 }

@@ -1,1 +1,347 @@
-//! IDX datasets (placeholder)
+//! Datasets: MNIST-layout IDX files (Fashion-MNIST, MNIST), where to find them, and a real
+//! subset of Fashion-MNIST built into the binary.
+//!
+//! ## Where the data comes from ([`load`])
+//!
+//! 1. `--data DIR` when given: an error if it lacks the files (training needs all four,
+//!    evaluation the two `t10k` files);
+//! 2. else `$SIMDNET_DATA` when set: an error if it is empty or lacks the files (never silently
+//!    skipped);
+//! 3. else `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist`) when it holds
+//!    the files;
+//! 4. else the embedded subset: 5,000 training images (the first 500 of each class in
+//!    Fashion-MNIST's training file) and 1,000 test images (the first 100 of each class in its
+//!    test file), raw IDX, built by `src/data/subset/make_subset.py`.
+//!
+//! In a directory each file is `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+//! `t10k-images-idx3-ubyte` or `t10k-labels-idx1-ubyte`, raw or with `.gz` appended (the raw one
+//! is preferred when both exist). Whether a file is compressed is decided by its content.
+//!
+//! The IDX format and every check are described in [`idx`]; gzip in [`gzip`].
+
+pub mod gzip;
+pub mod idx;
+
+pub use idx::{parse_images, parse_labels, Images};
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming a data directory (used when `--data` is not given).
+pub const DATA_ENV_VAR: &str = "SIMDNET_DATA";
+
+/// Where Debian's `dataset-fashion-mnist` package installs the dataset.
+pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Fashion-MNIST's class names, by label.
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// MNIST's class names: the digits.
+pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/// The file names of the four IDX files.
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// Images and their labels: image `i` is `images[i * rows * cols..][..rows * cols]`, row-major,
+/// one byte per pixel (0 = background), its class `labels[i]` (below 10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// The number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.rows * self.cols;
+        &self.images[i * size..(i + 1) * size]
+    }
+
+    /// Pairs parsed images with parsed labels, checking their counts agree.
+    pub fn from_parts(images: Images, labels: Vec<u8>) -> std::result::Result<Dataset, String> {
+        if images.count != labels.len() {
+            return Err(format!(
+                "{} images but {} labels",
+                images.count,
+                labels.len()
+            ));
+        }
+        Ok(Dataset {
+            images: images.pixels,
+            labels,
+            rows: images.rows,
+            cols: images.cols,
+        })
+    }
+}
+
+/// Where a dataset was found. `Display` says which, for the first lines of `train` and `eval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `--data DIR`.
+    Flag(PathBuf),
+    /// `$SIMDNET_DATA`.
+    Env(PathBuf),
+    /// Debian's `dataset-fashion-mnist` directory.
+    Debian(PathBuf),
+    /// The Fashion-MNIST subset built into the binary.
+    Embedded,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag(p) => write!(f, "{} (--data)", p.display()),
+            Source::Env(p) => write!(f, "{} (${DATA_ENV_VAR})", p.display()),
+            Source::Debian(p) => write!(f, "{} (Debian's dataset-fashion-mnist)", p.display()),
+            Source::Embedded => write!(
+                f,
+                "the embedded Fashion-MNIST subset ({} training, {} test images)",
+                embedded::TRAIN_COUNT,
+                embedded::TEST_COUNT
+            ),
+        }
+    }
+}
+
+impl Source {
+    /// The class names of the data when they are known: Fashion-MNIST's for Debian's package,
+    /// the embedded subset and a path that mentions "fashion"; digits for a path that mentions
+    /// "mnist" (and not "fashion"); `None` otherwise.
+    pub fn class_names(&self) -> Option<[&'static str; 10]> {
+        match self {
+            Source::Debian(_) | Source::Embedded => Some(FASHION_MNIST_CLASSES),
+            Source::Flag(p) | Source::Env(p) => class_names_for_path(p),
+        }
+    }
+}
+
+fn class_names_for_path(path: &Path) -> Option<[&'static str; 10]> {
+    // Canonicalise so that `--data .` inside a `fashion-mnist` directory is recognised too.
+    let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = full.to_string_lossy().to_lowercase();
+    if text.contains("fashion") {
+        Some(FASHION_MNIST_CLASSES)
+    } else if text.contains("mnist") {
+        Some(MNIST_CLASSES)
+    } else {
+        None
+    }
+}
+
+/// A training set (when asked for), a test set, where they came from and their class names.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    pub train: Option<Dataset>,
+    pub test: Dataset,
+    pub source: Source,
+    pub class_names: Option<[&'static str; 10]>,
+}
+
+/// Finds and reads the data (see the module documentation for the order tried). With
+/// `need_train` false only the test files are needed and read, and `train` is `None`.
+///
+/// # Errors
+/// A given directory (flag or environment) that does not exist or lacks a needed file, and any
+/// malformed file; the message names the path and the problem.
+pub fn load(data_flag: Option<&Path>, need_train: bool) -> Result<Splits> {
+    load_with(
+        data_flag,
+        std::env::var_os(DATA_ENV_VAR).map(PathBuf::from),
+        Path::new(DEBIAN_DIR),
+        need_train,
+    )
+}
+
+/// [`load`] with the environment value and the Debian directory given explicitly (for tests).
+pub fn load_with(
+    data_flag: Option<&Path>,
+    env_value: Option<PathBuf>,
+    debian_dir: &Path,
+    need_train: bool,
+) -> Result<Splits> {
+    let source = if let Some(dir) = data_flag {
+        check_dir(dir, need_train, "--data")?;
+        Source::Flag(dir.to_path_buf())
+    } else if let Some(dir) = env_value {
+        if dir.as_os_str().is_empty() {
+            return Err(Error::new(format!(
+                "${DATA_ENV_VAR} is set but empty: set it to a data directory or unset it"
+            )));
+        }
+        check_dir(&dir, need_train, &format!("${DATA_ENV_VAR}"))?;
+        Source::Env(dir)
+    } else if missing_files(debian_dir, need_train).is_empty() {
+        Source::Debian(debian_dir.to_path_buf())
+    } else {
+        Source::Embedded
+    };
+    let (train, test) = match &source {
+        Source::Flag(dir) | Source::Env(dir) | Source::Debian(dir) => {
+            let train = if need_train {
+                Some(read_dataset(
+                    &find_file(dir, TRAIN_IMAGES),
+                    &find_file(dir, TRAIN_LABELS),
+                )?)
+            } else {
+                None
+            };
+            let test = read_dataset(&find_file(dir, TEST_IMAGES), &find_file(dir, TEST_LABELS))?;
+            (train, test)
+        }
+        Source::Embedded => {
+            let (train, test) = embedded::splits()?;
+            (need_train.then_some(train), test)
+        }
+    };
+    Ok(Splits {
+        train,
+        test,
+        class_names: source.class_names(),
+        source,
+    })
+}
+
+/// The needed file names that `dir` lacks (raw or `.gz`).
+fn missing_files(dir: &Path, need_train: bool) -> Vec<&'static str> {
+    let needed: &[&'static str] = if need_train {
+        &[TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
+    } else {
+        &[TEST_IMAGES, TEST_LABELS]
+    };
+    needed
+        .iter()
+        .copied()
+        .filter(|name| !find_file(dir, name).is_file())
+        .collect()
+}
+
+fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::in_file(
+            dir,
+            format!("data directory (from {what}) does not exist or is not a directory"),
+        ));
+    }
+    let missing = missing_files(dir, need_train);
+    if !missing.is_empty() {
+        return Err(Error::in_file(
+            dir,
+            format!(
+                "data directory (from {what}) lacks {} (raw or .gz); {} needs {}",
+                missing.join(", "),
+                if need_train { "training" } else { "evaluation" },
+                if need_train {
+                    "all four IDX files"
+                } else {
+                    "the two t10k files"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `dir/name` if it exists, else `dir/name.gz` (which may not exist either).
+fn find_file(dir: &Path, name: &str) -> PathBuf {
+    let raw = dir.join(name);
+    if raw.is_file() {
+        raw
+    } else {
+        dir.join(format!("{name}.gz"))
+    }
+}
+
+/// Reads and checks an images file (raw or gzip).
+pub fn read_images(path: &Path) -> Result<Images> {
+    let bytes = read_file(path)?;
+    parse_images(&bytes).map_err(|e| Error::in_file(path, e))
+}
+
+/// Reads and checks a labels file (raw or gzip).
+pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
+    let bytes = read_file(path)?;
+    parse_labels(&bytes).map_err(|e| Error::in_file(path, e))
+}
+
+/// Reads an images file and a labels file and checks they hold the same number of items.
+pub fn read_dataset(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
+    let images = read_images(images_path)?;
+    let labels = read_labels(labels_path)?;
+    if images.count != labels.len() {
+        return Err(Error::new(format!(
+            "{} holds {} images but {} holds {} labels: the counts must agree",
+            images_path.display(),
+            images.count,
+            labels_path.display(),
+            labels.len()
+        )));
+    }
+    Dataset::from_parts(images, labels).map_err(Error::new)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::in_file(path, format!("cannot read: {e}")))
+}
+
+/// The Fashion-MNIST subset compiled into the binary.
+pub mod embedded {
+    use super::{parse_images, parse_labels, Dataset};
+    use crate::error::{Error, Result};
+
+    /// Training images in the subset (the first 500 of each class).
+    pub const TRAIN_COUNT: usize = 5000;
+    /// Test images in the subset (the first 100 of each class).
+    pub const TEST_COUNT: usize = 1000;
+
+    const TRAIN_IMAGES: &[u8] = include_bytes!("subset/train-images-idx3-ubyte");
+    const TRAIN_LABELS: &[u8] = include_bytes!("subset/train-labels-idx1-ubyte");
+    const TEST_IMAGES: &[u8] = include_bytes!("subset/t10k-images-idx3-ubyte");
+    const TEST_LABELS: &[u8] = include_bytes!("subset/t10k-labels-idx1-ubyte");
+
+    fn parse(name: &str, images: &[u8], labels: &[u8]) -> Result<Dataset> {
+        let what = |e: String| Error::new(format!("embedded {name} set: {e}"));
+        Dataset::from_parts(
+            parse_images(images).map_err(what)?,
+            parse_labels(labels).map_err(what)?,
+        )
+        .map_err(what)
+    }
+
+    /// The embedded training and test sets.
+    pub fn splits() -> Result<(Dataset, Dataset)> {
+        Ok((
+            parse("training", TRAIN_IMAGES, TRAIN_LABELS)?,
+            parse("test", TEST_IMAGES, TEST_LABELS)?,
+        ))
+    }
+}

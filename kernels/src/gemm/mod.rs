@@ -3,8 +3,58 @@
 //!
 //! Semantics (as BLAS): `m == 0` or `n == 0` does nothing; `k == 0` gives `C = beta * C`;
 //! `beta == 0` never reads `C`, so NaN or garbage there does not leak into the result.
+//!
+//! # How the SIMD versions work
+//!
+//! One blocked driver (`driver.rs`, safe code) serves every instruction set; each ISA file only
+//! supplies a register-tiled microkernel and its block sizes. The loops follow Goto / BLIS:
+//!
+//! ```text
+//! for jc in n by NC            B panel kc x nc: packed once per (jc, pc), lives in L3
+//!   for pc in k by KC          later k blocks accumulate into C (beta = 1)
+//!     for ic in m by MC        A block mc x kc: packed once per (jc, pc, ic), lives in L2
+//!       for jr in nc by NR     one B sliver (kc x NR, 16 KiB on AVX2) stays in L1 ...
+//!         for ir in mc by MR   ... while the A slivers (MR x kc) stream past it
+//!           MR x NR microkernel: C tile held in registers for all kc steps
+//! ```
+//!
+//! | ISA | tile MR x NR | accumulators | KC | MC | NC |
+//! |---|---|---|---|---|---|
+//! | AVX2+FMA | 6 x 16 | 12 ymm (+2 B, 1 broadcast) | 256 | 144 | 4080 |
+//! | NEON | 8 x 12 | 24 q (+3 B, 2 A, FMA by lane) | 256 | 128 | 4092 |
+//!
+//! Why these sizes (Zen 3: 32 KiB L1d, 512 KiB L2 per core; larger caches only help): the tile
+//! is the largest that fits the register file with enough independent FMA chains to cover
+//! latency x throughput (4 cycles x 2 ports = 8 on AVX2). KC = 256 makes a B sliver
+//! 256 x 16 x 4 B = 16 KiB plus an A sliver 6 KiB: half of L1, leaving room for C lines. MC = 144
+//! makes the packed A block 144 KiB, under a third of L2. NC = 4080 (a multiple of NR) makes
+//! the packed B panel 4 MiB, a share of L3. Blocks are balanced (k = 257 runs as 2 x 129, not
+//! 256 + 1) so no pass over C is wasted on a sliver of work.
+//!
+//! Packing absorbs the transposes: all four combinations run the same microkernel. Partial
+//! slivers are packed with zero padding, and an edge tile is computed whole into a small buffer
+//! on the stack, of which only the part inside C is written: the scalar work per edge tile is
+//! one MR x NR copy, not a scalar GEMM.
+//!
+//! Skinny shapes (LeNet-5's) skip packing where it costs more than it saves:
+//! - B is read in place (rows of NR floats with stride `ldb`) when it is not transposed and m
+//!   fits one m block: then every B sliver is used by exactly one A block, so packing would
+//!   only copy B once more than the multiply reads it (conv1 6 x 25 x 50176: B is 5 MB).
+//! - A is read in place (broadcasts with strides `lda` and 1) when n is at most two B slivers:
+//!   packing A would cost as much as the multiply (conv1's dW, 6 x 50176 x 25: A is 1.2 MB).
+//! - Huge k is split into KC blocks, each a long dot product per C element held in registers.
+//!
+//! Packing buffers are thread-local and only grow, so steady-state calls do not allocate.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod driver;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod pack;
 pub mod scalar;
+
+pub use driver::Blocking;
 
 use crate::{kernel_table, Isa, Kernels};
 
@@ -76,10 +126,28 @@ pub(crate) fn table(isa: Isa) -> Table {
         Isa::Scalar => Table {
             sgemm: scalar_sgemm,
         },
-        // Filled in by the SIMD implementations; until then the scalar reference.
-        Isa::Avx2 | Isa::Neon => Table {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Table { sgemm: avx2::sgemm },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Table { sgemm: neon::sgemm },
+        // Unreachable: `Kernels::for_isa` refuses an ISA of another architecture.
+        #[allow(unreachable_patterns)]
+        _ => Table {
             sgemm: scalar_sgemm,
         },
+    }
+}
+
+/// The block sizes the SIMD GEMM of `isa` uses (`None` for the scalar reference, which does not
+/// block). Tests use it to aim shapes at the block boundaries.
+#[doc(hidden)]
+pub fn blocking(isa: Isa) -> Option<Blocking> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(avx2::BLOCKING),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Some(neon::BLOCKING),
+        _ => None,
     }
 }
 
@@ -111,7 +179,9 @@ pub(crate) fn check_matrix(what: &str, rows: usize, cols: usize, ld: usize, len:
     let padded = if span == 0 { 0 } else { rows * ld.max(cols) };
     if len < span || len > padded.max(span) {
         if span == padded {
-            panic!("{what}: expected length {span}, got {len} ({rows}x{cols}, leading dimension {ld})");
+            panic!(
+                "{what}: expected length {span}, got {len} ({rows}x{cols}, leading dimension {ld})"
+            );
         }
         panic!(
             "{what}: expected length between {span} and {padded}, got {len} ({rows}x{cols}, leading dimension {ld})"

@@ -1,0 +1,120 @@
+//! Packing: copies a block of `op(A)` or `op(B)` into the order the microkernel reads it, so the
+//! inner loop streams both operands with unit stride whatever their transposes and leading
+//! dimensions. Partial slivers are zero-padded to the full tile, which lets edge tiles run the
+//! same microkernel (their extra rows and columns are computed and then discarded).
+
+use super::Transpose;
+
+/// Packs `op(A)[i0 .. i0 + mc, p0 .. p0 + kc]` into `MR`-row slivers: sliver `s` holds element
+/// `(i, p)` (relative to the block) at `s * MR * kc + p * MR + (i - s * MR)`. Rows past `mc` in
+/// the last sliver are zero.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn pack_a<const MR: usize>(
+    trans: Transpose,
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for (s, sliver) in dst[..mc.div_ceil(MR) * MR * kc]
+        .chunks_exact_mut(MR * kc)
+        .enumerate()
+    {
+        let first = i0 + s * MR;
+        let rows = MR.min(i0 + mc - first);
+        match trans {
+            // A(i, p) = a[i * lda + p]: each row of A is contiguous; scatter it down a column
+            // of the sliver.
+            Transpose::No => {
+                if rows == MR {
+                    let src: [&[f32]; MR] =
+                        std::array::from_fn(|r| &a[(first + r) * lda + p0..][..kc]);
+                    for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
+                        for (r, x) in col.iter_mut().enumerate() {
+                            *x = src[r][p];
+                        }
+                    }
+                } else {
+                    for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
+                        for (r, x) in col.iter_mut().enumerate() {
+                            *x = if r < rows {
+                                a[(first + r) * lda + p0 + p]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+            // A(i, p) = a[p * lda + i]: MR consecutive elements per p.
+            Transpose::Yes => {
+                for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
+                    let src = &a[(p0 + p) * lda + first..][..rows];
+                    col[..rows].copy_from_slice(src);
+                    col[rows..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Packs `op(B)[p0 .. p0 + kc, j0 .. j0 + nc]` into `NR`-column slivers: sliver `s` holds
+/// element `(p, j)` (relative to the block) at `s * NR * kc + p * NR + (j - s * NR)`. Columns
+/// past `nc` in the last sliver are zero.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn pack_b<const NR: usize>(
+    trans: Transpose,
+    b: &[f32],
+    ldb: usize,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    for (s, sliver) in dst[..nc.div_ceil(NR) * NR * kc]
+        .chunks_exact_mut(NR * kc)
+        .enumerate()
+    {
+        let first = j0 + s * NR;
+        let cols = NR.min(j0 + nc - first);
+        match trans {
+            // B(p, j) = b[p * ldb + j]: NR consecutive elements per p.
+            Transpose::No => {
+                for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
+                    let src = &b[(p0 + p) * ldb + first..][..cols];
+                    row[..cols].copy_from_slice(src);
+                    row[cols..].fill(0.0);
+                }
+            }
+            // B(p, j) = b[j * ldb + p]: each column of op(B) is contiguous; scatter it along a
+            // row of the sliver.
+            Transpose::Yes => {
+                if cols == NR {
+                    let src: [&[f32]; NR] =
+                        std::array::from_fn(|j| &b[(first + j) * ldb + p0..][..kc]);
+                    for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
+                        for (j, x) in row.iter_mut().enumerate() {
+                            *x = src[j][p];
+                        }
+                    }
+                } else {
+                    for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
+                        for (j, x) in row.iter_mut().enumerate() {
+                            *x = if j < cols {
+                                b[(first + j) * ldb + p0 + p]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Convolution (im2col + the table's GEMM) on every ISA against the direct-loop reference in
+//! f64; im2col/col2im against their definition and each other; gradient checks of the
+//! reference's backward passes; the panics.
+//!
+//! Tolerance: the inputs are f32 values, so the only error is f32 rounding in the sums. Each
+//! output is a sum of `n` products (plus the bias), added in some order by GEMM and col2im;
+//! whatever the order, `|fl(sum) - sum| <= gamma_n * sum |terms|` with `gamma_n = n u / (1 - n u)`,
+//! `u = 2^-24` (Higham, Accuracy and Stability, 3.1). The test computes `sum |terms|` exactly
+//! enough by running the reference in f64 on `|input|`, `|weight|`, `|bias|`, `|grad_output|`,
+//! and allows `gamma_n` times that, `n` being the most terms any output can have.
+
+mod common;
+
+use common::{all_kernels, cases, random_vec, widen};
+use proptest::prelude::*;
+use simdnet_kernels::conv::{col2im, im2col, scalar, Conv2dShape};
+use simdnet_kernels::gradcheck::{GradCheck, Tensor};
+use simdnet_kernels::Kernels;
+
+fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * f32::EPSILON as f64 / 2.0;
+    nu / (1.0 - nu)
+}
+
+fn abs(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+/// Asserts `|got - want| <= gamma(terms) * magnitude` element-wise (plus the smallest normal
+/// f32, for results that underflow).
+#[track_caller]
+fn assert_within(what: &str, got: &[f32], want: &[f64], magnitude: &[f64], terms: usize) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let g = gamma(terms.max(1));
+    for (i, ((&got, &want), &mag)) in got.iter().zip(want).zip(magnitude).enumerate() {
+        let bound = g * mag + f32::MIN_POSITIVE as f64;
+        let err = (got as f64 - want).abs();
+        assert!(
+            err <= bound,
+            "{what}: index {i}: got {got:e}, want {want:e}, |diff| {err:e} > bound {bound:e}"
+        );
+    }
+}
+
+/// Random inputs of a shape: (input, weight, bias, grad_output) in f32.
+fn data(s: &Conv2dShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    (
+        random_vec(s.input_len(), seed),
+        random_vec(s.weight_len(), seed ^ 1),
+        random_vec(s.out_channels, seed ^ 2),
+        random_vec(s.output_len(), seed ^ 3),
+    )
+}
+
+/// Forward on every ISA against the f64 reference.
+fn check_forward(s: &Conv2dShape, seed: u64, with_bias: bool) {
+    let (x, w, b, _) = data(s, seed);
+    let (xd, wd, bd) = (widen(&x), widen(&w), widen(&b));
+    let mut want = vec![0.0; s.output_len()];
+    scalar::forward(s, &xd, &wd, with_bias.then_some(&bd[..]), &mut want);
+    let mut mag = vec![0.0; s.output_len()];
+    scalar::forward(
+        s,
+        &abs(&xd),
+        &abs(&wd),
+        with_bias.then_some(&abs(&bd)[..]),
+        &mut mag,
+    );
+    for k in all_kernels() {
+        // NaN in the output and workspace: the forward must overwrite both.
+        let mut out = vec![f32::NAN; s.output_len()];
+        let mut ws = vec![f32::NAN; s.workspace_len()];
+        k.conv2d_forward(s, &x, &w, with_bias.then_some(&b[..]), &mut out, &mut ws);
+        let what = format!("{} forward {s:?}", k.isa());
+        assert_within(&what, &out, &want, &mag, s.col_rows() + 1);
+    }
+}
+
+/// Backward on every ISA against the f64 reference, with and without grad_input / grad_bias.
+fn check_backward(s: &Conv2dShape, seed: u64, want_input: bool, want_bias: bool) {
+    let (x, w, _, dy) = data(s, seed);
+    let (xd, wd, dyd) = (widen(&x), widen(&w), widen(&dy));
+    let (ax, aw, ady) = (abs(&xd), abs(&wd), abs(&dyd));
+    let mut gi_want = vec![0.0; s.input_len()];
+    let mut gi_mag = gi_want.clone();
+    scalar::backward_input(s, &wd, &dyd, &mut gi_want);
+    scalar::backward_input(s, &aw, &ady, &mut gi_mag);
+    let mut gw_want = vec![0.0; s.weight_len()];
+    let mut gw_mag = gw_want.clone();
+    scalar::backward_weight(s, &xd, &dyd, &mut gw_want);
+    scalar::backward_weight(s, &ax, &ady, &mut gw_mag);
+    let mut gb_want = vec![0.0; s.out_channels];
+    let mut gb_mag = gb_want.clone();
+    scalar::backward_bias(s, &dyd, &mut gb_want);
+    scalar::backward_bias(s, &ady, &mut gb_mag);
+    let plane = s.out_h() * s.out_w();
+    for k in all_kernels() {
+        let mut gi = vec![f32::NAN; s.input_len()];
+        let mut gw = vec![f32::NAN; s.weight_len()];
+        let mut gb = vec![f32::NAN; s.out_channels];
+        let mut ws = vec![f32::NAN; s.workspace_len()];
+        k.conv2d_backward(
+            s,
+            &x,
+            &w,
+            &dy,
+            want_input.then_some(&mut gi[..]),
+            &mut gw,
+            want_bias.then_some(&mut gb[..]),
+            &mut ws,
+        );
+        let what = |t: &str| format!("{} {t} {s:?}", k.isa());
+        let input_terms = s.out_channels * s.kernel_h * s.kernel_w;
+        if want_input {
+            assert_within(&what("grad_input"), &gi, &gi_want, &gi_mag, input_terms);
+        } else {
+            assert!(
+                gi.iter().all(|v| v.is_nan()),
+                "{}: touched",
+                what("grad_input")
+            );
+        }
+        assert_within(
+            &what("grad_weight"),
+            &gw,
+            &gw_want,
+            &gw_mag,
+            s.batch * plane,
+        );
+        if want_bias {
+            assert_within(&what("grad_bias"), &gb, &gb_want, &gb_mag, s.batch * plane);
+        } else {
+            assert!(
+                gb.iter().all(|v| v.is_nan()),
+                "{}: touched",
+                what("grad_bias")
+            );
+        }
+    }
+}
+
+/// One axis: (kernel, stride, pad, dilation, in) with a non-empty output; `in` may be 0 when the
+/// padding alone covers the dilated kernel.
+fn axis() -> impl Strategy<Value = (usize, usize, usize, usize, usize)> {
+    (1usize..=5, 1usize..=3, 0usize..=2, 1usize..=3, 0usize..=9).prop_map(|(k, s, p, d, extra)| {
+        let span = d * (k - 1) + 1;
+        (k, s, p, d, span.saturating_sub(2 * p) + extra)
+    })
+}
+
+fn shape() -> impl Strategy<Value = Conv2dShape> {
+    (0usize..=3, 0usize..=4, 0usize..=5, axis(), axis()).prop_map(|(n, ci, co, h, w)| {
+        Conv2dShape::new(n, ci, co, (h.4, w.4), (h.0, w.0))
+            .with_stride(h.1, w.1)
+            .with_padding(h.2, w.2)
+            .with_dilation(h.3, w.3)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
+
+    #[test]
+    fn forward_matches_direct_reference(s in shape(), seed in any::<u64>(), bias in any::<bool>()) {
+        check_forward(&s, seed, bias);
+    }
+
+    #[test]
+    fn backward_matches_direct_reference(
+        s in shape(), seed in any::<u64>(), want_input in any::<bool>(), want_bias in any::<bool>()
+    ) {
+        check_backward(&s, seed, want_input, want_bias);
+    }
+
+    /// im2col is its definition; col2im is its adjoint (<im2col x, c> = <x, col2im c>) and adds.
+    #[test]
+    fn im2col_and_col2im_are_adjoint(s in shape(), seed in any::<u64>()) {
+        let x = widen(&random_vec(s.image_len(), seed));
+        let c = widen(&random_vec(s.workspace_len(), seed ^ 7));
+        let mut cols = vec![f64::NAN; s.workspace_len()];
+        im2col(&s, &x, &mut cols);
+        let (oh, ow) = (s.out_h(), s.out_w());
+        for ci in 0..s.in_channels {
+            for ki in 0..s.kernel_h {
+                for kj in 0..s.kernel_w {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let row = (ci * s.kernel_h + ki) * s.kernel_w + kj;
+                            let iy = (oy * s.stride_h + ki * s.dilation_h) as isize - s.pad_h as isize;
+                            let ix = (ox * s.stride_w + kj * s.dilation_w) as isize - s.pad_w as isize;
+                            let inside = (0..s.in_h as isize).contains(&iy) && (0..s.in_w as isize).contains(&ix);
+                            let want = if inside {
+                                x[(ci * s.in_h + iy as usize) * s.in_w + ix as usize]
+                            } else {
+                                0.0
+                            };
+                            prop_assert_eq!(cols[row * oh * ow + oy * ow + ox], want);
+                        }
+                    }
+                }
+            }
+        }
+        let start = widen(&random_vec(s.image_len(), seed ^ 9));
+        let mut folded = start.clone();
+        col2im(&s, &c, &mut folded);
+        let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
+        let rhs: f64 = x.iter().zip(folded.iter().zip(&start)).map(|(a, (f, s0))| a * (f - s0)).sum();
+        let scale: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b).abs()).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + scale), "{} vs {}", lhs, rhs);
+    }
+}
+
+fn conv1(batch: usize) -> Conv2dShape {
+    Conv2dShape::new(batch, 1, 6, (28, 28), (5, 5)).with_padding(2, 2)
+}
+
+fn conv2(batch: usize) -> Conv2dShape {
+    Conv2dShape::new(batch, 6, 16, (14, 14), (5, 5))
+}
+
+#[test]
+fn output_size_is_pytorchs_formula() {
+    assert_eq!((conv1(1).out_h(), conv1(1).out_w()), (28, 28));
+    assert_eq!((conv2(1).out_h(), conv2(1).out_w()), (10, 10));
+    // (7 + 2*1 - 2*(3-1) - 1) / 2 + 1 = 3; (8 + 0 - 1*(2-1) - 1) / 3 + 1 = 3.
+    let s = Conv2dShape::new(1, 1, 1, (7, 8), (3, 2))
+        .with_stride(2, 3)
+        .with_padding(1, 0)
+        .with_dilation(2, 1);
+    assert_eq!((s.out_h(), s.out_w()), (3, 3));
+    assert_eq!(s.workspace_len(), 6 * 9);
+    assert_eq!((s.input_len(), s.weight_len(), s.output_len()), (56, 6, 9));
+}
+
+#[test]
+fn lenet_shapes_match_reference() {
+    let batch = if cfg!(target_arch = "aarch64") { 2 } else { 4 };
+    for (i, s) in [conv1(batch), conv2(batch)].iter().enumerate() {
+        check_forward(s, 10 + i as u64, true);
+        // conv1 is a first layer: no input gradient.
+        check_backward(s, 20 + i as u64, i == 1, true);
+    }
+}
+
+#[test]
+fn zero_input_channels_give_the_bias() {
+    let s = Conv2dShape::new(2, 0, 3, (4, 5), (3, 3)).with_padding(1, 1);
+    let bias = [0.5f32, -1.0, 2.0];
+    for k in all_kernels() {
+        let mut out = vec![f32::NAN; s.output_len()];
+        k.conv2d_forward(&s, &[], &[], Some(&bias), &mut out, &mut []);
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(*v, bias[(i / 20) % 3], "{} index {i}", k.isa());
+        }
+        k.conv2d_forward(&s, &[], &[], None, &mut out, &mut []);
+        assert!(out.iter().all(|&v| v == 0.0), "{}", k.isa());
+        let dy = random_vec(s.output_len(), 3);
+        let mut gb = [f32::NAN; 3];
+        let mut gi: [f32; 0] = [];
+        k.conv2d_backward(
+            &s,
+            &[],
+            &[],
+            &dy,
+            Some(&mut gi),
+            &mut [],
+            Some(&mut gb),
+            &mut [],
+        );
+        for (c, &g) in gb.iter().enumerate() {
+            let want: f64 = (0..2)
+                .flat_map(|n| &dy[(n * 3 + c) * 20..][..20])
+                .map(|&v| v as f64)
+                .sum();
+            assert!(
+                (g as f64 - want).abs() <= gamma(40) * 40.0,
+                "{} channel {c}",
+                k.isa()
+            );
+        }
+    }
+}
+
+#[test]
+fn empty_batch_zeroes_the_gradients() {
+    let s = Conv2dShape::new(0, 2, 3, (5, 5), (3, 3));
+    for k in all_kernels() {
+        let mut out: [f32; 0] = [];
+        k.conv2d_forward(
+            &s,
+            &[],
+            &random_vec(54, 1),
+            None,
+            &mut out,
+            &mut vec![0.0; s.workspace_len()],
+        );
+        let mut gw = vec![f32::NAN; 54];
+        let mut gb = vec![f32::NAN; 3];
+        k.conv2d_backward(
+            &s,
+            &[],
+            &random_vec(54, 1),
+            &[],
+            Some(&mut []),
+            &mut gw,
+            Some(&mut gb),
+            &mut vec![0.0; s.workspace_len()],
+        );
+        assert!(gw.iter().chain(&gb).all(|&v| v == 0.0), "{}", k.isa());
+    }
+}
+
+#[test]
+fn one_by_one_image_and_kernel() {
+    let s = Conv2dShape::new(1, 1, 1, (1, 1), (1, 1));
+    for k in all_kernels() {
+        let mut out = [0.0f32];
+        k.conv2d_forward(&s, &[3.0], &[-2.0], Some(&[0.5]), &mut out, &mut [0.0]);
+        assert_eq!(out, [-5.5], "{}", k.isa());
+        let (mut gi, mut gw, mut gb) = ([0.0f32], [0.0f32], [0.0f32]);
+        k.conv2d_backward(
+            &s,
+            &[3.0],
+            &[-2.0],
+            &[4.0],
+            Some(&mut gi),
+            &mut gw,
+            Some(&mut gb),
+            &mut [0.0],
+        );
+        assert_eq!((gi, gw, gb), ([-8.0], [12.0], [4.0]), "{}", k.isa());
+    }
+}
+
+/// The direct references' backward passes against central differences of their forward, in f64
+/// with PyTorch's gradcheck defaults, with stride, padding and dilation on both axes.
+#[test]
+fn gradcheck_reference_backward() {
+    let shapes = [
+        Conv2dShape::new(2, 2, 3, (6, 7), (3, 2))
+            .with_stride(2, 1)
+            .with_padding(1, 2)
+            .with_dilation(1, 2),
+        Conv2dShape::new(1, 3, 2, (5, 5), (2, 3))
+            .with_stride(1, 2)
+            .with_padding(0, 1)
+            .with_dilation(2, 1),
+        // LeNet-like: 5x5 with padding 2.
+        Conv2dShape::new(2, 3, 4, (8, 8), (5, 5)).with_padding(2, 2),
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        let seed = 40 + i as u64;
+        let x = widen(&random_vec(s.input_len(), seed));
+        let w = widen(&random_vec(s.weight_len(), seed + 1));
+        let b = widen(&random_vec(s.out_channels, seed + 2));
+        let r = widen(&random_vec(s.output_len(), seed + 3)); // loss = sum(r * conv(x))
+        let mut gx = vec![0.0; s.input_len()];
+        let mut gw = vec![0.0; s.weight_len()];
+        let mut gb = vec![0.0; s.out_channels];
+        scalar::backward_input(s, &w, &r, &mut gx);
+        scalar::backward_weight(s, &x, &r, &mut gw);
+        scalar::backward_bias(s, &r, &mut gb);
+        let mut tensors = vec![
+            Tensor::new("input", vec![s.input_len()], x, gx),
+            Tensor::new("weight", vec![s.weight_len()], w, gw),
+            Tensor::new("bias", vec![s.out_channels], b, gb),
+        ];
+        let mut out = vec![0.0; s.output_len()];
+        let report = GradCheck::default().run(&mut tensors, |t| {
+            scalar::forward(s, &t[0].values, &t[1].values, Some(&t[2].values), &mut out);
+            out.iter().zip(&r).map(|(o, r)| o * r).sum()
+        });
+        assert!(report.passed(), "{s:?}\n{report}");
+    }
+}
+
+fn run_forward(s: Conv2dShape, input: usize, weight: usize, bias: usize, output: usize, ws: usize) {
+    Kernels::get().conv2d_forward(
+        &s,
+        &vec![0.0; input],
+        &vec![0.0; weight],
+        Some(&vec![0.0; bias]),
+        &mut vec![0.0; output],
+        &mut vec![0.0; ws],
+    );
+}
+
+#[test]
+#[should_panic(expected = "conv2d: stride_w must be positive, got 0")]
+fn zero_stride_panics() {
+    run_forward(conv2(1).with_stride(1, 0), 1176, 2400, 16, 1600, 15000);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: dilation_h must be positive, got 0")]
+fn zero_dilation_panics() {
+    run_forward(conv2(1).with_dilation(0, 1), 1176, 2400, 16, 1600, 15000);
+}
+
+#[test]
+#[should_panic(
+    expected = "conv2d: empty output: the padded input h 6 (in_h 4 + 2 * pad_h 1) is smaller than the dilated kernel 7"
+)]
+fn empty_output_panics() {
+    let s = Conv2dShape::new(1, 1, 1, (4, 4), (4, 1))
+        .with_padding(1, 0)
+        .with_dilation(2, 1);
+    run_forward(s, 16, 4, 1, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: workspace: expected length 15000, got 14999")]
+fn wrong_workspace_panics() {
+    run_forward(conv2(1), 1176, 2400, 16, 1600, 14999);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: input: expected length 2352, got 1176")]
+fn wrong_input_panics() {
+    run_forward(conv2(2), 1176, 2400, 16, 3200, 15000);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: bias: expected length 16, got 6")]
+fn wrong_bias_panics() {
+    run_forward(conv2(1), 1176, 2400, 6, 1600, 15000);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward: grad_input: expected length 1176, got 1175")]
+fn wrong_grad_input_panics() {
+    let s = conv2(1);
+    Kernels::get().conv2d_backward(
+        &s,
+        &[0.0; 1176],
+        &[0.0; 2400],
+        &[0.0; 1600],
+        Some(&mut [0.0; 1175]),
+        &mut [0.0; 2400],
+        None,
+        &mut [0.0; 15000],
+    );
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward: grad_weight: expected length 2400, got 2399")]
+fn wrong_grad_weight_panics() {
+    let s = conv2(1);
+    Kernels::get().conv2d_backward(
+        &s,
+        &[0.0; 1176],
+        &[0.0; 2400],
+        &[0.0; 1600],
+        None,
+        &mut [0.0; 2399],
+        None,
+        &mut [0.0; 15000],
+    );
+}
+
+#[test]
+#[should_panic(expected = "im2col: cols: expected length 15000, got 10")]
+fn im2col_wrong_cols_panics() {
+    im2col(&conv2(1), &[0.0f32; 1176], &mut [0.0f32; 10]);
+}

@@ -1,12 +1,724 @@
-//! cross_entropy (placeholder: table filled in by the kernel's implementation).
+//! Fused softmax-cross-entropy, forward and backward in one call, with every option of
+//! PyTorch's `CrossEntropyLoss` and its numbers.
+//!
+//! # Formulas
+//!
+//! For logits `x` of shape `[N, C]` (row-major), row `n`, `lse = log(sum_c exp(x_c))` and
+//! `logp_c = x_c - lse`. With class weights `w` (all 1 when absent) and label smoothing `e`
+//! (only applied when `e > 0`, as PyTorch):
+//!
+//! - class-index targets `t`: `nll = -w_t * logp_t`, `smooth = -sum_c w_c * logp_c`,
+//!   `loss_n = (1 - e) * nll + (e / C) * smooth`; a row whose target equals `ignore_index`
+//!   has loss 0 and no gradient;
+//! - probability targets `p` (`[N, C]`): `p'_c = p_c * (1 - e) + e / C`,
+//!   `loss_n = -sum_c w_c * p'_c * logp_c`.
+//!
+//! The gradient with respect to the logits, with `s = softmax(x)` and the incoming gradient
+//! `g` (the reduction's scale folded in):
+//! `dx_j = g * (s_j * sum_c a_c - a_j)` where `a` is the row's target distribution times the
+//! weights: `a_c = (1 - e) * w_t * [c == t] + (e / C) * w_c` for indices, `a_c = w_c * p'_c`
+//! for probabilities.
+//!
+//! # Reductions (PyTorch's divisor rules)
+//!
+//! - `Sum`: the sum of the row losses.
+//! - `Mean` with class indices: the sum divided by the sum of `w_t` over the rows that are not
+//!   ignored — for the smoothing term too. An all-ignored batch (or zero rows) gives `NaN`, and
+//!   every gradient is 0 (the ignored rows have none).
+//! - `Mean` with probabilities: divided by `N` (not by weights); zero rows give `NaN`.
+//! - `None`: the per-row losses go to `row_losses`, and the returned value is their sum (what
+//!   PyTorch's `loss.sum()` would give). `GradOutput::PerRow` gives each row its own incoming
+//!   gradient.
+//!
+//! Rows with non-finite logits give what PyTorch gives: a NaN or `+inf` logit, or a row that is
+//! all `-inf`, makes that row's loss and gradient NaN; a `-inf` logit elsewhere has
+//! probability 0 (loss `+inf` when it is the target, or with smoothing, since
+//! `smooth` contains `-logp` of it; gradient finite); `0 * inf` in a weighted or probability
+//! term is NaN as in PyTorch. Ignored rows get `0 * softmax`, so NaN where the softmax is.
+//!
+//! # Pass structure
+//!
+//! Per row, the logits are read twice and the gradient written once:
+//!
+//! 1. an online max and sum of exponentials, blocked: for each block of 2048 logits (L1
+//!    resident) its maximum, then `sum exp(x - m)` against the running maximum, the running
+//!    sum rescaled by `exp(m_old - m_new)` once per block. A row up to 2048 long is a plain
+//!    max pass then exp-sum pass; longer rows still cross memory only once. (Measured against
+//!    the per-lane online form, which needs two exponentials per element, the blocked form is
+//!    faster: one exponential per element.)
+//! 2. `s_j = exp(x_j - m) / S` and the gradient written, accumulating `sum_c a_c (x_c - m)`
+//!    for the smoothing and probability terms on the way.
+//!
+//! `loss = lse - x[target]` is then `log S - (x_t - m)`. The forward-only variant skips pass 2
+//! unless a smoothing or probability term needs it (and then writes nothing).
+//!
+//! ```
+//! use simdnet_kernels::cross_entropy::{CrossEntropyOptions, GradOutput, Targets};
+//! use simdnet_kernels::Kernels;
+//!
+//! let k = Kernels::get();
+//! let logits = [2.0f32, 1.0, 0.1];
+//! let mut grad = [0.0f32; 3];
+//! let loss = k
+//!     .cross_entropy_forward_backward(&logits, 3, Targets::Indices(&[0]),
+//!         &CrossEntropyOptions::default(), GradOutput::Scalar(1.0), &mut grad, None)
+//!     .unwrap();
+//! assert!((loss - 0.417).abs() < 5e-4);
+//! // The gradient of a single row under 'mean' is softmax - onehot.
+//! let softmax = [grad[0] + 1.0, grad[1], grad[2]];
+//! for (s, want) in softmax.iter().zip([0.659, 0.242, 0.099]) {
+//!     assert!((s - want).abs() < 5e-4, "{s} vs {want}");
+//! }
+//! ```
 
-use crate::{kernel_table, Isa};
+pub mod scalar;
 
-kernel_table! {
-    /// Per-ISA entry points of this kernel.
-    pub(crate) struct Table {}
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use crate::{check_len, kernel_table, Isa, Kernels, Real};
+use core::fmt;
+
+/// How the per-row losses are combined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// Per-row losses (written to `row_losses`); the returned value is their sum.
+    None,
+    /// Weighted mean (see the module docs for PyTorch's divisor rules).
+    #[default]
+    Mean,
+    /// Sum.
+    Sum,
 }
 
-pub(crate) fn table(_isa: Isa) -> Table {
-    Table {}
+/// The targets of a batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a, T = f32> {
+    /// One class index per row (`i64`, as PyTorch's `LongTensor`).
+    Indices(&'a [i64]),
+    /// A distribution per row, `[N, C]` row-major (PyTorch's floating-point targets).
+    Probabilities(&'a [T]),
+}
+
+/// The options of PyTorch's `CrossEntropyLoss`.
+#[derive(Clone, Copy, Debug)]
+pub struct CrossEntropyOptions<'a, T = f32> {
+    /// Default [`Reduction::Mean`].
+    pub reduction: Reduction,
+    /// A weight per class, `[C]`; default none (all 1).
+    pub weight: Option<&'a [T]>,
+    /// Class-index targets equal to it are ignored; default -100. Must be negative with
+    /// probability targets, as in PyTorch.
+    pub ignore_index: i64,
+    /// In `[0, 1]`; default 0. Above 1 is an error; 0 or below (or NaN) means no smoothing,
+    /// as in PyTorch.
+    pub label_smoothing: T,
+}
+
+impl<T: Real> Default for CrossEntropyOptions<'_, T> {
+    fn default() -> Self {
+        CrossEntropyOptions {
+            reduction: Reduction::Mean,
+            weight: None,
+            ignore_index: -100,
+            label_smoothing: T::ZERO,
+        }
+    }
+}
+
+/// The gradient flowing into the loss (1.0 in training).
+#[derive(Clone, Copy, Debug)]
+pub enum GradOutput<'a, T = f32> {
+    /// One value: the gradient of the reduced loss, or of every row's loss under `None`.
+    Scalar(T),
+    /// One value per row (only with [`Reduction::None`]), `[N]`.
+    PerRow(&'a [T]),
+}
+
+/// Bad data, in PyTorch's words.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CrossEntropyError {
+    /// A class index outside `[0, C)` that is not `ignore_index`.
+    TargetOutOfBounds(i64),
+    /// A weight vector whose length is not the number of classes. `probabilities` selects
+    /// PyTorch's message for floating-point targets (prefixed `cross_entropy: `).
+    WeightLength {
+        classes: usize,
+        len: usize,
+        probabilities: bool,
+    },
+    /// `label_smoothing > 1`.
+    LabelSmoothing(f64),
+    /// The logits have `input` rows, the targets `target`.
+    BatchSize { input: usize, target: usize },
+    /// A non-negative `ignore_index` with probability targets.
+    IgnoreIndexWithProbabilities,
+}
+
+impl fmt::Display for CrossEntropyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CrossEntropyError::TargetOutOfBounds(t) => write!(f, "Target {t} is out of bounds."),
+            CrossEntropyError::WeightLength {
+                classes,
+                len,
+                probabilities,
+            } => write!(
+                f,
+                "{}weight tensor should be defined either for all {classes} classes or no classes but got weight tensor of shape: [{len}]",
+                if *probabilities { "cross_entropy: " } else { "" }
+            ),
+            CrossEntropyError::LabelSmoothing(v) => write!(
+                f,
+                "label_smoothing must be between 0.0 and 1.0. Got: {}",
+                format_like_cpp(*v)
+            ),
+            CrossEntropyError::BatchSize { input, target } => write!(
+                f,
+                "Expected input batch_size ({input}) to match target batch_size ({target})."
+            ),
+            CrossEntropyError::IgnoreIndexWithProbabilities => {
+                write!(f, "ignore_index is not supported for floating point target")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CrossEntropyError {}
+
+/// A double as C++'s `ostream << double` prints it (6 significant digits, `%g`), as PyTorch's
+/// messages do: `2` for 2.0, `1.5`, `1e+10`.
+pub(crate) fn format_like_cpp(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{v:.5e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("exponent digits");
+    let strip = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-5..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip(mantissa), exp.abs())
+    } else {
+        strip(&format!("{v:.*}", (5 - exp) as usize))
+    }
+}
+
+/// What pass 2 multiplies the row's target distribution `a_c` by, per ISA: the coefficient
+/// vector `c` with `dx_j = s_j * sum(a) - beta * c_j` and the returned `sum c_j (x_j - m)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Coef<'a> {
+    /// No per-class term: nothing subtracted, nothing accumulated.
+    None,
+    /// `c_j = 1`.
+    Ones,
+    /// `c_j = w_j`.
+    Weights(&'a [f32]),
+    /// `c_j = w_j * (p_j * keep + add)` (`w_j = 1` without weights).
+    Probs {
+        p: &'a [f32],
+        w: Option<&'a [f32]>,
+        keep: f32,
+        add: f32,
+    },
+}
+
+/// Pass 2's scalars: `dx_j = exp(x_j - m) * mul - beta * c_j`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowParams<'a> {
+    pub m: f32,
+    pub mul: f32,
+    pub beta: f32,
+    pub coef: Coef<'a>,
+}
+
+kernel_table! {
+    /// Per-ISA row kernels of the fused softmax-cross-entropy.
+    pub(crate) struct Table {
+        // Pass 1: (reference maximum m, sum of exp(x - m)); NaN sum for a row of NaN, +inf, or
+        // only -inf.
+        max_sum_exp: unsafe fn(&[f32]) -> (f32, f32),
+        // Pass 2 into a separate buffer (or nowhere); returns sum c_j (x_j - m).
+        softmax_grad: unsafe fn(&[f32], Option<&mut [f32]>, &RowParams<'_>) -> f32,
+        // Pass 2 over the logits themselves.
+        softmax_grad_in_place: unsafe fn(&mut [f32], &RowParams<'_>) -> f32,
+    }
+}
+
+/// Safety: safe for any input.
+unsafe fn scalar_max_sum_exp(x: &[f32]) -> (f32, f32) {
+    scalar::max_sum_exp(x)
+}
+
+/// Safety: lengths as the table's contract (out and coefficient slices as long as `x`).
+unsafe fn scalar_softmax_grad(x: &[f32], out: Option<&mut [f32]>, p: &RowParams<'_>) -> f32 {
+    match out {
+        Some(out) => scalar::row_pass(x.len(), |j| x[j], |j, v| out[j] = v, p),
+        None => scalar::row_pass(x.len(), |j| x[j], |_, _| {}, p),
+    }
+}
+
+/// Safety: coefficient slices as long as `x`.
+unsafe fn scalar_softmax_grad_in_place(x: &mut [f32], p: &RowParams<'_>) -> f32 {
+    let n = x.len();
+    let cell = core::cell::Cell::from_mut(x).as_slice_of_cells();
+    scalar::row_pass(n, |j| cell[j].get(), |j, v| cell[j].set(v), p)
+}
+
+pub(crate) fn table(isa: Isa) -> Table {
+    match isa {
+        Isa::Scalar => Table {
+            max_sum_exp: scalar_max_sum_exp,
+            softmax_grad: scalar_softmax_grad,
+            softmax_grad_in_place: scalar_softmax_grad_in_place,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Table {
+            max_sum_exp: avx2::max_sum_exp,
+            softmax_grad: avx2::softmax_grad,
+            softmax_grad_in_place: avx2::softmax_grad_in_place,
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Table {
+            max_sum_exp: neon::max_sum_exp,
+            softmax_grad: neon::softmax_grad,
+            softmax_grad_in_place: neon::softmax_grad_in_place,
+        },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("{isa} is not available on this architecture"),
+    }
+}
+
+/// The checked shape of a call and what the whole batch needs before any row is done.
+pub(crate) struct Plan {
+    pub rows: usize,
+    /// Label smoothing when it applies (`> 0`), else 0.
+    pub smoothing: f64,
+    /// Sum of the class weights (C without weights): the smoothing term's total weight.
+    pub weight_sum: f64,
+    /// 'mean' divisor: sum of `w_t` over non-ignored rows, or N for probabilities.
+    pub divisor: f64,
+}
+
+/// Checks lengths (panics) and data (errors, in PyTorch's order of checks) for a call.
+#[track_caller]
+pub(crate) fn plan<T: Real>(
+    logits_len: usize,
+    classes: usize,
+    targets: &Targets<'_, T>,
+    options: &CrossEntropyOptions<'_, T>,
+    grad_output: Option<&GradOutput<'_, T>>,
+    row_losses_len: Option<usize>,
+) -> Result<Plan, CrossEntropyError> {
+    assert!(classes > 0, "cross_entropy: classes must be at least 1");
+    assert!(
+        logits_len % classes == 0,
+        "cross_entropy: logits: length {logits_len} is not a multiple of classes {classes}"
+    );
+    let rows = logits_len / classes;
+    if let Some(len) = row_losses_len {
+        check_len("cross_entropy: row_losses", rows, len);
+    }
+    match grad_output {
+        Some(GradOutput::PerRow(g)) => {
+            assert!(
+                options.reduction == Reduction::None,
+                "cross_entropy: grad_output: PerRow needs Reduction::None, got {:?}",
+                options.reduction
+            );
+            check_len("cross_entropy: grad_output", rows, g.len());
+        }
+        Some(GradOutput::Scalar(_)) | None => {}
+    }
+    let ls = options.label_smoothing.to_f64();
+    let smoothing = if ls > 0.0 { ls } else { 0.0 };
+    let label_smoothing_error = || CrossEntropyError::LabelSmoothing(ls);
+    let check_weight = |probabilities: bool| match options.weight {
+        Some(w) if w.len() != classes => Err(CrossEntropyError::WeightLength {
+            classes,
+            len: w.len(),
+            probabilities,
+        }),
+        _ => Ok(()),
+    };
+    let weight_sum = match options.weight {
+        Some(w) if w.len() == classes => w.iter().map(|v| v.to_f64()).sum(),
+        _ => classes as f64,
+    };
+    match *targets {
+        Targets::Probabilities(p) if p.len() == logits_len => {
+            // PyTorch's floating-point-target path: ignore_index, then weight, then smoothing.
+            if options.ignore_index >= 0 {
+                return Err(CrossEntropyError::IgnoreIndexWithProbabilities);
+            }
+            check_weight(true)?;
+            if ls > 1.0 {
+                return Err(label_smoothing_error());
+            }
+            Ok(Plan {
+                rows,
+                smoothing,
+                weight_sum,
+                divisor: rows as f64,
+            })
+        }
+        Targets::Probabilities(p) => {
+            // Shapes differ: PyTorch takes the class-index path, which checks smoothing, then
+            // the batch size.
+            assert!(
+                p.len() % classes == 0,
+                "cross_entropy: targets: length {} is not a multiple of classes {classes}",
+                p.len()
+            );
+            if ls > 1.0 {
+                return Err(label_smoothing_error());
+            }
+            Err(CrossEntropyError::BatchSize {
+                input: rows,
+                target: p.len() / classes,
+            })
+        }
+        Targets::Indices(t) => {
+            if ls > 1.0 {
+                return Err(label_smoothing_error());
+            }
+            if t.len() != rows {
+                return Err(CrossEntropyError::BatchSize {
+                    input: rows,
+                    target: t.len(),
+                });
+            }
+            check_weight(false)?;
+            let mut divisor = 0.0f64;
+            for &ti in t {
+                if ti == options.ignore_index {
+                    continue;
+                }
+                if ti < 0 || ti as u64 >= classes as u64 {
+                    return Err(CrossEntropyError::TargetOutOfBounds(ti));
+                }
+                divisor += options.weight.map_or(1.0, |w| w[ti as usize].to_f64());
+            }
+            Ok(Plan {
+                rows,
+                smoothing,
+                weight_sum,
+                divisor,
+            })
+        }
+    }
+}
+
+/// Where pass 2 writes: nowhere, into a separate buffer, or over the logits.
+enum Logits<'a> {
+    ForwardOnly(&'a [f32]),
+    Separate(&'a [f32], &'a mut [f32]),
+    InPlace(&'a mut [f32]),
+}
+
+impl Kernels {
+    /// The loss only (evaluation): no gradient is written, the logits are read once (twice
+    /// with label smoothing or probability targets). Per-row losses go to `row_losses` when
+    /// given (any reduction). Returns the reduced loss (under [`Reduction::None`], the sum of
+    /// the row losses).
+    ///
+    /// # Errors
+    /// PyTorch's errors, in PyTorch's order: `Target 10 is out of bounds.`, a weight of the
+    /// wrong length, `label_smoothing` above 1, a batch-size mismatch between logits and
+    /// targets, a non-negative `ignore_index` with probability targets. Nothing is written
+    /// when an error is returned.
+    ///
+    /// # Panics
+    /// If `classes == 0`, if `logits.len()` (or a probability target's length) is not a
+    /// multiple of `classes`, or if `row_losses` does not hold one value per row.
+    pub fn cross_entropy_forward(
+        &self,
+        logits: &[f32],
+        classes: usize,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+        row_losses: Option<&mut [f32]>,
+    ) -> Result<f32, CrossEntropyError> {
+        let plan = plan(
+            logits.len(),
+            classes,
+            &targets,
+            options,
+            None,
+            row_losses.as_ref().map(|r| r.len()),
+        )?;
+        self.cross_entropy_run(
+            &plan,
+            Logits::ForwardOnly(logits),
+            classes,
+            targets,
+            options,
+            GradOutput::Scalar(1.0),
+            row_losses,
+        )
+    }
+
+    /// Loss and gradient with respect to the logits in one call; the gradient (scaled by
+    /// `grad_output`) overwrites `grad_logits`. Returns the reduced loss (under
+    /// [`Reduction::None`], the sum of the row losses, which go to `row_losses`).
+    ///
+    /// # Errors
+    /// As [`Kernels::cross_entropy_forward`]; nothing is written when an error is returned.
+    ///
+    /// # Panics
+    /// As [`Kernels::cross_entropy_forward`], and if `grad_logits.len() != logits.len()`, or
+    /// `GradOutput::PerRow` is given with a reduction other than `None` or with a length other
+    /// than the number of rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cross_entropy_forward_backward(
+        &self,
+        logits: &[f32],
+        classes: usize,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+        grad_output: GradOutput<'_>,
+        grad_logits: &mut [f32],
+        row_losses: Option<&mut [f32]>,
+    ) -> Result<f32, CrossEntropyError> {
+        check_len(
+            "cross_entropy: grad_logits",
+            logits.len(),
+            grad_logits.len(),
+        );
+        let plan = plan(
+            logits.len(),
+            classes,
+            &targets,
+            options,
+            Some(&grad_output),
+            row_losses.as_ref().map(|r| r.len()),
+        )?;
+        self.cross_entropy_run(
+            &plan,
+            Logits::Separate(logits, grad_logits),
+            classes,
+            targets,
+            options,
+            grad_output,
+            row_losses,
+        )
+    }
+
+    /// As [`Kernels::cross_entropy_forward_backward`], the gradient written over the logits.
+    ///
+    /// # Errors
+    /// As [`Kernels::cross_entropy_forward`]; the logits are untouched when an error is
+    /// returned.
+    ///
+    /// # Panics
+    /// As [`Kernels::cross_entropy_forward_backward`].
+    pub fn cross_entropy_forward_backward_in_place(
+        &self,
+        logits: &mut [f32],
+        classes: usize,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+        grad_output: GradOutput<'_>,
+        row_losses: Option<&mut [f32]>,
+    ) -> Result<f32, CrossEntropyError> {
+        let plan = plan(
+            logits.len(),
+            classes,
+            &targets,
+            options,
+            Some(&grad_output),
+            row_losses.as_ref().map(|r| r.len()),
+        )?;
+        self.cross_entropy_run(
+            &plan,
+            Logits::InPlace(logits),
+            classes,
+            targets,
+            options,
+            grad_output,
+            row_losses,
+        )
+    }
+
+    /// The row loop shared by the three entry points (everything already checked).
+    #[allow(clippy::too_many_arguments)]
+    fn cross_entropy_run(
+        &self,
+        plan: &Plan,
+        mut logits: Logits<'_>,
+        classes: usize,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions<'_>,
+        grad_output: GradOutput<'_>,
+        mut row_losses: Option<&mut [f32]>,
+    ) -> Result<f32, CrossEntropyError> {
+        let c = classes;
+        let e = plan.smoothing;
+        let keep = 1.0 - e;
+        let e_over_c = e / c as f64;
+        let weight = options.weight;
+        let write_grad = !matches!(logits, Logits::ForwardOnly(_));
+        // The reduction's scale of the incoming gradient.
+        let batch_scale = match (options.reduction, grad_output) {
+            (Reduction::Mean, GradOutput::Scalar(g)) => g as f64 / plan.divisor,
+            (_, GradOutput::Scalar(g)) => g as f64,
+            (_, GradOutput::PerRow(_)) => 0.0,
+        };
+        let (mut sum_nll, mut sum_smooth) = (0.0f64, 0.0f64);
+        for n in 0..plan.rows {
+            let range = n * c..(n + 1) * c;
+            let scale = match grad_output {
+                GradOutput::PerRow(g) => g[n] as f64,
+                GradOutput::Scalar(_) => batch_scale,
+            };
+            let x: &[f32] = match &logits {
+                Logits::ForwardOnly(x) | Logits::Separate(x, _) => &x[range.clone()],
+                Logits::InPlace(x) => &x[range.clone()],
+            };
+            // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA).
+            let (m, s) = unsafe { (self.cross_entropy.max_sum_exp)(x) };
+            let log_s = s.ln();
+            // (row parameters, the target's fix-up (index, amount), what the loss needs).
+            let (params, fixup, loss_terms) = match targets {
+                Targets::Indices(t) => {
+                    let t = t[n];
+                    if t == options.ignore_index {
+                        // PyTorch's backward gives 0 * softmax here.
+                        let params = RowParams {
+                            m,
+                            mul: 0.0 / s,
+                            beta: 0.0,
+                            coef: Coef::None,
+                        };
+                        (params, None, None)
+                    } else {
+                        let t = t as usize;
+                        let w_t = weight.map_or(1.0, |w| w[t] as f64);
+                        let x_t = x[t];
+                        let nll = w_t as f32 * (log_s - (x_t - m));
+                        let alpha = scale * (keep * w_t + e_over_c * plan.weight_sum);
+                        let coef = match (e > 0.0, weight) {
+                            (false, _) => Coef::None,
+                            (true, None) => Coef::Ones,
+                            (true, Some(w)) => Coef::Weights(w),
+                        };
+                        let params = RowParams {
+                            m,
+                            mul: (alpha / s as f64) as f32,
+                            beta: (scale * e_over_c) as f32,
+                            coef,
+                        };
+                        let fix = (t, (scale * keep * w_t) as f32);
+                        (params, Some(fix), Some(nll))
+                    }
+                }
+                Targets::Probabilities(p) => {
+                    let p = &p[range.clone()];
+                    let (keep32, add32) = (keep as f32, e_over_c as f32);
+                    let total: f64 = match weight {
+                        None => p.iter().map(|&v| v.mul_add(keep32, add32) as f64).sum(),
+                        Some(w) => p
+                            .iter()
+                            .zip(w)
+                            .map(|(&v, &w)| (w * v.mul_add(keep32, add32)) as f64)
+                            .sum(),
+                    };
+                    let params = RowParams {
+                        m,
+                        mul: (scale * total / s as f64) as f32,
+                        beta: scale as f32,
+                        coef: Coef::Probs {
+                            p,
+                            w: weight,
+                            keep: keep32,
+                            add: add32,
+                        },
+                    };
+                    // The loss is log S * total - sum c (x - m): `total` rides in `nll`.
+                    (params, None, Some(total as f32))
+                }
+            };
+            let needs_pass2 = write_grad || !matches!(params.coef, Coef::None);
+            let mut acc = 0.0f32;
+            if needs_pass2 {
+                // SAFETY: the CPU has the table's ISA (see above); every slice handed over has
+                // the row's length (checked by `plan` and the entry points).
+                acc = unsafe {
+                    match &mut logits {
+                        Logits::ForwardOnly(x) => {
+                            (self.cross_entropy.softmax_grad)(&x[range.clone()], None, &params)
+                        }
+                        Logits::Separate(x, g) => (self.cross_entropy.softmax_grad)(
+                            &x[range.clone()],
+                            Some(&mut g[range.clone()]),
+                            &params,
+                        ),
+                        Logits::InPlace(x) => (self.cross_entropy.softmax_grad_in_place)(
+                            &mut x[range.clone()],
+                            &params,
+                        ),
+                    }
+                };
+                if let Some((t, amount)) = fixup {
+                    match &mut logits {
+                        Logits::ForwardOnly(_) => {}
+                        Logits::Separate(_, g) => g[n * c + t] -= amount,
+                        Logits::InPlace(x) => x[n * c + t] -= amount,
+                    }
+                }
+            }
+            // Row loss terms.
+            let (nll, smooth) = match (targets, loss_terms) {
+                (_, None) => (0.0f64, 0.0f64),
+                (Targets::Indices(_), Some(nll)) => {
+                    let smooth = if e > 0.0 {
+                        (log_s * plan.weight_sum as f32 - acc) as f64
+                    } else {
+                        0.0
+                    };
+                    (nll as f64, smooth)
+                }
+                (Targets::Probabilities(_), Some(total)) => ((log_s * total - acc) as f64, 0.0),
+            };
+            let row_loss = match targets {
+                Targets::Indices(_) if e > 0.0 => keep * nll + e_over_c * smooth,
+                _ => nll,
+            };
+            if let Some(r) = row_losses.as_deref_mut() {
+                r[n] = row_loss as f32;
+            }
+            sum_nll += nll;
+            sum_smooth += smooth;
+        }
+        let total = match targets {
+            Targets::Indices(_) if e > 0.0 => match options.reduction {
+                Reduction::Mean => {
+                    keep * (sum_nll / plan.divisor) + (sum_smooth / plan.divisor) * e_over_c
+                }
+                _ => keep * sum_nll + sum_smooth * e_over_c,
+            },
+            _ => match options.reduction {
+                Reduction::Mean => sum_nll / plan.divisor,
+                _ => sum_nll,
+            },
+        };
+        Ok(total as f32)
+    }
 }

@@ -1,0 +1,207 @@
+//! The reference: PyTorch's formulas written out plainly, generic over `f32` and `f64` (the
+//! oracle of the SIMD kernels and of the gradient checks), and the scalar table's row kernels.
+
+use super::{
+    plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, RowParams, Targets,
+};
+use crate::exp::scalar::exp_one;
+use crate::Real;
+
+/// The reference cross-entropy: loss (reduced; the sum of the row losses under
+/// [`Reduction::None`]), the gradient with respect to the logits into `grad_logits` when given
+/// (overwritten), and the per-row losses into `row_losses` when given. Same arguments, checks,
+/// errors and panics as [`Kernels::cross_entropy_forward_backward`](crate::Kernels::cross_entropy_forward_backward).
+///
+/// It computes `logp = (x - max) - log(sum exp(x - max))` per row, as PyTorch's `log_softmax`
+/// does, and then the formulas of the [module docs](super) term by term.
+///
+/// # Errors
+/// PyTorch's errors (see [`CrossEntropyError`]).
+///
+/// # Panics
+/// On inconsistent lengths, as the [`Kernels`](crate::Kernels) methods.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_backward<T: Real>(
+    logits: &[T],
+    classes: usize,
+    targets: Targets<'_, T>,
+    options: &CrossEntropyOptions<'_, T>,
+    grad_output: GradOutput<'_, T>,
+    mut grad_logits: Option<&mut [T]>,
+    mut row_losses: Option<&mut [T]>,
+) -> Result<T, CrossEntropyError> {
+    if let Some(g) = grad_logits.as_ref() {
+        crate::check_len("cross_entropy: grad_logits", logits.len(), g.len());
+    }
+    let plan = plan(
+        logits.len(),
+        classes,
+        &targets,
+        options,
+        Some(&grad_output),
+        row_losses.as_ref().map(|r| r.len()),
+    )?;
+    let c = classes;
+    let e = T::from_f64(plan.smoothing);
+    let smoothing = plan.smoothing > 0.0;
+    let c_t = T::from_usize(c);
+    let weight = |j: usize| options.weight.map_or(T::ONE, |w| w[j]);
+    let divisor = T::from_f64(plan.divisor);
+    let (mut sum_nll, mut sum_smooth) = (T::ZERO, T::ZERO);
+    let mut logp = vec![T::ZERO; c];
+    for n in 0..plan.rows {
+        let x = &logits[n * c..(n + 1) * c];
+        let mut m = T::NEG_INFINITY;
+        for &v in x {
+            if v > m {
+                m = v;
+            }
+        }
+        let sum: T = x.iter().map(|&v| (v - m).exp()).sum();
+        let log_sum = sum.ln();
+        for (lp, &v) in logp.iter_mut().zip(x) {
+            *lp = (v - m) - log_sum;
+        }
+        let scale = match (grad_output, options.reduction) {
+            (GradOutput::PerRow(g), _) => g[n],
+            (GradOutput::Scalar(g), Reduction::Mean) => g / divisor,
+            (GradOutput::Scalar(g), _) => g,
+        };
+        // a_j: the row's weighted target distribution (None for an ignored row).
+        let target_dist: Option<Vec<T>> = match targets {
+            Targets::Indices(t) => {
+                if t[n] == options.ignore_index {
+                    None
+                } else {
+                    let t = t[n] as usize;
+                    let nll = -(weight(t) * logp[t]);
+                    sum_nll += nll;
+                    let mut row_loss = nll;
+                    if smoothing {
+                        let mut smooth = T::ZERO;
+                        for (j, &lp) in logp.iter().enumerate() {
+                            smooth -= lp * weight(j);
+                        }
+                        sum_smooth += smooth;
+                        row_loss = (T::ONE - e) * nll + e / c_t * smooth;
+                    }
+                    if let Some(r) = row_losses.as_deref_mut() {
+                        r[n] = row_loss;
+                    }
+                    Some(
+                        (0..c)
+                            .map(|j| {
+                                let hit = if j == t {
+                                    (T::ONE - e) * weight(t)
+                                } else {
+                                    T::ZERO
+                                };
+                                hit + e / c_t * weight(j)
+                            })
+                            .collect(),
+                    )
+                }
+            }
+            Targets::Probabilities(p) => {
+                let p = &p[n * c..(n + 1) * c];
+                let a: Vec<T> = (0..c)
+                    .map(|j| {
+                        let pj = if smoothing {
+                            p[j] * (T::ONE - e) + e / c_t
+                        } else {
+                            p[j]
+                        };
+                        weight(j) * pj
+                    })
+                    .collect();
+                let mut loss = T::ZERO;
+                for (&lp, &aj) in logp.iter().zip(&a) {
+                    loss -= lp * aj;
+                }
+                sum_nll += loss;
+                if let Some(r) = row_losses.as_deref_mut() {
+                    r[n] = loss;
+                }
+                Some(a)
+            }
+        };
+        if target_dist.is_none() {
+            if let Some(r) = row_losses.as_deref_mut() {
+                r[n] = T::ZERO;
+            }
+        }
+        if let Some(g) = grad_logits.as_deref_mut() {
+            let g = &mut g[n * c..(n + 1) * c];
+            match &target_dist {
+                // PyTorch's log_softmax backward of a zero gradient: 0 * softmax.
+                None => {
+                    for (g, &lp) in g.iter_mut().zip(&logp) {
+                        *g = lp.exp() * T::ZERO;
+                    }
+                }
+                Some(a) => {
+                    let total: T = a.iter().copied().sum();
+                    for ((g, &lp), &aj) in g.iter_mut().zip(&logp).zip(a) {
+                        *g = scale * (lp.exp() * total - aj);
+                    }
+                }
+            }
+        }
+    }
+    let total = match targets {
+        Targets::Indices(_) if smoothing => match options.reduction {
+            Reduction::Mean => {
+                (T::ONE - e) * (sum_nll / divisor) + (sum_smooth / divisor) * (e / c_t)
+            }
+            _ => (T::ONE - e) * sum_nll + sum_smooth * (e / c_t),
+        },
+        _ => match options.reduction {
+            Reduction::Mean => sum_nll / divisor,
+            _ => sum_nll,
+        },
+    };
+    Ok(total)
+}
+
+/// Pass 1 of the scalar table: `(m, sum exp(x - m))` where `m` is the row maximum (0 for a row
+/// without one above `-inf`, whose sum is then forced to NaN as PyTorch's result is).
+pub(crate) fn max_sum_exp(x: &[f32]) -> (f32, f32) {
+    let mut max = f32::NEG_INFINITY;
+    for &v in x {
+        if v > max {
+            max = v;
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        return (0.0, f32::NAN);
+    }
+    let sum = x.iter().map(|&v| exp_one(v - max)).sum();
+    (max, sum)
+}
+
+/// Pass 2 of the scalar table: `out_j = exp(x_j - m) * mul - beta * c_j`, returning
+/// `sum c_j (x_j - m)`. `get`/`set` abstract over separate and in-place buffers.
+pub(crate) fn row_pass(
+    n: usize,
+    get: impl Fn(usize) -> f32,
+    mut set: impl FnMut(usize, f32),
+    p: &RowParams<'_>,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for j in 0..n {
+        let d = get(j) - p.m;
+        let s = exp_one(d) * p.mul;
+        let c = match p.coef {
+            Coef::None => {
+                set(j, s);
+                continue;
+            }
+            Coef::Ones => 1.0,
+            Coef::Weights(w) => w[j],
+            Coef::Probs { p: t, w, keep, add } => w.map_or(1.0, |w| w[j]) * t[j].mul_add(keep, add),
+        };
+        set(j, s - p.beta * c);
+        acc += c * d;
+    }
+    acc
+}

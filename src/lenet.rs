@@ -1,0 +1,522 @@
+//! LeNet-5 as the PyTorch tutorials write it:
+//!
+//! ```text
+//! conv1: Conv2d(1, 6, 5, padding=2) -> ReLU -> MaxPool2d(2)     [N,1,28,28] -> [N,6,14,14]
+//! conv2: Conv2d(6, 16, 5)           -> ReLU -> MaxPool2d(2)     -> [N,16,5,5]
+//! flatten                                                        -> [N,400]
+//! fc1: Linear(400, 120) -> ReLU; fc2: Linear(120, 84) -> ReLU; fc3: Linear(84, 10)  -> [N,10]
+//! ```
+//!
+//! 61,706 parameters, kept in one flat vector in `state_dict` order ([`LeNet5::PARAMS`]), so
+//! the optimizer, the thread reduction and the checkpoint writer each walk one slice. Inputs are
+//! pixels / 255, nothing else. The model is generic over the precision: `LeNet5` (`f32`) trains
+//! on the SIMD kernels, `LeNet5<f64>` runs on the scalar references for gradient checks.
+
+use std::path::Path;
+
+use crate::backend::Backend;
+use crate::checkpoint;
+use crate::layers::{Conv2d, Dims, Flatten, Linear, MaxPool2d, ReLU};
+use crate::rng::Rng;
+use crate::{Error, Result};
+use simdnet_kernels::Real;
+
+/// Height and width of the images LeNet-5 takes.
+pub const IMAGE_SIDE: usize = 28;
+/// Pixels per image.
+pub const IMAGE_LEN: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// Classes (outputs).
+pub const CLASSES: usize = 10;
+
+const INPUT: Dims = Dims::new(1, IMAGE_SIDE, IMAGE_SIDE);
+const CONV1_OUT: Dims = Dims::new(6, 28, 28);
+const POOL1_OUT: Dims = Dims::new(6, 14, 14);
+const CONV2_OUT: Dims = Dims::new(16, 10, 10);
+const POOL2_OUT: Dims = Dims::new(16, 5, 5);
+const FC1_OUT: usize = 120;
+const FC2_OUT: usize = 84;
+
+/// LeNet-5's parameters: which layers, and the values, flat, in `state_dict` order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeNet5<T = f32> {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub pool: MaxPool2d,
+    pub relu: ReLU,
+    pub flatten: Flatten,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub fc3: Linear,
+    params: Vec<T>,
+}
+
+/// `(name, shape)` of every parameter tensor, in PyTorch's `state_dict` order.
+pub const PARAMS: [(&str, &[usize]); 10] = [
+    ("conv1.weight", &[6, 1, 5, 5]),
+    ("conv1.bias", &[6]),
+    ("conv2.weight", &[16, 6, 5, 5]),
+    ("conv2.bias", &[16]),
+    ("fc1.weight", &[120, 400]),
+    ("fc1.bias", &[120]),
+    ("fc2.weight", &[84, 120]),
+    ("fc2.bias", &[84]),
+    ("fc3.weight", &[10, 84]),
+    ("fc3.bias", &[10]),
+];
+
+/// Elements of each parameter tensor, in [`PARAMS`] order.
+pub const PARAM_LENS: [usize; 10] = {
+    let mut lens = [0; 10];
+    let mut i = 0;
+    while i < 10 {
+        let shape = PARAMS[i].1;
+        let mut n = 1;
+        let mut d = 0;
+        while d < shape.len() {
+            n *= shape[d];
+            d += 1;
+        }
+        lens[i] = n;
+        i += 1;
+    }
+    lens
+};
+
+/// Total parameters: 61,706.
+pub const NUM_PARAMS: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < 10 {
+        n += PARAM_LENS[i];
+        i += 1;
+    }
+    n
+};
+
+/// Splits a flat parameter (or gradient) vector into its ten tensors.
+pub fn split<T>(flat: &[T]) -> [&[T]; 10] {
+    let mut rest = flat;
+    PARAM_LENS.map(|n| {
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        head
+    })
+}
+
+/// Splits a flat parameter (or gradient) vector into its ten tensors, mutably.
+pub fn split_mut<T>(flat: &mut [T]) -> [&mut [T]; 10] {
+    let mut rest = flat;
+    PARAM_LENS.map(|n| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        head
+    })
+}
+
+impl LeNet5<f32> {
+    /// `(name, shape)` of every parameter tensor, in `state_dict` order.
+    pub const PARAMS: [(&'static str, &'static [usize]); 10] = PARAMS;
+    /// 61,706.
+    pub const NUM_PARAMS: usize = NUM_PARAMS;
+
+    /// PyTorch's default initialisation (see [`LeNet5::init`]) from a seeded generator.
+    pub fn new(seed: u64) -> LeNet5 {
+        LeNet5::init(seed)
+    }
+
+    /// Loads a checkpoint strictly: exactly the ten tensors of [`PARAMS`], by name and shape
+    /// (F64/F16/BF16 are converted). Errors name the file and every missing, unexpected or
+    /// mis-shaped tensor.
+    pub fn load(path: &Path) -> Result<LeNet5> {
+        let ckpt = checkpoint::read_expected(path, &PARAMS)?;
+        let mut params = Vec::with_capacity(NUM_PARAMS);
+        for t in &ckpt.tensors {
+            params.extend_from_slice(&t.data);
+        }
+        LeNet5::from_params(params).map_err(|e| Error::in_file(path, e))
+    }
+
+    /// Writes the ten tensors in PyTorch's names and shapes, atomically, with `metadata` (the
+    /// writer adds `format: pt`).
+    pub fn save(&self, path: &Path, metadata: &[(&str, &str)]) -> Result<()> {
+        let tensors = split(&self.params);
+        let list: Vec<(&str, &[usize], &[f32])> = PARAMS
+            .iter()
+            .zip(tensors)
+            .map(|(&(name, shape), data)| (name, shape, data))
+            .collect();
+        checkpoint::write(path, &list, metadata)
+    }
+}
+
+impl<T: Real> LeNet5<T> {
+    fn layers(params: Vec<T>) -> LeNet5<T> {
+        LeNet5 {
+            conv1: Conv2d::new("conv1", 1, 6, (5, 5)).with_padding(2, 2),
+            conv2: Conv2d::new("conv2", 6, 16, (5, 5)),
+            pool: MaxPool2d::new("max_pool2d", (2, 2)),
+            relu: ReLU::new("relu"),
+            flatten: Flatten::new("flatten"),
+            fc1: Linear::new("fc1", 400, FC1_OUT),
+            fc2: Linear::new("fc2", FC1_OUT, FC2_OUT),
+            fc3: Linear::new("fc3", FC2_OUT, CLASSES),
+            params,
+        }
+    }
+
+    /// PyTorch's default initialisation of every layer, in module order, from one generator
+    /// seeded with `seed`: weights and biases `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`.
+    pub fn init(seed: u64) -> LeNet5<T> {
+        let mut model = LeNet5::layers(vec![T::ZERO; NUM_PARAMS]);
+        let mut rng = Rng::new(seed);
+        let [c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b] = split_mut(&mut model.params);
+        let lengths_match = "parameter lengths come from the layers' own shapes";
+        model.conv1.init(&mut rng, c1w, c1b).expect(lengths_match);
+        model.conv2.init(&mut rng, c2w, c2b).expect(lengths_match);
+        model.fc1.init(&mut rng, f1w, f1b).expect(lengths_match);
+        model.fc2.init(&mut rng, f2w, f2b).expect(lengths_match);
+        model.fc3.init(&mut rng, f3w, f3b).expect(lengths_match);
+        model
+    }
+
+    /// A model with the given flat parameters (in [`PARAMS`] order).
+    pub fn from_params(params: Vec<T>) -> Result<LeNet5<T>> {
+        if params.len() != NUM_PARAMS {
+            return Err(Error::new(format!(
+                "LeNet-5 has {NUM_PARAMS} parameters, got {}",
+                params.len()
+            )));
+        }
+        Ok(LeNet5::layers(params))
+    }
+
+    /// The same model in another precision (values rounded through f64).
+    pub fn cast<U: Real>(&self) -> LeNet5<U> {
+        LeNet5::layers(
+            self.params
+                .iter()
+                .map(|v| U::from_f64(v.to_f64()))
+                .collect(),
+        )
+    }
+
+    /// All parameters, flat, in [`PARAMS`] order.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    /// The parameter tensor called `name` (`"fc1.weight"`), if there is one.
+    pub fn tensor(&self, name: &str) -> Option<&[T]> {
+        let i = PARAMS.iter().position(|(n, _)| *n == name)?;
+        Some(split(&self.params)[i])
+    }
+
+    /// Buffers for batches of up to `capacity` images: every activation and gradient a training
+    /// step needs, allocated once.
+    pub fn workspace<B: Backend<T>>(&self, backend: &B, capacity: usize) -> Result<Workspace<T>> {
+        let conv_ws = self
+            .conv1
+            .workspace_len(backend, capacity, INPUT)?
+            .max(self.conv2.workspace_len(backend, capacity, POOL1_OUT)?);
+        let len = |d: Dims| d.batch_len("LeNet-5", capacity);
+        Ok(Workspace {
+            capacity,
+            input: vec![T::ZERO; len(INPUT)?],
+            a1: vec![T::ZERO; len(CONV1_OUT)?],
+            p1: vec![T::ZERO; len(POOL1_OUT)?],
+            argmax1: vec![0; len(POOL1_OUT)?],
+            a2: vec![T::ZERO; len(CONV2_OUT)?],
+            p2: vec![T::ZERO; len(POOL2_OUT)?],
+            argmax2: vec![0; len(POOL2_OUT)?],
+            h1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
+            h2: vec![T::ZERO; len(Dims::flat(FC2_OUT))?],
+            logits: vec![T::ZERO; len(Dims::flat(CLASSES))?],
+            grad_logits: vec![T::ZERO; len(Dims::flat(CLASSES))?],
+            grad_h2: vec![T::ZERO; len(Dims::flat(FC2_OUT))?],
+            grad_z2: vec![T::ZERO; len(Dims::flat(FC2_OUT))?],
+            grad_h1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
+            grad_z1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
+            grad_p2: vec![T::ZERO; len(POOL2_OUT)?],
+            grad_a2: vec![T::ZERO; len(CONV2_OUT)?],
+            grad_z_conv2: vec![T::ZERO; len(CONV2_OUT)?],
+            grad_p1: vec![T::ZERO; len(POOL1_OUT)?],
+            grad_a1: vec![T::ZERO; len(CONV1_OUT)?],
+            grad_z_conv1: vec![T::ZERO; len(CONV1_OUT)?],
+            grad_input: None,
+            conv_workspace: vec![T::ZERO; conv_ws],
+            grads: vec![T::ZERO; NUM_PARAMS],
+        })
+    }
+
+    fn check_batch(ws: &Workspace<T>, batch: usize) -> Result<()> {
+        if batch > ws.capacity {
+            return Err(Error::new(format!(
+                "LeNet-5: batch of {batch} images exceeds the workspace's capacity of {}",
+                ws.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    /// The forward pass over the first `batch` images of `ws.input_mut(batch)`; the logits are
+    /// then in `ws.logits(batch)`.
+    pub fn forward<B: Backend<T>>(
+        &self,
+        backend: &B,
+        ws: &mut Workspace<T>,
+        batch: usize,
+    ) -> Result<()> {
+        Self::check_batch(ws, batch)?;
+        let [c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b] = split(&self.params);
+        let n = batch;
+        let conv_ws = &mut ws.conv_workspace[..];
+        let a1 = &mut ws.a1[..n * CONV1_OUT.numel()];
+        self.conv1.forward(
+            backend,
+            n,
+            INPUT,
+            &ws.input[..n * IMAGE_LEN],
+            c1w,
+            c1b,
+            a1,
+            conv_ws,
+        )?;
+        self.relu.forward_in_place(backend, a1);
+        let (p1, argmax1) = (
+            &mut ws.p1[..n * POOL1_OUT.numel()],
+            &mut ws.argmax1[..n * POOL1_OUT.numel()],
+        );
+        self.pool.forward(backend, n, CONV1_OUT, a1, p1, argmax1)?;
+        let a2 = &mut ws.a2[..n * CONV2_OUT.numel()];
+        self.conv2
+            .forward(backend, n, POOL1_OUT, p1, c2w, c2b, a2, conv_ws)?;
+        self.relu.forward_in_place(backend, a2);
+        // Flatten is a view: the pooled [N,16,5,5] activations are fc1's [N,400] input.
+        let (p2, argmax2) = (
+            &mut ws.p2[..n * POOL2_OUT.numel()],
+            &mut ws.argmax2[..n * POOL2_OUT.numel()],
+        );
+        self.pool.forward(backend, n, CONV2_OUT, a2, p2, argmax2)?;
+        let h1 = &mut ws.h1[..n * FC1_OUT];
+        self.fc1.forward(backend, n, p2, f1w, f1b, h1)?;
+        self.relu.forward_in_place(backend, h1);
+        let h2 = &mut ws.h2[..n * FC2_OUT];
+        self.fc2.forward(backend, n, h1, f2w, f2b, h2)?;
+        self.relu.forward_in_place(backend, h2);
+        self.fc3
+            .forward(backend, n, h2, f3w, f3b, &mut ws.logits[..n * CLASSES])?;
+        Ok(())
+    }
+
+    /// The backward pass after [`LeNet5::forward`] on the same `batch`, from the gradient of
+    /// the loss with respect to the logits in `ws.grad_logits_mut(batch)`: every parameter's
+    /// gradient into `ws.grads()` (overwritten), and the input's into `ws.grad_input()` if
+    /// [`Workspace::keep_input_grad`] asked for it.
+    pub fn backward<B: Backend<T>>(
+        &self,
+        backend: &B,
+        ws: &mut Workspace<T>,
+        batch: usize,
+    ) -> Result<()> {
+        Self::check_batch(ws, batch)?;
+        let n = batch;
+        let [c1w, _, c2w, _, f1w, _, f2w, _, f3w, _] = split(&self.params);
+        let [gc1w, gc1b, gc2w, gc2b, gf1w, gf1b, gf2w, gf2b, gf3w, gf3b] = split_mut(&mut ws.grads);
+        let (h1, h2) = (&ws.h1[..n * FC1_OUT], &ws.h2[..n * FC2_OUT]);
+
+        let grad_h2 = &mut ws.grad_h2[..n * FC2_OUT];
+        self.fc3.backward(
+            backend,
+            n,
+            h2,
+            f3w,
+            &ws.grad_logits[..n * CLASSES],
+            Some(grad_h2),
+            gf3w,
+            gf3b,
+        )?;
+        let grad_z2 = &mut ws.grad_z2[..n * FC2_OUT];
+        self.relu.backward(backend, h2, grad_h2, grad_z2)?;
+        let grad_h1 = &mut ws.grad_h1[..n * FC1_OUT];
+        self.fc2
+            .backward(backend, n, h1, f2w, grad_z2, Some(grad_h1), gf2w, gf2b)?;
+        let grad_z1 = &mut ws.grad_z1[..n * FC1_OUT];
+        self.relu.backward(backend, h1, grad_h1, grad_z1)?;
+        let p2 = &ws.p2[..n * POOL2_OUT.numel()];
+        let grad_p2 = &mut ws.grad_p2[..n * POOL2_OUT.numel()];
+        self.fc1
+            .backward(backend, n, p2, f1w, grad_z1, Some(grad_p2), gf1w, gf1b)?;
+
+        let a2 = &ws.a2[..n * CONV2_OUT.numel()];
+        let grad_a2 = &mut ws.grad_a2[..n * CONV2_OUT.numel()];
+        self.pool.backward(
+            backend,
+            n,
+            CONV2_OUT,
+            grad_p2,
+            &ws.argmax2[..n * POOL2_OUT.numel()],
+            grad_a2,
+        )?;
+        let grad_z_conv2 = &mut ws.grad_z_conv2[..n * CONV2_OUT.numel()];
+        self.relu.backward(backend, a2, grad_a2, grad_z_conv2)?;
+        let p1 = &ws.p1[..n * POOL1_OUT.numel()];
+        let grad_p1 = &mut ws.grad_p1[..n * POOL1_OUT.numel()];
+        let conv_ws = &mut ws.conv_workspace[..];
+        self.conv2.backward(
+            backend,
+            n,
+            POOL1_OUT,
+            p1,
+            c2w,
+            grad_z_conv2,
+            Some(grad_p1),
+            gc2w,
+            gc2b,
+            conv_ws,
+        )?;
+
+        let a1 = &ws.a1[..n * CONV1_OUT.numel()];
+        let grad_a1 = &mut ws.grad_a1[..n * CONV1_OUT.numel()];
+        self.pool.backward(
+            backend,
+            n,
+            CONV1_OUT,
+            grad_p1,
+            &ws.argmax1[..n * POOL1_OUT.numel()],
+            grad_a1,
+        )?;
+        let grad_z_conv1 = &mut ws.grad_z_conv1[..n * CONV1_OUT.numel()];
+        self.relu.backward(backend, a1, grad_a1, grad_z_conv1)?;
+        let input = &ws.input[..n * IMAGE_LEN];
+        // The image needs no gradient in training; gradient checks ask for it.
+        let grad_input = ws.grad_input.as_mut().map(|g| &mut g[..n * IMAGE_LEN]);
+        self.conv1.backward(
+            backend,
+            n,
+            INPUT,
+            input,
+            c1w,
+            grad_z_conv1,
+            grad_input,
+            gc1w,
+            gc1b,
+            conv_ws,
+        )?;
+        Ok(())
+    }
+}
+
+/// Every activation and gradient buffer of a LeNet-5 step for batches of up to `capacity`
+/// images (one per training thread).
+#[derive(Clone, Debug)]
+pub struct Workspace<T> {
+    capacity: usize,
+    input: Vec<T>,
+    a1: Vec<T>,
+    p1: Vec<T>,
+    argmax1: Vec<u32>,
+    a2: Vec<T>,
+    p2: Vec<T>,
+    argmax2: Vec<u32>,
+    h1: Vec<T>,
+    h2: Vec<T>,
+    logits: Vec<T>,
+    grad_logits: Vec<T>,
+    grad_h2: Vec<T>,
+    grad_z2: Vec<T>,
+    grad_h1: Vec<T>,
+    grad_z1: Vec<T>,
+    grad_p2: Vec<T>,
+    grad_a2: Vec<T>,
+    grad_z_conv2: Vec<T>,
+    grad_p1: Vec<T>,
+    grad_a1: Vec<T>,
+    grad_z_conv1: Vec<T>,
+    grad_input: Option<Vec<T>>,
+    conv_workspace: Vec<T>,
+    grads: Vec<T>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// The largest batch this workspace holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The input of the first `batch` images, `[batch, 1, 28, 28]`.
+    pub fn input_mut(&mut self, batch: usize) -> &mut [T] {
+        &mut self.input[..batch * IMAGE_LEN]
+    }
+
+    /// Fills the input with `images` (28x28 bytes each) as pixels / 255, computed in `T` as
+    /// PyTorch's `x.float() / 255` does; returns how many images were loaded.
+    pub fn load_images<'a>(&mut self, images: impl IntoIterator<Item = &'a [u8]>) -> Result<usize> {
+        let scale = T::from_f64(255.0);
+        let mut count = 0;
+        for (i, image) in images.into_iter().enumerate() {
+            if i >= self.capacity {
+                return Err(Error::new(format!(
+                    "LeNet-5: more images than the workspace's capacity of {}",
+                    self.capacity
+                )));
+            }
+            if image.len() != IMAGE_LEN {
+                return Err(Error::new(format!(
+                    "LeNet-5 takes 28x28 images ({IMAGE_LEN} pixels), got one of {}",
+                    image.len()
+                )));
+            }
+            let dst = &mut self.input[i * IMAGE_LEN..(i + 1) * IMAGE_LEN];
+            for (d, &p) in dst.iter_mut().zip(image) {
+                *d = T::from_f64(f64::from(p)) / scale;
+            }
+            count = i + 1;
+        }
+        Ok(count)
+    }
+
+    /// The logits of the last forward pass, `[batch, 10]`.
+    pub fn logits(&self, batch: usize) -> &[T] {
+        &self.logits[..batch * CLASSES]
+    }
+
+    /// Where the loss puts its gradient with respect to the logits before the backward pass.
+    pub fn grad_logits_mut(&mut self, batch: usize) -> &mut [T] {
+        &mut self.grad_logits[..batch * CLASSES]
+    }
+
+    /// The logits and the buffer for their gradient, together (the fused loss writes one while
+    /// reading the other).
+    pub fn logits_and_grad(&mut self, batch: usize) -> (&[T], &mut [T]) {
+        (
+            &self.logits[..batch * CLASSES],
+            &mut self.grad_logits[..batch * CLASSES],
+        )
+    }
+
+    /// The parameter gradients of the last backward pass, flat, in [`PARAMS`] order.
+    pub fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    pub fn grads_mut(&mut self) -> &mut [T] {
+        &mut self.grads
+    }
+
+    /// Makes later backward passes also compute the gradient with respect to the input
+    /// (training skips it).
+    pub fn keep_input_grad(&mut self) {
+        if self.grad_input.is_none() {
+            self.grad_input = Some(vec![T::ZERO; self.input.len()]);
+        }
+    }
+
+    /// The input gradient of the last backward pass, if [`Workspace::keep_input_grad`] was called.
+    pub fn grad_input(&self, batch: usize) -> Option<&[T]> {
+        self.grad_input.as_ref().map(|g| &g[..batch * IMAGE_LEN])
+    }
+}

@@ -7,6 +7,14 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod rng;
+pub mod backend;
+pub mod explain;
+pub mod gradcheck;
+pub mod layers;
+pub mod lenet;
+pub mod loss;
+pub mod optim;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use simdnet_kernels as kernels;

@@ -1,0 +1,113 @@
+//! `SGD` with PyTorch's arguments, defaults, validation and order of operations, one fused
+//! kernel pass per tensor over parameter, gradient and momentum buffer.
+
+use crate::backend::Backend;
+use crate::{Error, Result};
+use simdnet_kernels::Real;
+
+pub use simdnet_kernels::sgd::SgdOptions;
+
+/// `torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+/// maximize=False)` over tensors stored back to back in one flat vector (their lengths given at
+/// construction). Each tensor has its own momentum buffer, created on its first step as a copy
+/// of the gradient, as PyTorch does.
+///
+/// ```
+/// use simdnet::optim::{Sgd, SgdOptions};
+/// use simdnet::kernels::Kernels;
+///
+/// let mut opt = Sgd::new(&[2, 1], SgdOptions { momentum: 0.9, ..SgdOptions::new(0.1) }).unwrap();
+/// let mut params = [1.0_f32, 2.0, 3.0];
+/// let grads = [0.5_f32, -1.0, 0.0];
+/// opt.step(Kernels::get(), &mut params, &grads).unwrap(); // buffer = g; p -= lr * buffer
+/// opt.step(Kernels::get(), &mut params, &grads).unwrap(); // buffer = 0.9 * buffer + g
+/// assert!((params[0] - (1.0 - 0.05 - 0.095)).abs() < 1e-6);
+/// assert_eq!(Sgd::new(&[1], SgdOptions::new(-1.0)).unwrap_err().to_string(), "Invalid learning rate: -1");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sgd<T = f32> {
+    options: SgdOptions,
+    lens: Vec<usize>,
+    buffers: Vec<Vec<T>>,
+    steps: u64,
+}
+
+impl<T: Real> Sgd<T> {
+    /// PyTorch's default learning rate.
+    pub const DEFAULT_LR: f64 = 1e-3;
+
+    /// An optimizer for tensors of `lens` elements, with PyTorch's validation (its messages).
+    pub fn new(lens: &[usize], options: SgdOptions) -> Result<Sgd<T>> {
+        options.validate().map_err(|e| Error::new(e.to_string()))?;
+        Ok(Sgd {
+            options,
+            lens: lens.to_vec(),
+            buffers: Vec::new(),
+            steps: 0,
+        })
+    }
+
+    /// PyTorch's `SGD(params)`: every default, `lr = 1e-3`.
+    pub fn with_defaults(lens: &[usize]) -> Result<Sgd<T>> {
+        Sgd::new(lens, SgdOptions::new(Self::DEFAULT_LR))
+    }
+
+    pub fn options(&self) -> &SgdOptions {
+        &self.options
+    }
+
+    /// Changes the learning rate for later steps (a scheduler would).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let options = SgdOptions { lr, ..self.options };
+        options.validate().map_err(|e| Error::new(e.to_string()))?;
+        self.options = options;
+        Ok(())
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Tensor `i`'s momentum buffer, once a step has created it.
+    pub fn momentum_buffer(&self, i: usize) -> Option<&[T]> {
+        self.buffers.get(i).map(Vec::as_slice)
+    }
+
+    /// `optimizer.step()`: updates `params` in place from `grads` (both flat, the tensors back
+    /// to back).
+    pub fn step<B: Backend<T>>(
+        &mut self,
+        backend: &B,
+        params: &mut [T],
+        grads: &[T],
+    ) -> Result<()> {
+        let total: usize = self.lens.iter().sum();
+        if params.len() != total || grads.len() != total {
+            return Err(Error::new(format!(
+                "SGD: the parameters have {} elements and the gradients {}, expected {total}",
+                params.len(),
+                grads.len()
+            )));
+        }
+        let momentum = self.options.momentum != 0.0;
+        let first_step = self.buffers.is_empty();
+        if momentum && first_step {
+            // Allocated once; the kernel fills each buffer with a copy of the gradient.
+            self.buffers = self.lens.iter().map(|&n| vec![T::ZERO; n]).collect();
+        }
+        let mut offset = 0;
+        for (i, &n) in self.lens.iter().enumerate() {
+            let (p, g) = (&mut params[offset..offset + n], &grads[offset..offset + n]);
+            let buffer = if momentum {
+                Some(&mut self.buffers[i][..])
+            } else {
+                None
+            };
+            backend.sgd_step(&self.options, p, g, buffer, first_step);
+            offset += n;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+}

@@ -427,7 +427,7 @@ fn embedded_subset_is_class_balanced_fashion_mnist() {
     ]
     .iter()
     .map(|f| {
-        fs::metadata(Path::new("src/data/subset").join(f))
+        fs::metadata(Path::new("src/data/fashion-mnist-subset").join(f))
             .unwrap()
             .len() as usize
     })

@@ -11,7 +11,7 @@
 //!    the files;
 //! 4. else the embedded subset: 5,000 training images (the first 500 of each class in
 //!    Fashion-MNIST's training file) and 1,000 test images (the first 100 of each class in its
-//!    test file), raw IDX, built by `src/data/subset/make_subset.py`.
+//!    test file), raw IDX, built by `src/data/fashion-mnist-subset/make_subset.py`.
 //!
 //! In a directory each file is `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
 //! `t10k-images-idx3-ubyte` or `t10k-labels-idx1-ubyte`, raw or with `.gz` appended (the raw one
@@ -182,16 +182,26 @@ pub fn load(data_flag: Option<&Path>, need_train: bool) -> Result<Splits> {
     )
 }
 
-/// [`load`] with the environment value and the Debian directory given explicitly (for tests).
-pub fn load_with(
+/// Which data [`load`] would read, checking only that the needed files exist (for `info`).
+pub fn resolve(data_flag: Option<&Path>, need_train: bool) -> Result<Source> {
+    resolve_with(
+        data_flag,
+        std::env::var_os(DATA_ENV_VAR).map(PathBuf::from),
+        Path::new(DEBIAN_DIR),
+        need_train,
+    )
+}
+
+/// [`resolve`] with the environment value and the Debian directory given explicitly.
+pub fn resolve_with(
     data_flag: Option<&Path>,
     env_value: Option<PathBuf>,
     debian_dir: &Path,
     need_train: bool,
-) -> Result<Splits> {
-    let source = if let Some(dir) = data_flag {
+) -> Result<Source> {
+    if let Some(dir) = data_flag {
         check_dir(dir, need_train, "--data")?;
-        Source::Flag(dir.to_path_buf())
+        Ok(Source::Flag(dir.to_path_buf()))
     } else if let Some(dir) = env_value {
         if dir.as_os_str().is_empty() {
             return Err(Error::new(format!(
@@ -199,12 +209,22 @@ pub fn load_with(
             )));
         }
         check_dir(&dir, need_train, &format!("${DATA_ENV_VAR}"))?;
-        Source::Env(dir)
+        Ok(Source::Env(dir))
     } else if missing_files(debian_dir, need_train).is_empty() {
-        Source::Debian(debian_dir.to_path_buf())
+        Ok(Source::Debian(debian_dir.to_path_buf()))
     } else {
-        Source::Embedded
-    };
+        Ok(Source::Embedded)
+    }
+}
+
+/// [`load`] with the environment value and the Debian directory given explicitly (for tests).
+pub fn load_with(
+    data_flag: Option<&Path>,
+    env_value: Option<PathBuf>,
+    debian_dir: &Path,
+    need_train: bool,
+) -> Result<Splits> {
+    let source = resolve_with(data_flag, env_value, debian_dir, need_train)?;
     let (train, test) = match &source {
         Source::Flag(dir) | Source::Env(dir) | Source::Debian(dir) => {
             let train = if need_train {
@@ -323,10 +343,10 @@ pub mod embedded {
     /// Test images in the subset (the first 100 of each class).
     pub const TEST_COUNT: usize = 1000;
 
-    const TRAIN_IMAGES: &[u8] = include_bytes!("subset/train-images-idx3-ubyte");
-    const TRAIN_LABELS: &[u8] = include_bytes!("subset/train-labels-idx1-ubyte");
-    const TEST_IMAGES: &[u8] = include_bytes!("subset/t10k-images-idx3-ubyte");
-    const TEST_LABELS: &[u8] = include_bytes!("subset/t10k-labels-idx1-ubyte");
+    const TRAIN_IMAGES: &[u8] = include_bytes!("fashion-mnist-subset/train-images-idx3-ubyte");
+    const TRAIN_LABELS: &[u8] = include_bytes!("fashion-mnist-subset/train-labels-idx1-ubyte");
+    const TEST_IMAGES: &[u8] = include_bytes!("fashion-mnist-subset/t10k-images-idx3-ubyte");
+    const TEST_LABELS: &[u8] = include_bytes!("fashion-mnist-subset/t10k-labels-idx1-ubyte");
 
     fn parse(name: &str, images: &[u8], labels: &[u8]) -> Result<Dataset> {
         let what = |e: String| Error::new(format!("embedded {name} set: {e}"));

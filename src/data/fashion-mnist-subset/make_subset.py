@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the Fashion-MNIST subset embedded in simdnet (src/data/subset/).
+"""Builds the Fashion-MNIST subset embedded in simdnet (src/data/fashion-mnist-subset/).
 
 Python 3 standard library only. Reads the four gzip-compressed IDX files of Debian's
 dataset-fashion-mnist (or any directory given as the first argument) and writes raw IDX files
@@ -10,7 +10,7 @@ next to this script:
   t10k-images-idx3-ubyte / t10k-labels-idx1-ubyte: the first 100 images of each class in the test
       file, 1,000 in all, kept in file order.
 
-Together about 4.7 MB. Run: python3 src/data/subset/make_subset.py [/usr/share/datasets/fashion-mnist]
+Together about 4.7 MB. Run: python3 src/data/fashion-mnist-subset/make_subset.py [/usr/share/datasets/fashion-mnist]
 """
 
 import gzip

@@ -432,7 +432,7 @@ pub fn check_lenet5_f32(kernels: &Kernels) -> Vec<GradcheckRow> {
 /// tensor (each coordinate costs two forward passes).
 pub fn lenet_check() -> GradCheck {
     GradCheck {
-        max_coords: 300,
+        max_coords: 100,
         ..GradCheck::default()
     }
 }

@@ -149,7 +149,8 @@ fn write_is_atomic_and_leaves_no_temporary_file() {
 fn writer_rejects_bad_input() {
     let p = Path::new("unused.safetensors");
     let two = [1.0f32, 2.0];
-    let cases: Vec<(Vec<(&str, &[usize], &[f32])>, Vec<(&str, &str)>, &str)> = vec![
+    type Tensors<'a> = Vec<(&'a str, &'a [usize], &'a [f32])>;
+    let cases: Vec<(Tensors, Vec<(&str, &str)>, &str)> = vec![
         (
             vec![("a", &[2], &two), ("a", &[2], &two)],
             vec![],

@@ -1,0 +1,268 @@
+//! The subcommands, on the library's API.
+
+use super::args::{EvalArgs, TrainArgs, UsageError};
+use super::{output_error, Failure};
+use simdnet::data;
+use simdnet::gradcheck;
+use simdnet::kernels::{cpu_features, Isa, Kernels, ISA_ENV_VAR};
+use simdnet::lenet::LeNet5;
+use simdnet::train::{self, Evaluation, TrainConfig};
+use simdnet::Error;
+use std::io::Write;
+
+/// The kernel table `SIMDNET_ISA` asks for (or the best): an invalid value is a command-line
+/// error of `command`.
+fn kernels(command: &'static str) -> Result<Kernels, Failure> {
+    Kernels::from_env().map_err(|e| {
+        Failure::Usage(UsageError::new(
+            format!("invalid {ISA_ENV_VAR}: {e}"),
+            Some(command),
+        ))
+    })
+}
+
+/// `avx2 (the best this CPU supports)` or `scalar (from SIMDNET_ISA)`.
+fn isa_description(k: &Kernels) -> String {
+    let forced = std::env::var(ISA_ENV_VAR).is_ok_and(|v| !v.trim().is_empty());
+    if forced {
+        format!("{} (from {ISA_ENV_VAR})", k.isa())
+    } else {
+        format!("{} (the best this CPU supports)", k.isa())
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `simdnet info`.
+pub fn info(out: &mut dyn Write) -> Result<(), Failure> {
+    let k = kernels("info")?;
+    let features: Vec<String> = cpu_features()
+        .iter()
+        .map(|(name, has)| format!("{name} {}", if *has { "yes" } else { "no" }))
+        .collect();
+    let supported: Vec<&str> = Isa::supported().iter().map(|i| i.name()).collect();
+    let data_line = match data::resolve(None, true) {
+        Ok(source) => source.to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    let text = format!(
+        "simdnet {} ({})\n\
+         CPU features: {}\n\
+         Kernel ISAs supported: {}\n\
+         Kernel ISA in use: {}\n\
+         Threads (train's default): {}\n\
+         gzip-compressed IDX files: {}\n\
+         Data (train's default): {}\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        if features.is_empty() {
+            "none detected".to_string()
+        } else {
+            features.join(", ")
+        },
+        supported.join(", "),
+        isa_description(&k),
+        default_threads(),
+        if cfg!(feature = "gzip") {
+            "supported"
+        } else {
+            "not supported (built without the `gzip` feature)"
+        },
+        data_line,
+    );
+    out.write_all(text.as_bytes()).map_err(output_error)
+}
+
+/// The training configuration: the defaults with the command line's values on top.
+fn train_config(a: &TrainArgs) -> TrainConfig {
+    let mut cfg = TrainConfig::default();
+    let TrainArgs {
+        data: _,
+        epochs,
+        batch_size,
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov,
+        threads,
+        seed,
+        out,
+        init,
+        no_shuffle,
+        max_steps,
+        save_last,
+        metrics,
+        log_interval,
+    } = a.clone();
+    cfg.epochs = epochs.unwrap_or(cfg.epochs);
+    cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
+    cfg.lr = lr.unwrap_or(cfg.lr);
+    cfg.momentum = momentum.unwrap_or(cfg.momentum);
+    cfg.dampening = dampening.unwrap_or(cfg.dampening);
+    cfg.weight_decay = weight_decay.unwrap_or(cfg.weight_decay);
+    cfg.nesterov = nesterov;
+    cfg.threads = threads.unwrap_or(cfg.threads);
+    cfg.seed = seed.unwrap_or(cfg.seed);
+    cfg.out = out.unwrap_or(cfg.out);
+    cfg.init = init;
+    cfg.shuffle = !no_shuffle;
+    cfg.max_steps = max_steps;
+    cfg.save_last = save_last;
+    cfg.metrics = metrics;
+    cfg.log_interval = log_interval.unwrap_or(cfg.log_interval);
+    cfg
+}
+
+/// `simdnet train`.
+pub fn train(a: TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let cfg = train_config(&a);
+    // PyTorch's hyperparameter checks (and positive counts) are command-line errors.
+    cfg.validate()
+        .map_err(|e| Failure::Usage(UsageError::new(e.to_string(), Some("train"))))?;
+    let k = kernels("train")?;
+    let source = data::resolve(a.data.as_deref(), true)?;
+    writeln!(out, "Data: {source}").map_err(output_error)?;
+    writeln!(out, "Kernel ISA: {}", isa_description(&k)).map_err(output_error)?;
+    let splits = data::load(a.data.as_deref(), true)?;
+    let train_len = splits.train.as_ref().map_or(0, |t| t.len());
+    if train_len == 0 || splits.test.is_empty() {
+        return Err(Error::new(format!(
+            "{source}: the training set has {train_len} images and the test set {}: both must \
+             have at least one",
+            splits.test.len()
+        ))
+        .into());
+    }
+    writeln!(
+        out,
+        "Training set: {train_len} images, test set: {} images; {} threads, batch size {}, \
+         {} epochs",
+        splits.test.len(),
+        cfg.threads,
+        cfg.batch_size,
+        cfg.epochs
+    )
+    .map_err(output_error)?;
+    train::train(&cfg, &splits, &k, out)?;
+    Ok(())
+}
+
+/// `simdnet eval`.
+pub fn eval(a: EvalArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let k = kernels("eval")?;
+    let source = data::resolve(a.data.as_deref(), false)?;
+    let model = LeNet5::load(&a.weights)?;
+    writeln!(out, "Data: {source}").map_err(output_error)?;
+    writeln!(out, "Kernel ISA: {}", isa_description(&k)).map_err(output_error)?;
+    writeln!(out, "Weights: {}", a.weights.display()).map_err(output_error)?;
+    let splits = data::load(a.data.as_deref(), false)?;
+    if splits.test.is_empty() {
+        return Err(Error::new(format!("{source}: the test set is empty")).into());
+    }
+    let evaluation = train::evaluate(&model, &splits.test, &k, default_threads());
+    writeln!(out, "{}", evaluation.test_line()).map_err(output_error)?;
+    writeln!(out).map_err(output_error)?;
+    out.write_all(confusion_matrix(&evaluation, splits.class_names).as_bytes())
+        .map_err(output_error)
+}
+
+/// The confusion matrix as text: a row per true class, a column per predicted class, and each
+/// class's accuracy (recall) at the end of its row.
+pub fn confusion_matrix(e: &Evaluation, names: Option<[&'static str; 10]>) -> String {
+    let label = |c: usize| match names {
+        Some(n) => format!("{c} {}", n[c]),
+        None => c.to_string(),
+    };
+    let label_width = (0..10).map(|c| label(c).len()).max().unwrap_or(1);
+    let count_width = e
+        .confusion
+        .iter()
+        .flatten()
+        .map(|v| v.to_string().len())
+        .max()
+        .unwrap_or(1)
+        .max(3);
+    let mut s = String::from("Confusion matrix (rows: true class, columns: predicted class)\n");
+    s.push_str(&format!("{:label_width$}", ""));
+    for c in 0..10 {
+        s.push_str(&format!(" {c:>count_width$}"));
+    }
+    s.push_str("  accuracy\n");
+    for (c, row) in e.confusion.iter().enumerate() {
+        s.push_str(&format!("{:<label_width$}", label(c)));
+        for v in row {
+            s.push_str(&format!(" {v:>count_width$}"));
+        }
+        let total: u64 = row.iter().sum();
+        if total == 0 {
+            s.push_str("         -\n");
+        } else {
+            let pct = 100.0 * row[c] as f64 / total as f64;
+            s.push_str(&format!("  {pct:>7.2}%\n"));
+        }
+    }
+    s
+}
+
+/// `simdnet gradcheck`.
+pub fn gradcheck(out: &mut dyn Write) -> Result<(), Failure> {
+    let k = kernels("gradcheck")?;
+    writeln!(out, "Kernel ISA: {}", isa_description(&k)).map_err(output_error)?;
+    let rows = gradcheck::run_all(&k);
+    gradcheck::print_table(&rows, out).map_err(output_error)?;
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{} {} ({})", r.layer, r.tensor, r.precision))
+        .collect();
+    if failed.is_empty() {
+        writeln!(out, "All {} gradient checks passed.", rows.len()).map_err(output_error)
+    } else {
+        Err(Error::new(format!(
+            "{} of {} gradient checks failed: {}",
+            failed.len(),
+            rows.len(),
+            failed.join(", ")
+        ))
+        .into())
+    }
+}
+
+/// `simdnet explain`.
+pub fn explain(out: &mut dyn Write) -> Result<(), Failure> {
+    let k = kernels("explain")?;
+    simdnet::explain::explain(&k, out).map_err(output_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_matrix_has_names_counts_and_recall() {
+        let mut confusion = [[0u64; 10]; 10];
+        confusion[0][0] = 850;
+        confusion[0][6] = 150;
+        confusion[9][9] = 1000;
+        let e = Evaluation {
+            loss: 0.5,
+            correct: 1850,
+            total: 2000,
+            confusion,
+        };
+        let text = confusion_matrix(&e, Some(data::FASHION_MNIST_CLASSES));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 12);
+        assert!(lines[2].starts_with("0 T-shirt/top  850"), "{}", lines[2]);
+        assert!(lines[2].ends_with("85.00%"), "{}", lines[2]);
+        assert!(lines[2].contains(" 150 "));
+        assert!(lines[11].starts_with("9 Ankle boot "), "{}", lines[11]);
+        assert!(lines[11].ends_with("100.00%"));
+        assert!(lines[5].ends_with('-')); // a class with no samples
+        let plain = confusion_matrix(&e, None);
+        assert!(plain.lines().nth(2).unwrap().starts_with("0  850"));
+    }
+}

@@ -175,14 +175,46 @@ pub struct EpochStats {
     pub samples_per_sec: f64,
 }
 
+/// The best model by test accuracy so far: a copy, which later steps on the live model do not
+/// change.
+#[derive(Clone, Debug)]
+pub struct BestModel {
+    pub model: LeNet5,
+    pub epoch: usize,
+    pub eval: Evaluation,
+}
+
+impl BestModel {
+    /// Keeps a copy of `model` when there is no best yet or it is strictly more accurate than
+    /// the best (a tie keeps the earlier model); returns whether it did.
+    pub fn offer(
+        best: &mut Option<BestModel>,
+        model: &LeNet5,
+        epoch: usize,
+        eval: &Evaluation,
+    ) -> bool {
+        let better = best
+            .as_ref()
+            .map_or(true, |b| eval.correct > b.eval.correct);
+        if better {
+            *best = Some(BestModel {
+                model: model.clone(),
+                epoch,
+                eval: eval.clone(),
+            });
+        }
+        better
+    }
+}
+
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
     pub epochs: Vec<EpochStats>,
     /// Optimizer steps taken.
     pub steps: u64,
-    /// The best model by test accuracy (the copy written to `out`), its epoch and evaluation.
-    pub best: Option<(LeNet5, usize, Evaluation)>,
+    /// The best model by test accuracy (the copy written to `out`).
+    pub best: Option<BestModel>,
     /// The weights at the end of the run.
     pub last: LeNet5,
 }
@@ -564,14 +596,9 @@ pub fn train(
                 let model = shared.model.read().unwrap_or_else(|p| p.into_inner());
                 let eval = evaluate(&model, &data.test, kernels, threads);
                 writeln!(log, "{}", eval.test_line()).map_err(log_error)?;
-                let improved = summary
-                    .best
-                    .as_ref()
-                    .map_or(true, |(_, _, b)| eval.correct > b.correct);
-                if improved {
-                    // A copy: later steps change the live model, not the best one.
-                    let best = model.clone();
-                    save(&best, &cfg.out, epoch, &eval)?;
+                if BestModel::offer(&mut summary.best, &model, epoch, &eval) {
+                    let best = summary.best.as_ref().expect("just offered");
+                    save(&best.model, &cfg.out, epoch, &eval)?;
                     writeln!(
                         log,
                         "New best test accuracy {:.2}% (epoch {epoch}): saved {}",
@@ -579,7 +606,6 @@ pub fn train(
                         cfg.out.display()
                     )
                     .map_err(log_error)?;
-                    summary.best = Some((best, epoch, eval.clone()));
                 }
                 let train_loss = if seen > 0 {
                     loss_total / seen as f64

@@ -441,3 +441,33 @@ fn tiny_training_run_writes_checkpoints_and_metrics() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn diverging_training_stops_with_exit_1_and_writes_nothing() {
+    let dir = temp_dir("nan");
+    let best = dir.join("best.safetensors");
+    let last = dir.join("last.safetensors");
+    let (_, stderr) = expect(
+        &simdnet(
+            &[
+                "train",
+                "--data",
+                SUBSET,
+                "--lr",
+                "1e20",
+                "--max-steps",
+                "3",
+                "--out",
+                best.to_str().unwrap(),
+                "--save-last",
+                last.to_str().unwrap(),
+            ],
+            &[],
+        ),
+        1,
+        &["the loss is"],
+    );
+    assert!(stderr.contains("NaN") || stderr.contains("inf"), "{stderr}");
+    assert!(!best.exists() && !last.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

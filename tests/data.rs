@@ -393,6 +393,40 @@ fn debian_directory_then_embedded_subset() {
     fs::remove_dir_all(debian).unwrap();
 }
 
+/// Debian ships `.gz` files: without the `gzip` feature they cannot be read, so the embedded
+/// subset is used rather than failing.
+#[test]
+fn debian_gz_files_count_only_with_the_gzip_feature() {
+    let debian = data_dir("debian-gz", 2, true);
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let raw = debian.join(name);
+        let bytes = fs::read(&raw).unwrap();
+        #[cfg(feature = "gzip")]
+        let bytes = gzip(&bytes);
+        fs::write(debian.join(format!("{name}.gz")), bytes).unwrap();
+        fs::remove_file(raw).unwrap();
+    }
+    let source = data::resolve_with(None, None, &debian, true).unwrap();
+    if cfg!(feature = "gzip") {
+        assert_eq!(source, Source::Debian(debian.clone()));
+        assert_eq!(
+            data::load_with(None, None, &debian, true)
+                .unwrap()
+                .test
+                .len(),
+            2
+        );
+    } else {
+        assert_eq!(source, Source::Embedded);
+    }
+    fs::remove_dir_all(debian).unwrap();
+}
+
 #[test]
 fn embedded_subset_is_class_balanced_fashion_mnist() {
     let nowhere = temp_dir("emb").join("missing");

@@ -8,7 +8,7 @@
 //! 2. else `$SIMDNET_DATA` when set: an error if it is empty or lacks the files (never silently
 //!    skipped);
 //! 3. else `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist`) when it holds
-//!    the files;
+//!    the files (its `.gz` files count only when the `gzip` feature is on);
 //! 4. else the embedded subset: 5,000 training images (the first 500 of each class in
 //!    Fashion-MNIST's training file) and 1,000 test images (the first 100 of each class in its
 //!    test file), raw IDX, built by `src/data/fashion-mnist-subset/make_subset.py`.
@@ -210,7 +210,7 @@ pub fn resolve_with(
         }
         check_dir(&dir, need_train, &format!("${DATA_ENV_VAR}"))?;
         Ok(Source::Env(dir))
-    } else if missing_files(debian_dir, need_train).is_empty() {
+    } else if debian_usable(debian_dir, need_train) {
         Ok(Source::Debian(debian_dir.to_path_buf()))
     } else {
         Ok(Source::Embedded)
@@ -253,16 +253,29 @@ pub fn load_with(
 
 /// The needed file names that `dir` lacks (raw or `.gz`).
 fn missing_files(dir: &Path, need_train: bool) -> Vec<&'static str> {
-    let needed: &[&'static str] = if need_train {
-        &[TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
-    } else {
-        &[TEST_IMAGES, TEST_LABELS]
-    };
-    needed
+    needed(need_train)
         .iter()
         .copied()
         .filter(|name| !find_file(dir, name).is_file())
         .collect()
+}
+
+/// Whether Debian's directory holds every needed file in a form this build can read: Debian
+/// ships `.gz` files, which need the `gzip` feature; without it they do not count, and the
+/// embedded subset is used instead.
+fn debian_usable(dir: &Path, need_train: bool) -> bool {
+    missing_files(dir, need_train).is_empty()
+        && needed(need_train)
+            .iter()
+            .all(|name| cfg!(feature = "gzip") || dir.join(name).is_file())
+}
+
+fn needed(need_train: bool) -> &'static [&'static str] {
+    if need_train {
+        &[TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
+    } else {
+        &[TEST_IMAGES, TEST_LABELS]
+    }
 }
 
 fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {

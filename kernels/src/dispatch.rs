@@ -140,8 +140,7 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma_detected() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
-    *DETECTED
-        .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *DETECTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

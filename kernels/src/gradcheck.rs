@@ -37,7 +37,11 @@ impl Tensor {
     ) -> Tensor {
         let name = name.into();
         let numel: usize = shape.iter().product();
-        crate::check_len(&format!("gradcheck tensor '{name}' values"), numel, values.len());
+        crate::check_len(
+            &format!("gradcheck tensor '{name}' values"),
+            numel,
+            values.len(),
+        );
         crate::check_len(
             &format!("gradcheck tensor '{name}' analytic gradient"),
             numel,

@@ -25,7 +25,10 @@ fn names_round_trip_and_unknown_names_are_errors() {
         Err(IsaError::Unknown("sse9".to_string()))
     );
     let msg = Kernels::select("sse9").unwrap_err().to_string();
-    assert!(msg.contains("sse9") && msg.contains("scalar, avx2, neon"), "{msg}");
+    assert!(
+        msg.contains("sse9") && msg.contains("scalar, avx2, neon"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -40,7 +43,10 @@ fn unsupported_isa_is_an_error_naming_it() {
         IsaError::Unsupported(missing)
     );
     let msg = Kernels::select(missing.name()).unwrap_err().to_string();
-    assert!(msg.contains(missing.name()) && msg.contains("not supported"), "{msg}");
+    assert!(
+        msg.contains(missing.name()) && msg.contains("not supported"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -55,7 +61,9 @@ fn every_folder_has_entries() {
     let entries = Kernels::for_isa(Isa::Scalar).unwrap().entries();
     for folder in FOLDERS {
         assert!(
-            entries.iter().any(|(n, _)| n.starts_with(&format!("{folder}."))),
+            entries
+                .iter()
+                .any(|(n, _)| n.starts_with(&format!("{folder}."))),
             "kernel folder {folder} has no table entries"
         );
     }
@@ -67,7 +75,12 @@ fn assert_no_scalar_fallback(k: &Kernels) {
     let simd = k.entries();
     assert_eq!(scalar.len(), simd.len());
     for ((name, s), (_, v)) in scalar.iter().zip(&simd) {
-        assert_ne!(s, v, "{name} of the {} table is the scalar function", k.isa());
+        assert_ne!(
+            s,
+            v,
+            "{name} of the {} table is the scalar function",
+            k.isa()
+        );
     }
 }
 

@@ -150,7 +150,8 @@ fn writer_rejects_bad_input() {
     let p = Path::new("unused.safetensors");
     let two = [1.0f32, 2.0];
     type Tensors<'a> = Vec<(&'a str, &'a [usize], &'a [f32])>;
-    let cases: Vec<(Tensors, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Tensors<'a>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("a", &[2], &two), ("a", &[2], &two)],
             vec![],

@@ -6,7 +6,7 @@
 
 use super::pack::{pack_a, pack_b};
 use super::{GemmArgs, Transpose};
-use std::cell::RefCell;
+use std::cell::Cell;
 
 /// Block sizes of one instruction set (see the module docs of `gemm` for why these values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,68 @@ pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
         alpha: f32,
         beta: f32,
     );
+
+    /// [`tile`](Microkernel::tile) restricted to the first `rows <= MR` rows and
+    /// `cols <= NR` columns: reads only those rows of A and columns of B, and reads and writes
+    /// only that part of `out` (so `out` needs `(rows - 1) * ldc + cols` elements).
+    ///
+    /// This default copies the operands into zero-padded buffers on the stack, `EDGE_K` steps
+    /// of k at a time, and runs the whole tile into a stack tile; an ISA with masked loads and
+    /// stores overrides it to work in place.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn tile_edge(
+        self,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        rows: usize,
+        b: &[f32],
+        b_rs: usize,
+        cols: usize,
+        out: &mut [f32],
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        const EDGE_K: usize = 64;
+        let mut acc = [[0.0f32; NR]; MR];
+        let mut a_copy = [[0.0f32; MR]; EDGE_K];
+        let mut b_copy = [[0.0f32; NR]; EDGE_K];
+        for p0 in (0..k).step_by(EDGE_K) {
+            let steps = EDGE_K.min(k - p0);
+            for (p, (ac, bc)) in a_copy.iter_mut().zip(&mut b_copy).take(steps).enumerate() {
+                for (i, x) in ac.iter_mut().enumerate().take(rows) {
+                    *x = a[i * a_rs + (p0 + p) * a_cs];
+                }
+                bc[..cols].copy_from_slice(&b[(p0 + p) * b_rs..][..cols]);
+            }
+            let acc_beta = if p0 == 0 { 0.0 } else { 1.0 };
+            self.tile(
+                steps,
+                a_copy.as_flattened(),
+                1,
+                MR,
+                b_copy.as_flattened(),
+                NR,
+                acc.as_flattened_mut(),
+                NR,
+                1.0,
+                acc_beta,
+            );
+        }
+        for (i, t) in acc.iter().enumerate().take(rows) {
+            let row = &mut out[i * ldc..][..cols];
+            for (x, &v) in row.iter_mut().zip(t) {
+                *x = if beta == 0.0 {
+                    alpha * v
+                } else {
+                    alpha * v + beta * *x
+                };
+            }
+        }
+    }
 }
 
 /// Panics unless every index a `tile` call reads or writes lies inside its slice. Microkernels
@@ -84,13 +146,14 @@ pub(crate) fn assert_tile_fits<const MR: usize, const NR: usize>(
 
 /// Packing buffers of this thread. They grow to the largest size needed and are then reused,
 /// so a steady stream of GEMM calls allocates nothing.
+#[derive(Default)]
 struct Workspace {
     a: Vec<f32>,
     b: Vec<f32>,
 }
 
 thread_local! {
-    static WORKSPACE: RefCell<Workspace> = const { RefCell::new(Workspace { a: Vec::new(), b: Vec::new() }) };
+    static WORKSPACE: Cell<Workspace> = const { Cell::new(Workspace { a: Vec::new(), b: Vec::new() }) };
 }
 
 /// A `len`-element window of `buf` starting on a 64-byte boundary (a cache line), growing `buf`
@@ -129,19 +192,25 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
 #[derive(Clone, Copy, Debug)]
 struct Plan {
     /// Read B where it lies (`transb == No` only): the microkernel loads its `NR`-wide rows
-    /// with stride `ldb`. Wins when every B sliver is used by only one m block, so packing
-    /// would copy B once more than it is read.
+    /// with stride `ldb` and prefetches ahead.
     direct_b: bool,
-    /// Read A where it lies (broadcasts with strides `lda` and 1): wins when there are so few B
-    /// slivers that packing A would cost as much as the multiply.
+    /// Read A where it lies (broadcasts with strides `lda` and 1).
     direct_a: bool,
 }
 
 fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
-    Plan {
-        direct_b: args.transb == Transpose::No && args.m <= bl.mc,
-        direct_a: args.n <= 2 * bl.nr,
-    }
+    // B in place pays when m fits one m block (each B sliver then serves one A block, so
+    // packing would copy B once more than the multiply reads it) and either m is tiny (a few
+    // row panels cannot amortise a copy) or ldb is not a multiple of 64 floats: a sliver of
+    // rows 256 B apart (or a power-of-two multiple) falls into a handful of L1 sets and
+    // evicts itself, which packing avoids.
+    let tiny_m = args.m <= 4 * bl.mr;
+    let direct_b =
+        args.transb == Transpose::No && args.m <= bl.mc && (tiny_m || args.ldb % 64 != 0);
+    // A in place pays when n is at most two slivers: packing A would cost about as much as
+    // the multiply that reads it (conv1's weight gradient, 6 x 50176 x 25).
+    let direct_a = args.n <= 2 * bl.nr;
+    Plan { direct_b, direct_a }
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` with the arguments already checked against their
@@ -165,14 +234,12 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         return;
     }
     let plan = plan(args, bl);
-    WORKSPACE.with(|ws| match ws.try_borrow_mut() {
-        Ok(mut ws) => {
-            let Workspace { a, b } = &mut *ws;
-            blocked(kernel, bl, plan, args, c, a, b);
-        }
-        // Only reachable if a kernel re-entered GEMM on this thread; use fresh buffers.
-        Err(_) => blocked(kernel, bl, plan, args, c, &mut Vec::new(), &mut Vec::new()),
-    });
+    // Borrow the buffers by moving them out (a nested call would find empty ones) rather than
+    // running the loops inside a `with` closure: a closure is a separate function without this
+    // ISA's target features, where the SIMD intrinsics would not inline.
+    let mut ws = WORKSPACE.take();
+    blocked(kernel, bl, plan, args, c, &mut ws.a, &mut ws.b);
+    WORKSPACE.set(ws);
 }
 
 /// The five loops around the microkernel (Goto / BLIS order): n blocks, k blocks (pack B), m
@@ -204,18 +271,9 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
     let kc_max = balanced_block(k, bl.kc, 1);
     let mc_max = balanced_block(m, bl.mc, MR);
     let nc_max = balanced_block(n, bl.nc, NR);
-    // Packed B holds a whole kc x nc panel, or (direct B) only the one partial sliver at the
-    // right edge of C. Packed A holds an mc x kc block, or (direct A) one partial sliver.
-    let b_len = if plan.direct_b {
-        kc_max * NR
-    } else {
-        kc_max * nc_max
-    };
-    let a_len = if plan.direct_a {
-        MR * kc_max
-    } else {
-        mc_max * kc_max
-    };
+    // Packed B holds a kc x nc panel, packed A an mc x kc block (nothing when read in place).
+    let b_len = if plan.direct_b { 0 } else { kc_max * nc_max };
+    let a_len = if plan.direct_a { 0 } else { mc_max * kc_max };
     let bpack = aligned(b_buf, b_len);
     let apack = aligned(a_buf, a_len);
 
@@ -225,81 +283,40 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
             let kc = kc_max.min(k - pc);
             // Later k blocks add to what the first one wrote.
             let beta = if pc == 0 { beta } else { 1.0 };
-            let edge_cols = nc % NR;
             if !plan.direct_b {
                 pack_b::<NR>(transb, b, ldb, pc, kc, jc, nc, bpack);
-            } else if edge_cols != 0 {
-                pack_b::<NR>(
-                    transb,
-                    b,
-                    ldb,
-                    pc,
-                    kc,
-                    jc + nc - edge_cols,
-                    edge_cols,
-                    bpack,
-                );
             }
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
-                let edge_rows = mc % MR;
                 if !plan.direct_a {
                     pack_a::<MR>(transa, a, lda, ic, mc, pc, kc, apack);
-                } else if edge_rows != 0 {
-                    pack_a::<MR>(
-                        transa,
-                        a,
-                        lda,
-                        ic + mc - edge_rows,
-                        edge_rows,
-                        pc,
-                        kc,
-                        apack,
-                    );
                 }
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let (b_tile, b_rs): (&[f32], usize) = if !plan.direct_b {
-                        (&bpack[jr * kc..][..kc * NR], NR)
-                    } else if nr == NR {
+                    let (b_tile, b_rs): (&[f32], usize) = if plan.direct_b {
                         (&b[pc * ldb + jc + jr..], ldb)
                     } else {
-                        (&bpack[..kc * NR], NR)
+                        (&bpack[jr * kc..][..kc * NR], NR)
                     };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
+                        let row = ic + ir;
                         let (a_tile, a_rs, a_cs): (&[f32], usize, usize) = if !plan.direct_a {
                             (&apack[ir * kc..][..MR * kc], 1, MR)
-                        } else if mr < MR {
-                            (&apack[..MR * kc], 1, MR)
                         } else {
-                            let row = ic + ir;
                             match transa {
                                 Transpose::No => (&a[row * lda + pc..], lda, 1),
                                 Transpose::Yes => (&a[pc * lda + row..], 1, lda),
                             }
                         };
-                        let c_at = (ic + ir) * ldc + jc + jr;
+                        let out = &mut c[row * ldc + jc + jr..];
                         if mr == MR && nr == NR {
-                            let out = &mut c[c_at..][..(MR - 1) * ldc + NR];
                             kernel
                                 .tile(kc, a_tile, a_rs, a_cs, b_tile, b_rs, out, ldc, alpha, beta);
                         } else {
-                            // Edge tile: the zero-padded slivers give a whole tile; keep the
-                            // part inside C.
-                            let mut tile = [[0.0f32; NR]; MR];
-                            let flat = tile.as_flattened_mut();
-                            kernel.tile(kc, a_tile, a_rs, a_cs, b_tile, b_rs, flat, NR, 1.0, 0.0);
-                            for (i, t) in tile.iter().enumerate().take(mr) {
-                                let row = &mut c[c_at + i * ldc..][..nr];
-                                for (x, &v) in row.iter_mut().zip(t) {
-                                    *x = if beta == 0.0 {
-                                        alpha * v
-                                    } else {
-                                        alpha * v + beta * *x
-                                    };
-                                }
-                            }
+                            kernel.tile_edge(
+                                kc, a_tile, a_rs, a_cs, mr, b_tile, b_rs, nr, out, ldc, alpha, beta,
+                            );
                         }
                     }
                 }

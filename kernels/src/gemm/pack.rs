@@ -77,24 +77,26 @@ pub(crate) fn pack_b<const NR: usize>(
     nc: usize,
     dst: &mut [f32],
 ) {
-    for (s, sliver) in dst[..nc.div_ceil(NR) * NR * kc]
-        .chunks_exact_mut(NR * kc)
-        .enumerate()
-    {
-        let first = j0 + s * NR;
-        let cols = NR.min(j0 + nc - first);
-        match trans {
-            // B(p, j) = b[p * ldb + j]: NR consecutive elements per p.
-            Transpose::No => {
-                for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
-                    let src = &b[(p0 + p) * ldb + first..][..cols];
-                    row[..cols].copy_from_slice(src);
-                    row[cols..].fill(0.0);
+    let dst = &mut dst[..nc.div_ceil(NR) * NR * kc];
+    match trans {
+        // B(p, j) = b[p * ldb + j]: walk B row by row (one sequential stream the hardware
+        // prefetcher follows), dealing each row's NR-wide pieces out to the slivers.
+        Transpose::No => {
+            for p in 0..kc {
+                let row = &b[(p0 + p) * ldb + j0..][..nc];
+                for (piece, sliver) in row.chunks(NR).zip(dst.chunks_exact_mut(NR * kc)) {
+                    let out = &mut sliver[p * NR..][..NR];
+                    out[..piece.len()].copy_from_slice(piece);
+                    out[piece.len()..].fill(0.0);
                 }
             }
-            // B(p, j) = b[j * ldb + p]: each column of op(B) is contiguous; scatter it along a
-            // row of the sliver.
-            Transpose::Yes => {
+        }
+        // B(p, j) = b[j * ldb + p]: each column of op(B) is contiguous; scatter it along a
+        // row of the sliver.
+        Transpose::Yes => {
+            for (s, sliver) in dst.chunks_exact_mut(NR * kc).enumerate() {
+                let first = j0 + s * NR;
+                let cols = NR.min(j0 + nc - first);
                 if cols == NR {
                     let src: [&[f32]; NR] =
                         std::array::from_fn(|j| &b[(first + j) * ldb + p0..][..kc]);

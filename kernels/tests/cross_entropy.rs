@@ -655,10 +655,10 @@ proptest! {
     }
 }
 
-/// Rows longer than the 2048-logit block of pass 1: the maximum in a late block, -inf blocks
-/// before finite ones, NaN and +inf in a late block.
+/// Long rows: the maximum late in the row, long runs of -inf before finite values,
+/// NaN and +inf late in the row.
 #[test]
-fn long_rows_cross_blocks_of_the_online_pass() {
+fn long_rows_with_late_maxima_and_non_finite_values() {
     let c = 5000;
     let mut logits = logits_of(0, 4 * c, 11);
     logits[c + 4500] = 40.0; // row 1: the maximum in the third block

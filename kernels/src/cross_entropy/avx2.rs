@@ -1,19 +1,17 @@
-//! AVX2+FMA row kernels of the fused softmax-cross-entropy: 8 lanes, four vectors per step in
-//! the long loops, tails through masked loads and stores.
+//! AVX2+FMA row kernels of the fused softmax-cross-entropy (the module docs give the passes):
+//! 8 lanes, several vectors per step in the long loops, tails through masked loads and
+//! stores.
 
-use super::{Coef, RowParams};
-use crate::exp::avx2::{exp8, hmax, hsum, tail_mask};
+use super::Coef;
+use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, tail_mask};
 use std::arch::x86_64::*;
 
-/// Pass 1 works on blocks this long: its max pass leaves the block in L1 for the exp pass.
-const BLOCK: usize = 2048;
-
-/// Maximum of a block (NaN lanes may be skipped; the exp pass catches NaN).
+/// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
 ///
 /// # Safety
 /// AVX2; `x` points to `n` readable floats.
 #[inline(always)]
-unsafe fn block_max(x: *const f32, n: usize) -> f32 {
+unsafe fn max_of(x: *const f32, n: usize) -> f32 {
     // SAFETY: full vectors cover [i, i + 8) with i + 8 <= n; the tail load is masked to the
     // lanes below n - i.
     unsafe {
@@ -38,71 +36,6 @@ unsafe fn block_max(x: *const f32, n: usize) -> f32 {
         }
         hmax(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)))
     }
-}
-
-/// `sum exp(x - m)` of a block.
-///
-/// # Safety
-/// AVX2 and FMA; `x` points to `n` readable floats.
-#[inline(always)]
-unsafe fn block_sum_exp(x: *const f32, n: usize, m: f32) -> f32 {
-    // SAFETY: as in `block_max`.
-    unsafe {
-        let mv = _mm256_set1_ps(m);
-        let zero = _mm256_setzero_ps();
-        let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
-        let mut i = 0;
-        while i + 32 <= n {
-            s0 = _mm256_add_ps(s0, exp8(_mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mv)));
-            s1 = _mm256_add_ps(s1, exp8(_mm256_sub_ps(_mm256_loadu_ps(x.add(i + 8)), mv)));
-            s2 = _mm256_add_ps(s2, exp8(_mm256_sub_ps(_mm256_loadu_ps(x.add(i + 16)), mv)));
-            s3 = _mm256_add_ps(s3, exp8(_mm256_sub_ps(_mm256_loadu_ps(x.add(i + 24)), mv)));
-            i += 32;
-        }
-        while i + 8 <= n {
-            s0 = _mm256_add_ps(s0, exp8(_mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mv)));
-            i += 8;
-        }
-        if i < n {
-            let mask = tail_mask(n - i);
-            let e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x.add(i), mask), mv));
-            s1 = _mm256_add_ps(s1, _mm256_and_ps(e, _mm256_castsi256_ps(mask)));
-        }
-        hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)))
-    }
-}
-
-/// Pass 1: `(m, sum exp(x - m))`, online over blocks (see the module docs).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn max_sum_exp(x: &[f32]) -> (f32, f32) {
-    let mut max = f32::NEG_INFINITY;
-    // The reference point of `sum`: the running maximum, or 0 while that is -inf.
-    let mut reference = 0.0f32;
-    let mut sum = 0.0f32;
-    for block in x.chunks(BLOCK) {
-        // SAFETY: AVX2 and FMA are enabled here; the pointer and length come from a slice.
-        let block_max = unsafe { block_max(block.as_ptr(), block.len()) };
-        let new_max = max.max(block_max);
-        let new_reference = if new_max == f32::NEG_INFINITY {
-            0.0
-        } else {
-            new_max
-        };
-        if sum != 0.0 && new_reference != reference {
-            sum *= (reference - new_reference).exp();
-        }
-        // SAFETY: as above.
-        sum += unsafe { block_sum_exp(block.as_ptr(), block.len(), new_reference) };
-        max = new_max;
-        reference = new_reference;
-    }
-    if max == f32::NEG_INFINITY {
-        return (0.0, f32::NAN);
-    }
-    (reference, sum)
 }
 
 /// Per-class coefficients `c_j` of pass 2, 8 at a time.
@@ -184,121 +117,204 @@ impl Coefs for Probs<'_> {
     }
 }
 
-/// Pass 2 over `n` logits at `x`: `out_j = exp(x_j - m) * mul - beta * c_j` stored at `out`
-/// when `WRITE` (which may equal `x`: each element is read before it is written), returning
-/// `sum c_j (x_j - m)`.
+/// Pass 1 of the two-pass form: the row maximum (NaN lanes may be skipped; the exp pass
+/// catches NaN).
 ///
 /// # Safety
-/// AVX2 and FMA; `x` readable and (when `WRITE`) `out` writable for `n` floats; the
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn row_max(x: &[f32]) -> f32 {
+    // SAFETY: features enabled here; pointer and length from a slice.
+    unsafe { max_of(x.as_ptr(), x.len()) }
+}
+
+/// `e_j = exp(x_j - m)` stored at `out` when `STORE` (which may equal `x`), returning
+/// `(sum e_j, sum c_j (x_j - m))`.
+///
+/// # Safety
+/// AVX2 and FMA; `x` readable and (when `STORE`) `out` writable for `n` floats; the
 /// coefficients cover `n`.
 #[inline(always)]
-unsafe fn pass2<const WRITE: bool, C: Coefs>(
+unsafe fn exp_pass<const STORE: bool, C: Coefs>(
     x: *const f32,
     out: *mut f32,
     n: usize,
-    p: &RowParams<'_>,
+    m: f32,
     c: C,
-) -> f32 {
+) -> (f32, f32) {
     // SAFETY: full vectors cover [i, i + 8) with i + 8 <= n; the tail is masked to n - i lanes.
     unsafe {
-        let m = _mm256_set1_ps(p.m);
-        let mul = _mm256_set1_ps(p.mul);
-        let beta = _mm256_set1_ps(p.beta);
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let step = |i: usize, mask: Option<__m256i>, acc: &mut __m256| -> __m256 {
-            let d = _mm256_sub_ps(load(x, i, mask), m);
-            let s = _mm256_mul_ps(exp8(d), mul);
-            if C::USED {
-                let cv = c.load(i, mask);
-                *acc = _mm256_fmadd_ps(cv, d, *acc);
-                _mm256_fnmadd_ps(beta, cv, s)
-            } else {
-                s
-            }
-        };
+        let mv = _mm256_set1_ps(m);
+        let zero = _mm256_setzero_ps();
+        let (mut s0, mut s1, mut a0, mut a1) = (zero, zero, zero, zero);
         let mut i = 0;
         while i + 16 <= n {
-            let g0 = step(i, None, &mut acc0);
-            let g1 = step(i + 8, None, &mut acc1);
-            if WRITE {
-                _mm256_storeu_ps(out.add(i), g0);
-                _mm256_storeu_ps(out.add(i + 8), g1);
+            let d0 = _mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mv);
+            let d1 = _mm256_sub_ps(_mm256_loadu_ps(x.add(i + 8)), mv);
+            let e0 = exp8_nonpositive(d0);
+            let e1 = exp8_nonpositive(d1);
+            if STORE {
+                _mm256_storeu_ps(out.add(i), e0);
+                _mm256_storeu_ps(out.add(i + 8), e1);
+            }
+            s0 = _mm256_add_ps(s0, e0);
+            s1 = _mm256_add_ps(s1, e1);
+            if C::USED {
+                a0 = _mm256_fmadd_ps(c.load(i, None), d0, a0);
+                a1 = _mm256_fmadd_ps(c.load(i + 8, None), d1, a1);
             }
             i += 16;
         }
         while i + 8 <= n {
-            let g = step(i, None, &mut acc0);
-            if WRITE {
-                _mm256_storeu_ps(out.add(i), g);
+            let d = _mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mv);
+            let e = exp8_nonpositive(d);
+            if STORE {
+                _mm256_storeu_ps(out.add(i), e);
+            }
+            s0 = _mm256_add_ps(s0, e);
+            if C::USED {
+                a0 = _mm256_fmadd_ps(c.load(i, None), d, a0);
             }
             i += 8;
         }
         if i < n {
             let mask = tail_mask(n - i);
-            let mut acc_tail = _mm256_setzero_ps();
-            let g = step(i, Some(mask), &mut acc_tail);
-            // Masked-out lanes of the tail may hold anything: keep only the real ones.
-            acc1 = _mm256_add_ps(acc1, _mm256_and_ps(acc_tail, _mm256_castsi256_ps(mask)));
-            if WRITE {
-                _mm256_maskstore_ps(out.add(i), mask, g);
+            let keep = _mm256_castsi256_ps(mask);
+            let d = _mm256_sub_ps(_mm256_maskload_ps(x.add(i), mask), mv);
+            let e = exp8_nonpositive(d);
+            if STORE {
+                _mm256_maskstore_ps(out.add(i), mask, e);
+            }
+            s1 = _mm256_add_ps(s1, _mm256_and_ps(e, keep));
+            if C::USED {
+                a1 = _mm256_add_ps(
+                    a1,
+                    _mm256_and_ps(_mm256_mul_ps(c.load(i, Some(mask)), d), keep),
+                );
             }
         }
-        if C::USED {
-            hsum(_mm256_add_ps(acc0, acc1))
+        let acc = if C::USED {
+            hsum(_mm256_add_ps(a0, a1))
         } else {
             0.0
-        }
+        };
+        (hsum(_mm256_add_ps(s0, s1)), acc)
     }
 }
 
-/// Dispatches pass 2 on the coefficient kind.
-///
 /// # Safety
-/// As [`pass2`].
+/// As [`exp_pass`].
 #[inline(always)]
-unsafe fn pass2_any<const WRITE: bool>(
+unsafe fn exp_pass_any<const STORE: bool>(
     x: *const f32,
     out: *mut f32,
     n: usize,
-    p: &RowParams<'_>,
-) -> f32 {
+    m: f32,
+    coef: &Coef<'_>,
+) -> (f32, f32) {
     // SAFETY: forwarded contract.
     unsafe {
-        match p.coef {
-            Coef::None => pass2::<WRITE, _>(x, out, n, p, NoCoefs),
-            Coef::Ones => pass2::<WRITE, _>(x, out, n, p, Ones),
-            Coef::Weights(w) => pass2::<WRITE, _>(x, out, n, p, Weights(w)),
-            Coef::Probs { p: t, w, keep, add } => {
-                pass2::<WRITE, _>(x, out, n, p, Probs { p: t, w, keep, add })
+        match *coef {
+            Coef::None => exp_pass::<STORE, _>(x, out, n, m, NoCoefs),
+            Coef::Ones => exp_pass::<STORE, _>(x, out, n, m, Ones),
+            Coef::Weights(w) => exp_pass::<STORE, _>(x, out, n, m, Weights(w)),
+            Coef::Probs { p, w, keep, add } => {
+                exp_pass::<STORE, _>(x, out, n, m, Probs { p, w, keep, add })
             }
         }
     }
 }
 
-/// Pass 2 into `out` (or nowhere).
+/// Pass 2 of the two-pass form: `exp(x - m)` into `out` (or nowhere), returning its sum and
+/// `sum c_j (x_j - m)`.
 ///
 /// # Safety
 /// AVX2 and FMA; `out` and the coefficient slices as long as `x`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn softmax_grad(x: &[f32], out: Option<&mut [f32]>, p: &RowParams<'_>) -> f32 {
+pub(super) unsafe fn exp_sum(
+    x: &[f32],
+    out: Option<&mut [f32]>,
+    m: f32,
+    coef: &Coef<'_>,
+) -> (f32, f32) {
     // SAFETY: features enabled here; both slices hold x.len() floats (the caller's contract).
     unsafe {
         match out {
-            Some(out) => pass2_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), p),
-            None => pass2_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), p),
+            Some(out) => exp_pass_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), m, coef),
+            None => exp_pass_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), m, coef),
         }
     }
 }
 
-/// Pass 2 over the logits.
+/// As [`exp_sum`], the exponentials written over the logits.
 ///
 /// # Safety
 /// AVX2 and FMA; the coefficient slices as long as `x`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn softmax_grad_in_place(x: &mut [f32], p: &RowParams<'_>) -> f32 {
+pub(super) unsafe fn exp_sum_in_place(x: &mut [f32], m: f32, coef: &Coef<'_>) -> (f32, f32) {
     let ptr = x.as_mut_ptr();
-    // SAFETY: features enabled here; reads and writes go through the one pointer of the
-    // exclusive borrow, each element read before it is written.
-    unsafe { pass2_any::<true>(ptr, ptr, x.len(), p) }
+    // SAFETY: features enabled here; one pointer of the exclusive borrow, each element read
+    // before it is written.
+    unsafe { exp_pass_any::<true>(ptr, ptr, x.len(), m, coef) }
+}
+
+/// `g_j = g_j * mul - beta * c_j` over the stored exponentials.
+///
+/// # Safety
+/// AVX2 and FMA; `g` readable and writable for `n` floats; the coefficients cover `n`.
+#[inline(always)]
+unsafe fn scale_pass<C: Coefs>(g: *mut f32, n: usize, mul: f32, beta: f32, c: C) {
+    // SAFETY: full vectors cover [i, i + 8) with i + 8 <= n; the tail is masked.
+    unsafe {
+        let mulv = _mm256_set1_ps(mul);
+        let betav = _mm256_set1_ps(beta);
+        let mut i = 0;
+        while i + 16 <= n {
+            let mut v0 = _mm256_mul_ps(_mm256_loadu_ps(g.add(i)), mulv);
+            let mut v1 = _mm256_mul_ps(_mm256_loadu_ps(g.add(i + 8)), mulv);
+            if C::USED {
+                v0 = _mm256_fnmadd_ps(betav, c.load(i, None), v0);
+                v1 = _mm256_fnmadd_ps(betav, c.load(i + 8, None), v1);
+            }
+            _mm256_storeu_ps(g.add(i), v0);
+            _mm256_storeu_ps(g.add(i + 8), v1);
+            i += 16;
+        }
+        while i + 8 <= n {
+            let mut v = _mm256_mul_ps(_mm256_loadu_ps(g.add(i)), mulv);
+            if C::USED {
+                v = _mm256_fnmadd_ps(betav, c.load(i, None), v);
+            }
+            _mm256_storeu_ps(g.add(i), v);
+            i += 8;
+        }
+        if i < n {
+            let mask = tail_mask(n - i);
+            let mut v = _mm256_mul_ps(_mm256_maskload_ps(g.add(i), mask), mulv);
+            if C::USED {
+                v = _mm256_fnmadd_ps(betav, c.load(i, Some(mask)), v);
+            }
+            _mm256_maskstore_ps(g.add(i), mask, v);
+        }
+    }
+}
+
+/// The final gradient pass of the two-pass form: `g = g * mul - beta * c`.
+///
+/// # Safety
+/// AVX2 and FMA; the coefficient slices as long as `g`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
+    let (ptr, n) = (g.as_mut_ptr(), g.len());
+    // SAFETY: features enabled here; pointer and length of the exclusive borrow.
+    unsafe {
+        match *coef {
+            Coef::None => scale_pass(ptr, n, mul, beta, NoCoefs),
+            Coef::Ones => scale_pass(ptr, n, mul, beta, Ones),
+            Coef::Weights(w) => scale_pass(ptr, n, mul, beta, Weights(w)),
+            Coef::Probs { p, w, keep, add } => {
+                scale_pass(ptr, n, mul, beta, Probs { p, w, keep, add })
+            }
+        }
+    }
 }

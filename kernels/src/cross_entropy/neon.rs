@@ -1,12 +1,9 @@
-//! NEON row kernels of the fused softmax-cross-entropy: 4 lanes, four vectors per step in the
-//! long loops, tails through padded stack buffers.
+//! NEON row kernels of the fused softmax-cross-entropy (the module docs give the passes): 4
+//! lanes, several vectors per step in the long loops, tails through padded stack buffers.
 
-use super::{Coef, RowParams};
-use crate::exp::neon::exp4;
+use super::Coef;
+use crate::exp::neon::exp4_nonpositive;
 use std::arch::aarch64::*;
-
-/// Pass 1 works on blocks this long: its max pass leaves the block in L1 for the exp pass.
-const BLOCK: usize = 2048;
 
 /// A vector of the `n - i < 4` floats at `p + i`, the other lanes `fill`.
 ///
@@ -36,97 +33,9 @@ unsafe fn store_tail(p: *mut f32, i: usize, n: usize, v: float32x4_t) {
     }
 }
 
-/// # Safety
-/// NEON; `x` readable for `n` floats.
-#[inline(always)]
-unsafe fn block_max(x: *const f32, n: usize) -> f32 {
-    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes through a buffer.
-    unsafe {
-        let neg_inf = vdupq_n_f32(f32::NEG_INFINITY);
-        let (mut m0, mut m1, mut m2, mut m3) = (neg_inf, neg_inf, neg_inf, neg_inf);
-        let mut i = 0;
-        while i + 16 <= n {
-            m0 = vmaxnmq_f32(m0, vld1q_f32(x.add(i)));
-            m1 = vmaxnmq_f32(m1, vld1q_f32(x.add(i + 4)));
-            m2 = vmaxnmq_f32(m2, vld1q_f32(x.add(i + 8)));
-            m3 = vmaxnmq_f32(m3, vld1q_f32(x.add(i + 12)));
-            i += 16;
-        }
-        while i + 4 <= n {
-            m0 = vmaxnmq_f32(m0, vld1q_f32(x.add(i)));
-            i += 4;
-        }
-        if i < n {
-            m1 = vmaxnmq_f32(m1, load_tail(x, i, n, f32::NEG_INFINITY));
-        }
-        vmaxnmvq_f32(vmaxnmq_f32(vmaxnmq_f32(m0, m1), vmaxnmq_f32(m2, m3)))
-    }
-}
-
-/// # Safety
-/// NEON; `x` readable for `n` floats.
-#[inline(always)]
-unsafe fn block_sum_exp(x: *const f32, n: usize, m: f32) -> f32 {
-    // SAFETY: as in `block_max`.
-    unsafe {
-        let mv = vdupq_n_f32(m);
-        let zero = vdupq_n_f32(0.0);
-        let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
-        let mut i = 0;
-        while i + 16 <= n {
-            s0 = vaddq_f32(s0, exp4(vsubq_f32(vld1q_f32(x.add(i)), mv)));
-            s1 = vaddq_f32(s1, exp4(vsubq_f32(vld1q_f32(x.add(i + 4)), mv)));
-            s2 = vaddq_f32(s2, exp4(vsubq_f32(vld1q_f32(x.add(i + 8)), mv)));
-            s3 = vaddq_f32(s3, exp4(vsubq_f32(vld1q_f32(x.add(i + 12)), mv)));
-            i += 16;
-        }
-        while i + 4 <= n {
-            s0 = vaddq_f32(s0, exp4(vsubq_f32(vld1q_f32(x.add(i)), mv)));
-            i += 4;
-        }
-        if i < n {
-            // Padding lanes are -inf: exp gives 0 (NaN only if m is +inf, already NaN).
-            let v = load_tail(x, i, n, f32::NEG_INFINITY);
-            s1 = vaddq_f32(s1, exp4(vsubq_f32(v, mv)));
-        }
-        vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)))
-    }
-}
-
-/// Pass 1: `(m, sum exp(x - m))`, online over blocks (see the module docs).
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn max_sum_exp(x: &[f32]) -> (f32, f32) {
-    let mut max = f32::NEG_INFINITY;
-    let mut reference = 0.0f32;
-    let mut sum = 0.0f32;
-    for block in x.chunks(BLOCK) {
-        // SAFETY: NEON is enabled here; the pointer and length come from a slice.
-        let block_max = unsafe { block_max(block.as_ptr(), block.len()) };
-        let new_max = max.max(block_max);
-        let new_reference = if new_max == f32::NEG_INFINITY {
-            0.0
-        } else {
-            new_max
-        };
-        if sum != 0.0 && new_reference != reference {
-            sum *= (reference - new_reference).exp();
-        }
-        // SAFETY: as above.
-        sum += unsafe { block_sum_exp(block.as_ptr(), block.len(), new_reference) };
-        max = new_max;
-        reference = new_reference;
-    }
-    if max == f32::NEG_INFINITY {
-        return (0.0, f32::NAN);
-    }
-    (reference, sum)
-}
-
-/// Per-class coefficients `c_j` of pass 2, 4 at a time.
+/// Per-class coefficients `c_j`, 4 at a time.
 trait Coefs {
+    /// Whether `sum c_j (x_j - m)` is accumulated and `beta * c_j` subtracted at all.
     const USED: bool;
     /// `c[i..i + 4]`, or the `n - i < 4` left at `i` when `tail` (other lanes 0).
     ///
@@ -138,11 +47,11 @@ trait Coefs {
 /// # Safety
 /// NEON; `p` holds `n` floats and either `i + 4 <= n` or `tail`.
 #[inline(always)]
-unsafe fn load(p: *const f32, i: usize, n: usize, tail: bool, fill: f32) -> float32x4_t {
+unsafe fn load(p: *const f32, i: usize, n: usize, tail: bool) -> float32x4_t {
     // SAFETY: forwarded contract.
     unsafe {
         if tail {
-            load_tail(p, i, n, fill)
+            load_tail(p, i, n, 0.0)
         } else {
             vld1q_f32(p.add(i))
         }
@@ -178,7 +87,7 @@ impl Coefs for Weights<'_> {
     #[inline(always)]
     unsafe fn load(&self, i: usize, n: usize, tail: bool) -> float32x4_t {
         // SAFETY: the weights are as long as the row (checked by the entry point).
-        unsafe { load(self.0.as_ptr(), i, n, tail, 0.0) }
+        unsafe { load(self.0.as_ptr(), i, n, tail) }
     }
 }
 
@@ -196,7 +105,7 @@ impl Coefs for Probs<'_> {
         unsafe {
             let p = vfmaq_n_f32(
                 vdupq_n_f32(self.add),
-                load(self.p.as_ptr(), i, n, tail, 0.0),
+                load(self.p.as_ptr(), i, n, tail),
                 self.keep,
             );
             // Padding lanes of the tail must be 0 (not `add`).
@@ -210,120 +119,228 @@ impl Coefs for Probs<'_> {
             };
             match self.w {
                 None => p,
-                Some(w) => vmulq_f32(load(w.as_ptr(), i, n, tail, 0.0), p),
+                Some(w) => vmulq_f32(load(w.as_ptr(), i, n, tail), p),
             }
         }
     }
 }
 
-/// Pass 2 over `n` logits at `x`: `out_j = exp(x_j - m) * mul - beta * c_j` stored at `out`
-/// when `WRITE` (which may equal `x`: each element is read before it is written), returning
-/// `sum c_j (x_j - m)`.
+/// Pass 1: the row maximum (`-inf` when there is none; NaN is skipped, the exp pass catches
+/// it).
 ///
 /// # Safety
-/// NEON; `x` readable and (when `WRITE`) `out` writable for `n` floats; the coefficients
+/// The CPU must support NEON.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn row_max(x: &[f32]) -> f32 {
+    let (p, n) = (x.as_ptr(), x.len());
+    // SAFETY: NEON enabled here; full vectors cover [i, i + 4) with i + 4 <= n; the tail goes
+    // through a buffer.
+    unsafe {
+        let neg_inf = vdupq_n_f32(f32::NEG_INFINITY);
+        let (mut m0, mut m1, mut m2, mut m3) = (neg_inf, neg_inf, neg_inf, neg_inf);
+        let mut i = 0;
+        while i + 16 <= n {
+            m0 = vmaxnmq_f32(m0, vld1q_f32(p.add(i)));
+            m1 = vmaxnmq_f32(m1, vld1q_f32(p.add(i + 4)));
+            m2 = vmaxnmq_f32(m2, vld1q_f32(p.add(i + 8)));
+            m3 = vmaxnmq_f32(m3, vld1q_f32(p.add(i + 12)));
+            i += 16;
+        }
+        while i + 4 <= n {
+            m0 = vmaxnmq_f32(m0, vld1q_f32(p.add(i)));
+            i += 4;
+        }
+        if i < n {
+            m1 = vmaxnmq_f32(m1, load_tail(p, i, n, f32::NEG_INFINITY));
+        }
+        vmaxnmvq_f32(vmaxnmq_f32(vmaxnmq_f32(m0, m1), vmaxnmq_f32(m2, m3)))
+    }
+}
+
+/// `e_j = exp(x_j - m)` stored at `out` when `STORE` (which may equal `x`), returning
+/// `(sum e_j, sum c_j (x_j - m))`.
+///
+/// # Safety
+/// NEON; `x` readable and (when `STORE`) `out` writable for `n` floats; the coefficients
 /// cover `n`.
 #[inline(always)]
-unsafe fn pass2<const WRITE: bool, C: Coefs>(
+unsafe fn exp_pass<const STORE: bool, C: Coefs>(
     x: *const f32,
     out: *mut f32,
     n: usize,
-    p: &RowParams<'_>,
+    m: f32,
     c: C,
-) -> f32 {
+) -> (f32, f32) {
     // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes through buffers.
     unsafe {
-        let m = vdupq_n_f32(p.m);
-        let beta = vdupq_n_f32(p.beta);
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let step = |v: float32x4_t, cv: float32x4_t, acc: &mut float32x4_t| -> float32x4_t {
-            let d = vsubq_f32(v, m);
-            let s = vmulq_n_f32(exp4(d), p.mul);
-            if C::USED {
-                *acc = vfmaq_f32(*acc, cv, d);
-                vfmsq_f32(s, beta, cv)
-            } else {
-                s
-            }
-        };
+        let mv = vdupq_n_f32(m);
+        let zero = vdupq_n_f32(0.0);
+        let (mut s0, mut s1, mut a0, mut a1) = (zero, zero, zero, zero);
         let mut i = 0;
         while i + 8 <= n {
-            let g0 = step(vld1q_f32(x.add(i)), c.load(i, n, false), &mut acc0);
-            let g1 = step(vld1q_f32(x.add(i + 4)), c.load(i + 4, n, false), &mut acc1);
-            if WRITE {
-                vst1q_f32(out.add(i), g0);
-                vst1q_f32(out.add(i + 4), g1);
+            let d0 = vsubq_f32(vld1q_f32(x.add(i)), mv);
+            let d1 = vsubq_f32(vld1q_f32(x.add(i + 4)), mv);
+            let e0 = exp4_nonpositive(d0);
+            let e1 = exp4_nonpositive(d1);
+            if STORE {
+                vst1q_f32(out.add(i), e0);
+                vst1q_f32(out.add(i + 4), e1);
+            }
+            s0 = vaddq_f32(s0, e0);
+            s1 = vaddq_f32(s1, e1);
+            if C::USED {
+                a0 = vfmaq_f32(a0, c.load(i, n, false), d0);
+                a1 = vfmaq_f32(a1, c.load(i + 4, n, false), d1);
             }
             i += 8;
         }
         while i + 4 <= n {
-            let g = step(vld1q_f32(x.add(i)), c.load(i, n, false), &mut acc0);
-            if WRITE {
-                vst1q_f32(out.add(i), g);
+            let d = vsubq_f32(vld1q_f32(x.add(i)), mv);
+            let e = exp4_nonpositive(d);
+            if STORE {
+                vst1q_f32(out.add(i), e);
+            }
+            s0 = vaddq_f32(s0, e);
+            if C::USED {
+                a0 = vfmaq_f32(a0, c.load(i, n, false), d);
             }
             i += 4;
         }
         if i < n {
-            // Padding lanes: x = m gives d = 0, and c = 0, so they add nothing.
-            let g = step(load_tail(x, i, n, p.m), c.load(i, n, true), &mut acc1);
-            if WRITE {
-                store_tail(out, i, n, g);
+            // Padding lanes are -inf: exp gives 0 (d is -inf or NaN only when m is +inf, and the
+            // row is NaN anyway); their coefficients are 0, and `d` is zeroed for them.
+            let d = vsubq_f32(load_tail(x, i, n, f32::NEG_INFINITY), mv);
+            let e = exp4_nonpositive(d);
+            if STORE {
+                store_tail(out, i, n, e);
+            }
+            s1 = vaddq_f32(s1, e);
+            if C::USED {
+                let mut dbuf = [0.0f32; 4];
+                vst1q_f32(dbuf.as_mut_ptr(), d);
+                dbuf[n - i..].fill(0.0);
+                a1 = vfmaq_f32(a1, c.load(i, n, true), vld1q_f32(dbuf.as_ptr()));
             }
         }
-        if C::USED {
-            vaddvq_f32(vaddq_f32(acc0, acc1))
+        let acc = if C::USED {
+            vaddvq_f32(vaddq_f32(a0, a1))
         } else {
             0.0
-        }
+        };
+        (vaddvq_f32(vaddq_f32(s0, s1)), acc)
     }
 }
 
 /// # Safety
-/// As [`pass2`].
+/// As [`exp_pass`].
 #[inline(always)]
-unsafe fn pass2_any<const WRITE: bool>(
+unsafe fn exp_pass_any<const STORE: bool>(
     x: *const f32,
     out: *mut f32,
     n: usize,
-    p: &RowParams<'_>,
-) -> f32 {
+    m: f32,
+    coef: &Coef<'_>,
+) -> (f32, f32) {
     // SAFETY: forwarded contract.
     unsafe {
-        match p.coef {
-            Coef::None => pass2::<WRITE, _>(x, out, n, p, NoCoefs),
-            Coef::Ones => pass2::<WRITE, _>(x, out, n, p, Ones),
-            Coef::Weights(w) => pass2::<WRITE, _>(x, out, n, p, Weights(w)),
-            Coef::Probs { p: t, w, keep, add } => {
-                pass2::<WRITE, _>(x, out, n, p, Probs { p: t, w, keep, add })
+        match *coef {
+            Coef::None => exp_pass::<STORE, _>(x, out, n, m, NoCoefs),
+            Coef::Ones => exp_pass::<STORE, _>(x, out, n, m, Ones),
+            Coef::Weights(w) => exp_pass::<STORE, _>(x, out, n, m, Weights(w)),
+            Coef::Probs { p, w, keep, add } => {
+                exp_pass::<STORE, _>(x, out, n, m, Probs { p, w, keep, add })
             }
         }
     }
 }
 
-/// Pass 2 into `out` (or nowhere).
+/// Pass 2: `exp(x - m)` into `out` (or nowhere), returning its sum and `sum c_j (x_j - m)`.
 ///
 /// # Safety
 /// NEON; `out` and the coefficient slices as long as `x`.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn softmax_grad(x: &[f32], out: Option<&mut [f32]>, p: &RowParams<'_>) -> f32 {
+pub(super) unsafe fn exp_sum(
+    x: &[f32],
+    out: Option<&mut [f32]>,
+    m: f32,
+    coef: &Coef<'_>,
+) -> (f32, f32) {
     // SAFETY: NEON enabled here; both slices hold x.len() floats (the caller's contract).
     unsafe {
         match out {
-            Some(out) => pass2_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), p),
-            None => pass2_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), p),
+            Some(out) => exp_pass_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), m, coef),
+            None => exp_pass_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), m, coef),
         }
     }
 }
 
-/// Pass 2 over the logits.
+/// As [`exp_sum`], the exponentials written over the logits.
 ///
 /// # Safety
 /// NEON; the coefficient slices as long as `x`.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn softmax_grad_in_place(x: &mut [f32], p: &RowParams<'_>) -> f32 {
+pub(super) unsafe fn exp_sum_in_place(x: &mut [f32], m: f32, coef: &Coef<'_>) -> (f32, f32) {
     let ptr = x.as_mut_ptr();
-    // SAFETY: NEON enabled here; reads and writes go through the one pointer of the exclusive
-    // borrow, each element read before it is written.
-    unsafe { pass2_any::<true>(ptr, ptr, x.len(), p) }
+    // SAFETY: NEON enabled here; one pointer of the exclusive borrow, each element read before
+    // it is written.
+    unsafe { exp_pass_any::<true>(ptr, ptr, x.len(), m, coef) }
+}
+
+/// `g_j = g_j * mul - beta * c_j`.
+///
+/// # Safety
+/// NEON; `g` readable and writable for `n` floats; the coefficients cover `n`.
+#[inline(always)]
+unsafe fn scale_pass<C: Coefs>(g: *mut f32, n: usize, mul: f32, beta: f32, c: C) {
+    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes through buffers.
+    unsafe {
+        let betav = vdupq_n_f32(beta);
+        let mut i = 0;
+        while i + 8 <= n {
+            let mut v0 = vmulq_n_f32(vld1q_f32(g.add(i)), mul);
+            let mut v1 = vmulq_n_f32(vld1q_f32(g.add(i + 4)), mul);
+            if C::USED {
+                v0 = vfmsq_f32(v0, betav, c.load(i, n, false));
+                v1 = vfmsq_f32(v1, betav, c.load(i + 4, n, false));
+            }
+            vst1q_f32(g.add(i), v0);
+            vst1q_f32(g.add(i + 4), v1);
+            i += 8;
+        }
+        while i + 4 <= n {
+            let mut v = vmulq_n_f32(vld1q_f32(g.add(i)), mul);
+            if C::USED {
+                v = vfmsq_f32(v, betav, c.load(i, n, false));
+            }
+            vst1q_f32(g.add(i), v);
+            i += 4;
+        }
+        if i < n {
+            let mut v = vmulq_n_f32(load_tail(g, i, n, 0.0), mul);
+            if C::USED {
+                v = vfmsq_f32(v, betav, c.load(i, n, true));
+            }
+            store_tail(g, i, n, v);
+        }
+    }
+}
+
+/// Pass 3: `g = g * mul - beta * c` over the stored exponentials.
+///
+/// # Safety
+/// NEON; the coefficient slices as long as `g`.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
+    let (ptr, n) = (g.as_mut_ptr(), g.len());
+    // SAFETY: NEON enabled here; pointer and length of the exclusive borrow.
+    unsafe {
+        match *coef {
+            Coef::None => scale_pass(ptr, n, mul, beta, NoCoefs),
+            Coef::Ones => scale_pass(ptr, n, mul, beta, Ones),
+            Coef::Weights(w) => scale_pass(ptr, n, mul, beta, Weights(w)),
+            Coef::Probs { p, w, keep, add } => {
+                scale_pass(ptr, n, mul, beta, Probs { p, w, keep, add })
+            }
+        }
+    }
 }

@@ -1,9 +1,7 @@
 //! The reference: PyTorch's formulas written out plainly, generic over `f32` and `f64` (the
 //! oracle of the SIMD kernels and of the gradient checks), and the scalar table's row kernels.
 
-use super::{
-    plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, RowParams, Targets,
-};
+use super::{plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, Targets};
 use crate::exp::scalar::exp_one;
 use crate::Real;
 
@@ -163,45 +161,51 @@ pub fn forward_backward<T: Real>(
     Ok(total)
 }
 
-/// Pass 1 of the scalar table: `(m, sum exp(x - m))` where `m` is the row maximum (0 for a row
-/// without one above `-inf`, whose sum is then forced to NaN as PyTorch's result is).
-pub(crate) fn max_sum_exp(x: &[f32]) -> (f32, f32) {
-    let mut max = f32::NEG_INFINITY;
-    for &v in x {
-        if v > max {
-            max = v;
-        }
+/// The coefficient `c_j` of a row (None: no per-class term).
+#[inline]
+fn coef_at(coef: &Coef<'_>, j: usize) -> Option<f32> {
+    match *coef {
+        Coef::None => None,
+        Coef::Ones => Some(1.0),
+        Coef::Weights(w) => Some(w[j]),
+        Coef::Probs { p, w, keep, add } => Some(w.map_or(1.0, |w| w[j]) * p[j].mul_add(keep, add)),
     }
-    if max == f32::NEG_INFINITY {
-        return (0.0, f32::NAN);
-    }
-    let sum = x.iter().map(|&v| exp_one(v - max)).sum();
-    (max, sum)
 }
 
-/// Pass 2 of the scalar table: `out_j = exp(x_j - m) * mul - beta * c_j`, returning
-/// `sum c_j (x_j - m)`. `get`/`set` abstract over separate and in-place buffers.
-pub(crate) fn row_pass(
+/// Two-pass form, pass 1 of the scalar table: the row maximum (`-inf` when there is none).
+pub(crate) fn row_max(x: &[f32]) -> f32 {
+    x.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Two-pass form, pass 2 of the scalar table: `exp(x_j - m)` handed to `set`, returning its
+/// sum and `sum c_j (x_j - m)`.
+pub(crate) fn exp_pass(
     n: usize,
     get: impl Fn(usize) -> f32,
     mut set: impl FnMut(usize, f32),
-    p: &RowParams<'_>,
-) -> f32 {
-    let mut acc = 0.0f32;
+    m: f32,
+    coef: &Coef<'_>,
+) -> (f32, f32) {
+    let (mut sum, mut acc) = (0.0f32, 0.0f32);
     for j in 0..n {
-        let d = get(j) - p.m;
-        let s = exp_one(d) * p.mul;
-        let c = match p.coef {
-            Coef::None => {
-                set(j, s);
-                continue;
-            }
-            Coef::Ones => 1.0,
-            Coef::Weights(w) => w[j],
-            Coef::Probs { p: t, w, keep, add } => w.map_or(1.0, |w| w[j]) * t[j].mul_add(keep, add),
-        };
-        set(j, s - p.beta * c);
-        acc += c * d;
+        let d = get(j) - m;
+        let e = exp_one(d);
+        set(j, e);
+        sum += e;
+        if let Some(c) = coef_at(coef, j) {
+            acc += c * d;
+        }
     }
-    acc
+    (sum, acc)
+}
+
+/// Two-pass form, the gradient pass of the scalar table: `g_j = g_j * mul - beta * c_j`.
+pub(crate) fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
+    for (j, g) in g.iter_mut().enumerate() {
+        *g *= mul;
+        if let Some(c) = coef_at(coef, j) {
+            *g -= beta * c;
+        }
+    }
 }

@@ -87,6 +87,38 @@ pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
     }
 }
 
+/// `exp` of 8 lanes known to be `<= 0` or NaN (softmax's `x - max`): the module's algorithm
+/// and accuracy without the overflow side. Rounding uses the shifter constant `1.5 * 2^23`,
+/// whose low mantissa bits then hold `n`, so `2^n` is one shift of the same register.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline(always)]
+pub(crate) unsafe fn exp8_nonpositive(x: __m256) -> __m256 {
+    // SAFETY: register-only AVX2/FMA operations; the caller guarantees both features.
+    unsafe {
+        let lo = _mm256_set1_ps(EXP_MIN_INPUT);
+        let shifter = _mm256_set1_ps(SHIFTER);
+        // `max(lo, x)` returns x when it is NaN, so NaN flows through.
+        let xc = _mm256_max_ps(lo, x);
+        let t = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2_E), shifter);
+        let n = _mm256_sub_ps(t, shifter);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut q = _mm256_set1_ps(C6);
+        q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C5));
+        q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C4));
+        q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C3));
+        q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C2));
+        let p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
+        let p = _mm256_add_ps(p, _mm256_set1_ps(1.0));
+        // The low 9 bits of t's pattern are n (two's complement): shifted up, 2^n's exponent.
+        let scale = _mm256_slli_epi32::<23>(_mm256_castps_si256(t));
+        let y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
+        _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(x, lo), y)
+    }
+}
+
 /// `ln` of 8 lanes under the module's accuracy contract.
 ///
 /// # Safety
@@ -158,12 +190,38 @@ pub(crate) unsafe fn ln8(x: __m256) -> __m256 {
     }
 }
 
-/// Applies `op` to `x` into `y`, 8 lanes at a time, the tail masked.
+/// An element-wise vector function. (A trait rather than a closure: closures do not inherit
+/// the caller's target features, so their intrinsics would not be inlined.)
+trait VectorOp {
+    /// # Safety
+    /// AVX2 and FMA.
+    unsafe fn apply(v: __m256) -> __m256;
+}
+
+struct Exp;
+impl VectorOp for Exp {
+    #[inline(always)]
+    unsafe fn apply(v: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        unsafe { exp8(v) }
+    }
+}
+
+struct Ln;
+impl VectorOp for Ln {
+    #[inline(always)]
+    unsafe fn apply(v: __m256) -> __m256 {
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        unsafe { ln8(v) }
+    }
+}
+
+/// Applies `Op` to `x` into `y`, 8 lanes at a time, the tail masked.
 ///
 /// # Safety
 /// AVX2 and FMA; `x.len() == y.len()`.
 #[inline(always)]
-unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(__m256) -> __m256) {
+unsafe fn map<Op: VectorOp>(x: &[f32], y: &mut [f32]) {
     let n = x.len();
     debug_assert_eq!(n, y.len());
     let mut i = 0;
@@ -173,14 +231,14 @@ unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(__m256) -> __m256) {
         while i + 8 <= n {
             _mm256_storeu_ps(
                 y.as_mut_ptr().add(i),
-                op(_mm256_loadu_ps(x.as_ptr().add(i))),
+                Op::apply(_mm256_loadu_ps(x.as_ptr().add(i))),
             );
             i += 8;
         }
         if i < n {
             let mask = tail_mask(n - i);
             let v = _mm256_maskload_ps(x.as_ptr().add(i), mask);
-            _mm256_maskstore_ps(y.as_mut_ptr().add(i), mask, op(v));
+            _mm256_maskstore_ps(y.as_mut_ptr().add(i), mask, Op::apply(v));
         }
     }
 }
@@ -190,7 +248,7 @@ unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(__m256) -> __m256) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn exp(x: &[f32], y: &mut [f32]) {
     // SAFETY: the features are enabled on this function; lengths are the caller's contract.
-    unsafe { map(x, y, |v| exp8(v)) }
+    unsafe { map::<Exp>(x, y) }
 }
 
 /// # Safety
@@ -198,5 +256,5 @@ pub(crate) unsafe fn exp(x: &[f32], y: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn ln(x: &[f32], y: &mut [f32]) {
     // SAFETY: as in `exp`.
-    unsafe { map(x, y, |v| ln8(v)) }
+    unsafe { map::<Ln>(x, y) }
 }

@@ -52,6 +52,10 @@ pub(crate) mod consts {
     pub const C5: f32 = 0.008_370_347;
     pub const C6: f32 = 0.001_374_621_9;
 
+    /// Adding it rounds `|v| < 2^22` to an integer in the low mantissa bits (`1.5 * 2^23`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub const SHIFTER: f32 = 12_582_912.0;
+
     /// `ln` constants (the classic `logf` ones): `ln 2` split for `k * ln2`, and `R(z)`.
     pub const LN2_HI_LOG: f32 = 6.931_381_2e-1;
     pub const LN2_LO_LOG: f32 = 9.058_000_6e-6;

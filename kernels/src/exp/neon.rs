@@ -64,6 +64,35 @@ pub(crate) unsafe fn exp4(x: float32x4_t) -> float32x4_t {
     }
 }
 
+/// `exp` of 4 lanes known to be `<= 0` or NaN (softmax's `x - max`): the module's algorithm
+/// and accuracy without the overflow side.
+///
+/// # Safety
+/// The CPU must support NEON.
+#[inline(always)]
+pub(crate) unsafe fn exp4_nonpositive(x: float32x4_t) -> float32x4_t {
+    // SAFETY: register-only NEON operations; the caller guarantees NEON.
+    unsafe {
+        let lo = vdupq_n_f32(EXP_MIN_INPUT);
+        // NEON max returns NaN when either input is NaN, so NaN flows through.
+        let xc = vmaxq_f32(lo, x);
+        let ni = vcvtnq_s32_f32(vmulq_n_f32(xc, LOG2_E));
+        let n = vcvtq_f32_s32(ni);
+        let r = vfmsq_f32(xc, n, vdupq_n_f32(LN2_HI));
+        let r = vfmsq_f32(r, n, vdupq_n_f32(LN2_LO));
+        let mut q = vdupq_n_f32(C6);
+        q = vfmaq_f32(vdupq_n_f32(C5), q, r);
+        q = vfmaq_f32(vdupq_n_f32(C4), q, r);
+        q = vfmaq_f32(vdupq_n_f32(C3), q, r);
+        q = vfmaq_f32(vdupq_n_f32(C2), q, r);
+        let p = vfmaq_f32(r, q, vmulq_f32(r, r));
+        let p = vaddq_f32(p, vdupq_n_f32(1.0));
+        let y = vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32::<23>(ni)));
+        let below = vcltq_f32(x, lo);
+        vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), below))
+    }
+}
+
 /// `ln` of 4 lanes under the module's accuracy contract.
 ///
 /// # Safety
@@ -114,12 +143,38 @@ pub(crate) unsafe fn ln4(x: float32x4_t) -> float32x4_t {
     }
 }
 
-/// Applies `op` to `x` into `y`, 4 lanes at a time, the tail through a stack buffer.
+/// An element-wise vector function. (A trait rather than a closure: closures do not inherit
+/// the caller's target features.)
+trait VectorOp {
+    /// # Safety
+    /// NEON.
+    unsafe fn apply(v: float32x4_t) -> float32x4_t;
+}
+
+struct Exp;
+impl VectorOp for Exp {
+    #[inline(always)]
+    unsafe fn apply(v: float32x4_t) -> float32x4_t {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { exp4(v) }
+    }
+}
+
+struct Ln;
+impl VectorOp for Ln {
+    #[inline(always)]
+    unsafe fn apply(v: float32x4_t) -> float32x4_t {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { ln4(v) }
+    }
+}
+
+/// Applies `Op` to `x` into `y`, 4 lanes at a time, the tail through a stack buffer.
 ///
 /// # Safety
 /// NEON; `x.len() == y.len()`.
 #[inline(always)]
-unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(float32x4_t) -> float32x4_t) {
+unsafe fn map<Op: VectorOp>(x: &[f32], y: &mut [f32]) {
     let n = x.len();
     debug_assert_eq!(n, y.len());
     let mut i = 0;
@@ -127,11 +182,14 @@ unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(float32x4_t) -> float32x4_t)
     // the bounds-checked buffer helpers.
     unsafe {
         while i + 4 <= n {
-            vst1q_f32(y.as_mut_ptr().add(i), op(vld1q_f32(x.as_ptr().add(i))));
+            vst1q_f32(
+                y.as_mut_ptr().add(i),
+                Op::apply(vld1q_f32(x.as_ptr().add(i))),
+            );
             i += 4;
         }
         if i < n {
-            store_tail(&mut y[i..], op(load_tail(&x[i..], 1.0)));
+            store_tail(&mut y[i..], Op::apply(load_tail(&x[i..], 1.0)));
         }
     }
 }
@@ -141,7 +199,7 @@ unsafe fn map(x: &[f32], y: &mut [f32], op: impl Fn(float32x4_t) -> float32x4_t)
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn exp(x: &[f32], y: &mut [f32]) {
     // SAFETY: NEON is enabled on this function; lengths are the caller's contract.
-    unsafe { map(x, y, |v| exp4(v)) }
+    unsafe { map::<Exp>(x, y) }
 }
 
 /// # Safety
@@ -149,5 +207,5 @@ pub(crate) unsafe fn exp(x: &[f32], y: &mut [f32]) {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn ln(x: &[f32], y: &mut [f32]) {
     // SAFETY: as in `exp`.
-    unsafe { map(x, y, |v| ln4(v)) }
+    unsafe { map::<Ln>(x, y) }
 }

@@ -5,6 +5,36 @@ use super::Coefficients;
 use crate::exp::avx2::tail_mask;
 use std::arch::x86_64::*;
 
+/// 8 floats at `ptr + i`, or the lanes of `mask` (the others 0).
+///
+/// # Safety
+/// AVX; the lanes read inside the buffer.
+#[inline(always)]
+unsafe fn load(ptr: *const f32, i: usize, mask: Option<__m256i>) -> __m256 {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match mask {
+            None => _mm256_loadu_ps(ptr.add(i)),
+            Some(m) => _mm256_maskload_ps(ptr.add(i), m),
+        }
+    }
+}
+
+/// Stores 8 floats at `ptr + i`, or the lanes of `mask`.
+///
+/// # Safety
+/// AVX; the lanes written inside the buffer.
+#[inline(always)]
+unsafe fn store(ptr: *mut f32, i: usize, mask: Option<__m256i>, v: __m256) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match mask {
+            None => _mm256_storeu_ps(ptr.add(i), v),
+            Some(m) => _mm256_maskstore_ps(ptr.add(i), m, v),
+        }
+    }
+}
+
 /// One vector of the step at `i` (`mask`: only those lanes are loaded and stored).
 ///
 /// # Safety
@@ -22,17 +52,9 @@ unsafe fn lane8<const WD: bool, const MOM: bool, const FIRST: bool, const NEST: 
 ) {
     // SAFETY: the caller guarantees the lanes touched are inside the three slices.
     unsafe {
-        let load = |ptr: *const f32| match mask {
-            None => _mm256_loadu_ps(ptr.add(i)),
-            Some(m) => _mm256_maskload_ps(ptr.add(i), m),
-        };
-        let store = |ptr: *mut f32, v: __m256| match mask {
-            None => _mm256_storeu_ps(ptr.add(i), v),
-            Some(m) => _mm256_maskstore_ps(ptr.add(i), m, v),
-        };
-        let pv = load(p);
+        let pv = load(p, i, mask);
         // maximize: flip the sign bit (exactly PyTorch's negation).
-        let mut gv = _mm256_xor_ps(load(g), sign);
+        let mut gv = _mm256_xor_ps(load(g, i, mask), sign);
         if WD {
             gv = _mm256_fmadd_ps(pv, _mm256_set1_ps(c.weight_decay), gv);
         }
@@ -41,17 +63,22 @@ unsafe fn lane8<const WD: bool, const MOM: bool, const FIRST: bool, const NEST: 
             let bv = if FIRST {
                 gv
             } else {
-                let decayed = _mm256_mul_ps(load(b), mom);
+                let decayed = _mm256_mul_ps(load(b, i, mask), mom);
                 _mm256_fmadd_ps(gv, _mm256_set1_ps(c.one_minus_dampening), decayed)
             };
-            store(b, bv);
+            store(b, i, mask, bv);
             gv = if NEST {
                 _mm256_fmadd_ps(bv, mom, gv)
             } else {
                 bv
             };
         }
-        store(p, _mm256_fmadd_ps(gv, _mm256_set1_ps(c.neg_lr), pv));
+        store(
+            p,
+            i,
+            mask,
+            _mm256_fmadd_ps(gv, _mm256_set1_ps(c.neg_lr), pv),
+        );
     }
 }
 

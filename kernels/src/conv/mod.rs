@@ -231,18 +231,26 @@ fn valid_range(
     (lo, hi.min(out_len).max(lo))
 }
 
-/// Walks the column matrix of one image: calls `segment(s, y, (x_lo, x_hi), ix0)` for every
-/// segment `s` of `out_w` columns (row `(c, ki, kj)`, output row `oy`), with `y` the row of the
-/// image viewed as `[in_channels * in_h, in_w]` it reads (None in the padding), `x_lo..x_hi` the
-/// output columns that fall inside the input and `ix0` the input column of `x_lo` (0 when the
-/// range is empty).
+/// One row `(c, ki, kj)` of the column matrix: which output rows and columns read inside the
+/// image (the rest read the zero padding), and where.
+struct ColRow {
+    /// Channel `c`'s plane starts at `c * in_h * in_w` in the image.
+    plane: usize,
+    /// Output rows `y_lo..y_hi` read image rows `oy * stride_h + y_off - pad_h`.
+    y_lo: usize,
+    y_hi: usize,
+    y_off: usize,
+    /// Output columns `x_lo..x_hi` read image columns from `ix0` on, every `stride_w`.
+    x_lo: usize,
+    x_hi: usize,
+    ix0: usize,
+}
+
+/// Calls `row(r, geometry)` for every row `r` of the column matrix, in order.
 #[inline(always)]
-fn for_each_segment(
-    shape: &Conv2dShape,
-    mut segment: impl FnMut(usize, Option<usize>, (usize, usize), usize),
-) {
+fn for_each_col_row(shape: &Conv2dShape, mut row: impl FnMut(usize, &ColRow)) {
     let (oh, ow) = (shape.out_h(), shape.out_w());
-    let mut row = 0;
+    let mut r = 0;
     for c in 0..shape.in_channels {
         for ki in 0..shape.kernel_h {
             let y_off = ki * shape.dilation_h;
@@ -255,15 +263,35 @@ fn for_each_segment(
                 } else {
                     0
                 };
-                for oy in 0..oh {
-                    let y = (y_lo..y_hi)
-                        .contains(&oy)
-                        .then(|| c * shape.in_h + oy * shape.stride_h + y_off - shape.pad_h);
-                    segment(row * oh + oy, y, (x_lo, x_hi), ix0);
-                }
-                row += 1;
+                let geometry = ColRow {
+                    plane: c * shape.in_h * shape.in_w,
+                    y_lo,
+                    y_hi,
+                    y_off,
+                    x_lo,
+                    x_hi,
+                    ix0,
+                };
+                row(r, &geometry);
+                r += 1;
             }
         }
+    }
+}
+
+/// Zeroes a short slice without a `memset` call (most are 0 to 2 elements long).
+#[inline(always)]
+fn zero_short<T: Real>(dst: &mut [T]) {
+    for v in dst {
+        *v = T::ZERO;
+    }
+}
+
+/// Adds a row segment into another, `dst[i] += src[i]`.
+#[inline(always)]
+fn add_run<T: Real>(dst: &mut [T], src: &[T]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d += s;
     }
 }
 
@@ -280,23 +308,40 @@ fn for_each_segment(
 pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
     check_len("im2col: image", shape.image_len(), image.len());
     check_len("im2col: cols", shape.workspace_len(), cols.len());
-    let ow = shape.out_w();
-    let (in_w, sw) = (shape.in_w, shape.stride_w);
-    for_each_segment(shape, |seg, y, (x_lo, x_hi), ix0| {
-        let out = &mut cols[seg * ow..][..ow];
-        let Some(y) = y else {
-            out.fill(T::ZERO);
+    let (oh, ow) = (shape.out_h(), shape.out_w());
+    let (in_w, sh, sw, ph) = (shape.in_w, shape.stride_h, shape.stride_w, shape.pad_h);
+    for_each_col_row(shape, |r, g| {
+        let dst = &mut cols[r * oh * ow..][..oh * ow];
+        // Output rows that read the top or bottom padding.
+        dst[..g.y_lo * ow].fill(T::ZERO);
+        dst[g.y_hi * ow..].fill(T::ZERO);
+        let (x_lo, x_hi, width) = (g.x_lo, g.x_hi, g.x_hi - g.x_lo);
+        if width == 0 {
+            // Every column reads the left or right padding (or the image has no columns).
+            dst.fill(T::ZERO);
             return;
-        };
-        let src = &image[y * in_w..][..in_w];
-        out[..x_lo].fill(T::ZERO);
-        out[x_hi..].fill(T::ZERO);
-        let inside = &mut out[x_lo..x_hi];
-        if sw == 1 {
-            inside.copy_from_slice(&src[ix0..ix0 + inside.len()]);
-        } else {
-            for (o, &s) in inside.iter_mut().zip(src[ix0..].iter().step_by(sw)) {
-                *o = s;
+        }
+        if g.y_lo == g.y_hi {
+            return; // every row reads the top or bottom padding: zeroed above
+        }
+        // Output row oy reads image row `first_row + (oy - y_lo) * stride_h`, columns from ix0.
+        let first_row = g.y_lo * sh + g.y_off - ph;
+        let src_rows = image[g.plane + first_row * in_w..].chunks(sh * in_w);
+        let dst_rows = dst[g.y_lo * ow..g.y_hi * ow].chunks_exact_mut(ow);
+        for (out, src) in dst_rows.zip(src_rows) {
+            if x_lo > 0 {
+                zero_short(&mut out[..x_lo]);
+            }
+            if x_hi < ow {
+                zero_short(&mut out[x_hi..]);
+            }
+            let inside = &mut out[x_lo..x_hi];
+            if sw == 1 {
+                inside.copy_from_slice(&src[g.ix0..g.ix0 + width]);
+            } else {
+                for (o, &s) in inside.iter_mut().zip(src[g.ix0..].iter().step_by(sw)) {
+                    *o = s;
+                }
             }
         }
     });
@@ -313,19 +358,24 @@ pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
 pub fn col2im<T: Real>(shape: &Conv2dShape, cols: &[T], image: &mut [T]) {
     check_len("col2im: cols", shape.workspace_len(), cols.len());
     check_len("col2im: image", shape.image_len(), image.len());
-    let ow = shape.out_w();
-    let (in_w, sw) = (shape.in_w, shape.stride_w);
-    for_each_segment(shape, |seg, y, (x_lo, x_hi), ix0| {
-        let Some(y) = y else { return };
-        let src = &cols[seg * ow..][x_lo..x_hi];
-        let dst = &mut image[y * in_w..][..in_w];
-        if sw == 1 {
-            for (d, &s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
-                *d += s;
-            }
-        } else {
-            for (d, &s) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
-                *d += s;
+    let (oh, ow) = (shape.out_h(), shape.out_w());
+    let (in_w, sh, sw, ph) = (shape.in_w, shape.stride_h, shape.stride_w, shape.pad_h);
+    for_each_col_row(shape, |r, g| {
+        let (x_lo, x_hi, width) = (g.x_lo, g.x_hi, g.x_hi - g.x_lo);
+        if g.y_lo == g.y_hi || width == 0 {
+            return; // nothing reads inside the image
+        }
+        let src_rows = cols[r * oh * ow..][g.y_lo * ow..g.y_hi * ow].chunks_exact(ow);
+        let first_row = g.y_lo * sh + g.y_off - ph;
+        let dst_rows = image[g.plane + first_row * in_w..].chunks_mut(sh * in_w);
+        for (src, dst) in src_rows.zip(dst_rows) {
+            let src = &src[x_lo..x_hi];
+            if sw == 1 {
+                add_run(&mut dst[g.ix0..g.ix0 + width], src);
+            } else {
+                for (d, &s) in dst[g.ix0..].iter_mut().step_by(sw).zip(src) {
+                    *d += s;
+                }
             }
         }
     });

@@ -220,7 +220,7 @@ unsafe fn backward_2x2_stride_2(
             let any = vorrq_u32(vorrq_u32(hits[0], hits[1]), vorrq_u32(hits[2], hits[3]));
             let mut matched = [0u32; 4];
             vst1q_u32(matched.as_mut_ptr(), any);
-            if matched[..valid].iter().any(|&m| m == 0) {
+            if matched[..valid].contains(&0) {
                 // Some index is outside its window: let the reference's check name the first.
                 for (i, &a) in idx.iter().enumerate() {
                     check_in_window(shape, o + i, a as usize, oy, ox0 + i);

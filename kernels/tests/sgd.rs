@@ -20,6 +20,9 @@ fn ulps(got: f32, want: f32) -> f32 {
     (got - want).abs() / ulp
 }
 
+/// One way of taking a step: param, grad, buffer, first step.
+type Stepper = Box<dyn Fn(&mut [f32], &[f32], Option<&mut [f32]>, bool)>;
+
 fn options_of(case: &fixtures::Case) -> SgdOptions {
     SgdOptions {
         lr: case.f64("lr"),
@@ -38,13 +41,10 @@ fn pytorch_golden_fixtures_within_2_ulp_per_step_on_every_isa() {
     for case in &fixture.cases {
         let options = options_of(case);
         options.validate().unwrap();
-        let mut steppers: Vec<(
-            String,
-            Box<dyn Fn(&mut [f32], &[f32], Option<&mut [f32]>, bool)>,
-        )> = all_kernels()
+        let mut steppers: Vec<(String, Stepper)> = all_kernels()
             .into_iter()
             .map(|k| {
-                let f: Box<dyn Fn(&mut [f32], &[f32], Option<&mut [f32]>, bool)> =
+                let f: Stepper =
                     Box::new(move |p, g, b, first| k.sgd_step(&options, p, g, b, first));
                 (k.isa().to_string(), f)
             })

@@ -57,8 +57,8 @@ pub(crate) mod consts {
     pub const SHIFTER: f32 = 12_582_912.0;
 
     /// `ln` constants (the classic `logf` ones): `ln 2` split for `k * ln2`, and `R(z)`.
-    pub const LN2_HI_LOG: f32 = 6.931_381_2e-1;
-    pub const LN2_LO_LOG: f32 = 9.058_000_6e-6;
+    pub const LN2_HI_LOG: f32 = 0.693_138_1;
+    pub const LN2_LO_LOG: f32 = 9.058_001e-6;
     pub const LG1: f32 = 0.666_666_6;
     pub const LG2: f32 = 0.400_009_72;
     pub const LG3: f32 = 0.284_987_87;

@@ -9,7 +9,8 @@
 //! - `sgemm/MxKxN`: C[M,N] = A[M,K] B[K,N], no transposes, beta = 0: square 64..1024 and the ten
 //!   LeNet-5 shapes at batch 64 (M x K x N as in the PyTorch script).
 //! - `sgemm_trainer/...`: the LeNet-5 shapes with the transposes a trainer uses (Linear forward
-//!   X W^T, weight gradients dY^T X and dY cols^T, column gradient W^T dY).
+//!   X W^T, weight gradients dY^T X and dY cols^T, column gradient W^T dY), over the batch and
+//!   for one image (an im2col convolution calls GEMM per image).
 //!
 //! After criterion, a GFLOP/s summary table (median of short timed runs) is printed.
 //! `GEMM_SUMMARY_ONLY=1 cargo bench --bench gemm` prints only that table (quick comparisons).
@@ -50,6 +51,12 @@ const TRAINER_SHAPES: &[Shape] = &[
     ("conv1 dW dY cols^T", N, T, 6, 50176, 25),
     ("conv2 dW dY cols^T", N, T, 16, 6400, 150),
     ("conv2 dCols W^T dY", T, N, 150, 16, 6400),
+    // The same layers one image at a time (how an im2col convolution calls GEMM).
+    ("conv1 fwd, 1 image", N, N, 6, 25, 784),
+    ("conv2 fwd, 1 image", N, N, 16, 150, 100),
+    ("conv1 dW, 1 image", N, T, 6, 784, 25),
+    ("conv2 dW, 1 image", N, T, 16, 100, 150),
+    ("conv2 dCols, 1 image", T, N, 150, 16, 100),
 ];
 
 /// Operands for one shape: A, B stored as their transposes say, C zeroed.

@@ -5,7 +5,7 @@
 //! hides the 4-cycle FMA latency behind 12 independent chains (two FMA ports need >= 8).
 
 use super::driver::{self, assert_tile_fits, Blocking, Microkernel};
-use super::GemmArgs;
+use super::{GemmArgs, Transpose};
 use core::arch::x86_64::*;
 
 const MR: usize = 6;
@@ -177,20 +177,20 @@ unsafe fn tile_6x16(
         // B read in place (rows `b_rs` apart, not a packed sliver): no hardware prefetcher
         // follows hundreds of rows, so fetch the lines the sliver PREFETCH_SLIVERS to the
         // right will need while this one computes. Prefetches never fault.
-        let prefetch = b_rs != NR;
-        for _ in 0..k {
-            if prefetch {
+        // The two loops differ only in the prefetch, so its test stays out of the inner loop.
+        if b_rs != NR {
+            for _ in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH_SLIVERS * NR) as *const i8);
+                step_6x16(&mut acc, ap, a_rs, bp);
+                ap = ap.wrapping_add(a_cs);
+                bp = bp.wrapping_add(b_rs);
             }
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*ap.add(i * a_rs));
-                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        } else {
+            for _ in 0..k {
+                step_6x16(&mut acc, ap, a_rs, bp);
+                ap = ap.wrapping_add(a_cs);
+                bp = bp.wrapping_add(b_rs);
             }
-            ap = ap.wrapping_add(a_cs);
-            bp = bp.wrapping_add(b_rs);
         }
         let va = _mm256_set1_ps(alpha);
         if beta == 0.0 {
@@ -208,6 +208,25 @@ unsafe fn tile_6x16(
                 _mm256_storeu_ps(ci, _mm256_fmadd_ps(row[0], va, c0));
                 _mm256_storeu_ps(ci.add(8), _mm256_fmadd_ps(row[1], va, c1));
             }
+        }
+    }
+}
+
+/// One k step of the 6x16 tile. A function, not a closure: a closure would be compiled
+/// without this ISA's target features and its intrinsics would not inline.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `ap[i * a_rs]` (i < 6) and `bp[0..16]` are in bounds.
+#[inline(always)]
+unsafe fn step_6x16(acc: &mut [[__m256; 2]; MR], ap: *const f32, a_rs: usize, bp: *const f32) {
+    // SAFETY: the caller guarantees the features and the bounds.
+    unsafe {
+        let b0 = _mm256_loadu_ps(bp);
+        let b1 = _mm256_loadu_ps(bp.add(8));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_ss(&*ap.add(i * a_rs));
+            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
         }
     }
 }
@@ -261,16 +280,31 @@ unsafe fn tile_6x16_masked(
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         let mut ap = a;
         let mut bp = b;
-        for _ in 0..k {
-            let b0 = _mm256_maskload_ps(bp, m0);
-            let b1 = _mm256_maskload_ps(bp.wrapping_add(8), m1);
-            for (row, &offset) in acc.iter_mut().zip(&row_offsets) {
-                let ai = _mm256_broadcast_ss(&*ap.add(offset));
-                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        if cols > 8 {
+            // Left half whole, right half masked: one mask register, so the 12 accumulators,
+            // 2 B vectors, the broadcast and the mask fit the 16 ymm registers.
+            for _ in 0..k {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_maskload_ps(bp.wrapping_add(8), m1);
+                for (row, &offset) in acc.iter_mut().zip(&row_offsets) {
+                    let ai = _mm256_broadcast_ss(&*ap.add(offset));
+                    row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+                }
+                ap = ap.wrapping_add(a_cs);
+                bp = bp.wrapping_add(b_rs);
             }
-            ap = ap.wrapping_add(a_cs);
-            bp = bp.wrapping_add(b_rs);
+        } else {
+            // At most 8 columns: a 6 x 8 tile, half the work.
+            for _ in 0..k {
+                let b0 = _mm256_maskload_ps(bp, m0);
+                for (row, &offset) in acc.iter_mut().zip(&row_offsets) {
+                    let ai = _mm256_broadcast_ss(&*ap.add(offset));
+                    row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                }
+                ap = ap.wrapping_add(a_cs);
+                bp = bp.wrapping_add(b_rs);
+            }
         }
         let va = _mm256_set1_ps(alpha);
         let vb = _mm256_set1_ps(beta);
@@ -295,5 +329,179 @@ unsafe fn tile_6x16_masked(
 /// The CPU supports AVX2 and FMA (the dispatcher checked it before building this table).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
-    driver::gemm(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
+    if use_dot_products(args) {
+        gemm_dot(Fma6x16 { _cpu_checked: () }, args, c);
+    } else {
+        driver::gemm(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
+    }
+}
+
+// ---- A B^T with small m or n: dot products of contiguous rows ----
+//
+// With A not transposed and B transposed, C(i, j) is the dot product of row i of A and row j
+// of the stored B, both contiguous. When m or n is small (a convolution's weight gradient,
+// dY cols^T: 6 x 784 x 25 per image) packing B^T costs as much as the multiply, so instead a
+// 3 x 4 block of C is computed as 12 vector dot products over k, 8 steps of k per FMA.
+
+/// Rows of A and of B^T per dot-product tile: 12 accumulators + 3 A vectors + 1 B vector.
+const DOT_MR: usize = 3;
+const DOT_NR: usize = 4;
+/// k per pass: 3 rows of A (6 KiB) stay in L1 while the rows of B (n x 2 KiB) stream from L2.
+const DOT_KC: usize = 512;
+
+fn use_dot_products(args: &GemmArgs<'_>) -> bool {
+    args.transa == Transpose::No
+        && args.transb == Transpose::Yes
+        && args.k >= 64
+        && (args.m <= 4 * MR || args.n <= 2 * NR)
+}
+
+/// `C = alpha * A * B^T + beta * C` by dot products (`transa == No`, `transb == Yes`,
+/// `m, n, k > 0`, lengths checked by the caller).
+#[inline(always)]
+fn gemm_dot(kernel: Fma6x16, args: &GemmArgs<'_>, c: &mut [f32]) {
+    let GemmArgs {
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        ldc,
+        ..
+    } = *args;
+    let blocks = k.div_ceil(DOT_KC);
+    let kc_max = k.div_ceil(blocks);
+    for pc in (0..k).step_by(kc_max) {
+        let kc = kc_max.min(k - pc);
+        let beta = if pc == 0 { beta } else { 1.0 };
+        for i in (0..m).step_by(DOT_MR) {
+            let rows = DOT_MR.min(m - i);
+            for j in (0..n).step_by(DOT_NR) {
+                let cols = DOT_NR.min(n - j);
+                kernel.dot_tile(
+                    kc,
+                    &a[i * lda + pc..],
+                    lda,
+                    rows,
+                    &b[j * ldb + pc..],
+                    ldb,
+                    cols,
+                    &mut c[i * ldc + j..],
+                    ldc,
+                    alpha,
+                    beta,
+                );
+            }
+        }
+    }
+}
+
+impl Fma6x16 {
+    /// `out[r * ldc + q] = alpha * sum_p a[r * lda + p] * b[q * ldb + p] + beta * out[..]` for
+    /// `r < rows <= 3`, `q < cols <= 4`, `p < k` (`beta == 0`: `out` not read).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn dot_tile(
+        self,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        b: &[f32],
+        ldb: usize,
+        cols: usize,
+        out: &mut [f32],
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        assert!((1..=DOT_MR).contains(&rows) && (1..=DOT_NR).contains(&cols) && k > 0);
+        // Rows `< rows` of A and `< cols` of B, `k` elements each.
+        let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
+        assert!(
+            extent(rows, lda).is_some_and(|e| e <= a.len())
+                && extent(cols, ldb).is_some_and(|e| e <= b.len()),
+            "gemm dot tile: operand slice too short"
+        );
+        let mut sums = [[0.0f32; DOT_NR]; DOT_MR];
+        // SAFETY: `self` proves AVX2 and FMA; the asserts proved rows `< rows` of A and rows
+        // `< cols` of B hold `k` elements each.
+        unsafe { dot_3x4(k, a.as_ptr(), lda, rows, b.as_ptr(), ldb, cols, &mut sums) };
+        for (r, sum) in sums.iter().enumerate().take(rows) {
+            for (x, &v) in out[r * ldc..][..cols].iter_mut().zip(sum) {
+                *x = if beta == 0.0 {
+                    alpha * v
+                } else {
+                    alpha * v + beta * *x
+                };
+            }
+        }
+    }
+}
+
+/// The dot-product tile body: rows `>= rows` of A and `>= cols` of B repeat the last valid
+/// one (computed, then ignored by the caller); the last `k % 8` steps use masked loads.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `a[r * lda + p]` (r < rows, p < k) and `b[q * ldb + p]`
+/// (q < cols, p < k) are in bounds; `1 <= rows <= 3`, `1 <= cols <= 4`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dot_3x4(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    b: *const f32,
+    ldb: usize,
+    cols: usize,
+    sums: &mut [[f32; DOT_NR]; DOT_MR],
+) {
+    // SAFETY (whole body): the caller guarantees the features and bounds; whole-vector loads
+    // cover p < 8 * (k / 8) <= k, the tail is masked to p < k.
+    unsafe {
+        let ar: [*const f32; DOT_MR] = core::array::from_fn(|r| a.add(r.min(rows - 1) * lda));
+        let br: [*const f32; DOT_NR] = core::array::from_fn(|q| b.add(q.min(cols - 1) * ldb));
+        let mut acc = [[_mm256_setzero_ps(); DOT_NR]; DOT_MR];
+        let whole = k / 8;
+        for s in 0..whole {
+            let off = 8 * s;
+            let av: [__m256; DOT_MR] = core::array::from_fn(|r| _mm256_loadu_ps(ar[r].add(off)));
+            for (q, bq) in br.iter().enumerate() {
+                let bv = _mm256_loadu_ps(bq.add(off));
+                for (row, &x) in acc.iter_mut().zip(&av) {
+                    row[q] = _mm256_fmadd_ps(x, bv, row[q]);
+                }
+            }
+        }
+        let rest = k % 8;
+        if rest != 0 {
+            let off = 8 * whole;
+            let mask = _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(rest as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
+            let av: [__m256; DOT_MR] =
+                core::array::from_fn(|r| _mm256_maskload_ps(ar[r].add(off), mask));
+            for (q, bq) in br.iter().enumerate() {
+                let bv = _mm256_maskload_ps(bq.add(off), mask);
+                for (row, &x) in acc.iter_mut().zip(&av) {
+                    row[q] = _mm256_fmadd_ps(x, bv, row[q]);
+                }
+            }
+        }
+        // Horizontal sums, four accumulators at once: lane q of the result is the sum of
+        // the 8 lanes of row[q].
+        for (row, out) in acc.iter().zip(sums.iter_mut()) {
+            let t0 = _mm256_hadd_ps(row[0], row[1]);
+            let t1 = _mm256_hadd_ps(row[2], row[3]);
+            let t2 = _mm256_hadd_ps(t0, t1);
+            let total = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
+            _mm_storeu_ps(out.as_mut_ptr(), total);
+        }
+    }
 }

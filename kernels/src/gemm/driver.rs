@@ -310,7 +310,11 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                             }
                         };
                         let out = &mut c[row * ldc + jc + jr..];
-                        if mr == MR && nr == NR {
+                        if mr == MR && nr == NR && !plan.direct_a && !plan.direct_b {
+                            // Both packed: constant strides, so this call site compiles to a
+                            // microkernel with fixed offsets (the common large-GEMM case).
+                            kernel.tile(kc, a_tile, 1, MR, b_tile, NR, out, ldc, alpha, beta);
+                        } else if mr == MR && nr == NR {
                             kernel
                                 .tile(kc, a_tile, a_rs, a_cs, b_tile, b_rs, out, ldc, alpha, beta);
                         } else {

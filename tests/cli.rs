@@ -10,7 +10,17 @@ use std::process::{Command, Output};
 const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/data/fashion-mnist-subset");
 
 fn simdnet(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simdnet"));
+    let bin = env!("CARGO_BIN_EXE_simdnet");
+    // Cross-testing NEON under qemu user mode (.cargo/config.toml's runner): an aarch64 child
+    // cannot be exec'd directly there, so start it the way the runner starts the tests.
+    let qemu = Path::new("/usr/bin/qemu-aarch64-static");
+    let mut cmd = if cfg!(target_arch = "aarch64") && qemu.exists() {
+        let mut c = Command::new(qemu);
+        c.args(["-L", "/usr/aarch64-linux-gnu", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
     cmd.args(args)
         .env_remove("SIMDNET_ISA")
         .env_remove("SIMDNET_DATA");

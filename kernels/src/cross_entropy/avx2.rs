@@ -2,7 +2,7 @@
 //! 8 lanes, several vectors per step in the long loops, tails through masked loads and
 //! stores.
 
-use super::Coef;
+use super::{Coef, RowArgs, RowStats};
 use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, tail_mask};
 use std::arch::x86_64::*;
 
@@ -62,6 +62,7 @@ unsafe fn load(p: *const f32, i: usize, mask: Option<__m256i>) -> __m256 {
     }
 }
 
+#[derive(Clone, Copy)]
 struct NoCoefs;
 impl Coefs for NoCoefs {
     const USED: bool = false;
@@ -72,6 +73,7 @@ impl Coefs for NoCoefs {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Ones;
 impl Coefs for Ones {
     const USED: bool = true;
@@ -82,6 +84,7 @@ impl Coefs for Ones {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Weights<'a>(&'a [f32]);
 impl Coefs for Weights<'_> {
     const USED: bool = true;
@@ -92,6 +95,7 @@ impl Coefs for Weights<'_> {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Probs<'a> {
     p: &'a [f32],
     w: Option<&'a [f32]>,
@@ -115,17 +119,6 @@ impl Coefs for Probs<'_> {
             }
         }
     }
-}
-
-/// Pass 1 of the two-pass form: the row maximum (NaN lanes may be skipped; the exp pass
-/// catches NaN).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn row_max(x: &[f32]) -> f32 {
-    // SAFETY: features enabled here; pointer and length from a slice.
-    unsafe { max_of(x.as_ptr(), x.len()) }
 }
 
 /// `e_j = exp(x_j - m)` stored at `out` when `STORE` (which may equal `x`), returning
@@ -202,62 +195,6 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
     }
 }
 
-/// # Safety
-/// As [`exp_pass`].
-#[inline(always)]
-unsafe fn exp_pass_any<const STORE: bool>(
-    x: *const f32,
-    out: *mut f32,
-    n: usize,
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match *coef {
-            Coef::None => exp_pass::<STORE, _>(x, out, n, m, NoCoefs),
-            Coef::Ones => exp_pass::<STORE, _>(x, out, n, m, Ones),
-            Coef::Weights(w) => exp_pass::<STORE, _>(x, out, n, m, Weights(w)),
-            Coef::Probs { p, w, keep, add } => {
-                exp_pass::<STORE, _>(x, out, n, m, Probs { p, w, keep, add })
-            }
-        }
-    }
-}
-
-/// Pass 2 of the two-pass form: `exp(x - m)` into `out` (or nowhere), returning its sum and
-/// `sum c_j (x_j - m)`.
-///
-/// # Safety
-/// AVX2 and FMA; `out` and the coefficient slices as long as `x`.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn exp_sum(
-    x: &[f32],
-    out: Option<&mut [f32]>,
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
-    // SAFETY: features enabled here; both slices hold x.len() floats (the caller's contract).
-    unsafe {
-        match out {
-            Some(out) => exp_pass_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), m, coef),
-            None => exp_pass_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), m, coef),
-        }
-    }
-}
-
-/// As [`exp_sum`], the exponentials written over the logits.
-///
-/// # Safety
-/// AVX2 and FMA; the coefficient slices as long as `x`.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn exp_sum_in_place(x: &mut [f32], m: f32, coef: &Coef<'_>) -> (f32, f32) {
-    let ptr = x.as_mut_ptr();
-    // SAFETY: features enabled here; one pointer of the exclusive borrow, each element read
-    // before it is written.
-    unsafe { exp_pass_any::<true>(ptr, ptr, x.len(), m, coef) }
-}
-
 /// `g_j = g_j * mul - beta * c_j` over the stored exponentials.
 ///
 /// # Safety
@@ -299,22 +236,86 @@ unsafe fn scale_pass<C: Coefs>(g: *mut f32, n: usize, mul: f32, beta: f32, c: C)
     }
 }
 
-/// The final gradient pass of the two-pass form: `g = g * mul - beta * c`.
+/// The three passes over a row of `n` logits at `x`; the gradient written at `out` when
+/// `WRITE` (which may equal `x`).
 ///
 /// # Safety
-/// AVX2 and FMA; the coefficient slices as long as `g`.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
-    let (ptr, n) = (g.as_mut_ptr(), g.len());
-    // SAFETY: features enabled here; pointer and length of the exclusive borrow.
+/// AVX2 and FMA; `x` readable and (when `WRITE`) `out` writable for `n` floats; the
+/// coefficients cover `n`; `args.fix` inside the row.
+#[inline(always)]
+unsafe fn row_body<const WRITE: bool, C: Coefs + Copy>(
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    args: &RowArgs<'_>,
+    c: C,
+) -> RowStats {
+    // SAFETY: forwarded contract; the fix-up index is inside the row.
     unsafe {
-        match *coef {
-            Coef::None => scale_pass(ptr, n, mul, beta, NoCoefs),
-            Coef::Ones => scale_pass(ptr, n, mul, beta, Ones),
-            Coef::Weights(w) => scale_pass(ptr, n, mul, beta, Weights(w)),
+        let max = max_of(x, n);
+        let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
+        let (sum, acc) = exp_pass::<WRITE, C>(x, out, n, m, c);
+        // A row without a maximum above -inf has no softmax: NaN, as PyTorch's.
+        let sum = if max == f32::NEG_INFINITY {
+            f32::NAN
+        } else {
+            sum
+        };
+        if WRITE {
+            scale_pass(out, n, args.alpha / sum, args.beta, c);
+            if let Some((t, amount)) = args.fix {
+                *out.add(t) -= amount;
+            }
+        }
+        RowStats { m, sum, acc }
+    }
+}
+
+/// # Safety
+/// As [`row_body`].
+#[inline(always)]
+unsafe fn row_any<const WRITE: bool>(
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    args: &RowArgs<'_>,
+) -> RowStats {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match args.coef {
+            Coef::None => row_body::<WRITE, _>(x, out, n, args, NoCoefs),
+            Coef::Ones => row_body::<WRITE, _>(x, out, n, args, Ones),
+            Coef::Weights(w) => row_body::<WRITE, _>(x, out, n, args, Weights(w)),
             Coef::Probs { p, w, keep, add } => {
-                scale_pass(ptr, n, mul, beta, Probs { p, w, keep, add })
+                row_body::<WRITE, _>(x, out, n, args, Probs { p, w, keep, add })
             }
         }
     }
+}
+
+/// The row kernel, the gradient into `out` (or, forward only, nowhere).
+///
+/// # Safety
+/// AVX2 and FMA; `out` and the coefficient slices as long as `x`; `args.fix` inside the row.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn row(x: &[f32], out: Option<&mut [f32]>, args: &RowArgs<'_>) -> RowStats {
+    // SAFETY: features enabled here; both slices hold x.len() floats (the caller's contract).
+    unsafe {
+        match out {
+            Some(out) => row_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), args),
+            None => row_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), args),
+        }
+    }
+}
+
+/// The row kernel, the gradient over the logits.
+///
+/// # Safety
+/// AVX2 and FMA; the coefficient slices as long as `x`; `args.fix` inside the row.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats {
+    let ptr = x.as_mut_ptr();
+    // SAFETY: features enabled here; one pointer of the exclusive borrow, each element read
+    // before it is written.
+    unsafe { row_any::<true>(ptr, ptr, x.len(), args) }
 }

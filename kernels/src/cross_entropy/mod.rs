@@ -245,71 +245,86 @@ pub(crate) enum Coef<'a> {
     },
 }
 
+/// A row's constants for the kernels: `dx_j = exp(x_j - m) / S * alpha - beta * c_j`, then
+/// `fix = (t, amount)` subtracted at index `t`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowArgs<'a> {
+    pub alpha: f32,
+    pub beta: f32,
+    pub coef: Coef<'a>,
+    pub fix: Option<(usize, f32)>,
+}
+
+/// What a row kernel measured: the reference point `m` (the maximum, or 0 when there is none
+/// above `-inf`), `S = sum exp(x - m)` (NaN when there is no such maximum), and
+/// `sum c_j (x_j - m)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowStats {
+    pub m: f32,
+    pub sum: f32,
+    pub acc: f32,
+}
+
 kernel_table! {
     /// Per-ISA row kernels of the fused softmax-cross-entropy.
     pub(crate) struct Table {
-        // Pass 1: the row maximum (-inf when there is none).
-        row_max: unsafe fn(&[f32]) -> f32,
-        // Pass 2: exp(x - m) into a buffer (or nowhere): (its sum, sum c_j (x_j - m)).
-        exp_sum: unsafe fn(&[f32], Option<&mut [f32]>, f32, &Coef<'_>) -> (f32, f32),
-        // The same over the logits.
-        exp_sum_in_place: unsafe fn(&mut [f32], f32, &Coef<'_>) -> (f32, f32),
-        // Pass 3 (cache-resident): g = g * mul - beta * c.
-        scale: unsafe fn(&mut [f32], f32, f32, &Coef<'_>),
+        // The three passes over a row, the gradient into a buffer (or, forward only, nowhere).
+        row: unsafe fn(&[f32], Option<&mut [f32]>, &RowArgs<'_>) -> RowStats,
+        // The same, the gradient over the logits.
+        row_in_place: unsafe fn(&mut [f32], &RowArgs<'_>) -> RowStats,
     }
 }
 
-/// Safety: safe for any input.
-unsafe fn scalar_row_max(x: &[f32]) -> f32 {
-    scalar::row_max(x)
-}
-
 /// Safety: `out` and the coefficient slices as long as `x`.
-unsafe fn scalar_exp_sum(
-    x: &[f32],
-    out: Option<&mut [f32]>,
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
+unsafe fn scalar_row(x: &[f32], out: Option<&mut [f32]>, args: &RowArgs<'_>) -> RowStats {
     match out {
-        Some(out) => scalar::exp_pass(x.len(), |j| x[j], |j, v| out[j] = v, m, coef),
-        None => scalar::exp_pass(x.len(), |j| x[j], |_, _| {}, m, coef),
+        Some(out) => {
+            let n = x.len();
+            let cells = core::cell::Cell::from_mut(out).as_slice_of_cells();
+            scalar::row(
+                n,
+                |j| x[j],
+                Some((
+                    |j: usize| cells[j].get(),
+                    |j: usize, v: f32| cells[j].set(v),
+                )),
+                args,
+            )
+        }
+        None => scalar::row::<fn(usize) -> f32, fn(usize, f32)>(x.len(), |j| x[j], None, args),
     }
 }
 
 /// Safety: the coefficient slices as long as `x`.
-unsafe fn scalar_exp_sum_in_place(x: &mut [f32], m: f32, coef: &Coef<'_>) -> (f32, f32) {
+unsafe fn scalar_row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats {
     let n = x.len();
-    let cell = core::cell::Cell::from_mut(x).as_slice_of_cells();
-    scalar::exp_pass(n, |j| cell[j].get(), |j, v| cell[j].set(v), m, coef)
-}
-
-/// Safety: the coefficient slices as long as `g`.
-unsafe fn scalar_scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
-    scalar::scale(g, mul, beta, coef);
+    let cells = core::cell::Cell::from_mut(x).as_slice_of_cells();
+    scalar::row(
+        n,
+        |j| cells[j].get(),
+        Some((
+            |j: usize| cells[j].get(),
+            |j: usize, v: f32| cells[j].set(v),
+        )),
+        args,
+    )
 }
 
 pub(crate) fn table(isa: Isa) -> Table {
     match isa {
         Isa::Scalar => Table {
-            row_max: scalar_row_max,
-            exp_sum: scalar_exp_sum,
-            exp_sum_in_place: scalar_exp_sum_in_place,
-            scale: scalar_scale,
+            row: scalar_row,
+            row_in_place: scalar_row_in_place,
         },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Table {
-            row_max: avx2::row_max,
-            exp_sum: avx2::exp_sum,
-            exp_sum_in_place: avx2::exp_sum_in_place,
-            scale: avx2::scale,
+            row: avx2::row,
+            row_in_place: avx2::row_in_place,
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table {
-            row_max: neon::row_max,
-            exp_sum: neon::exp_sum,
-            exp_sum_in_place: neon::exp_sum_in_place,
-            scale: neon::scale,
+            row: neon::row,
+            row_in_place: neon::row_in_place,
         },
         #[allow(unreachable_patterns)]
         _ => unreachable!("{isa} is not available on this architecture"),
@@ -604,52 +619,23 @@ impl Kernels {
             // What the row's target asks for, before the softmax is known: the gradient is
             // `exp(x_j - m) / S * alpha - beta * c_j`, minus `fix` at the target index.
             let row = RowTarget::new(targets, n, x, &range, options, plan, scale);
-            // SAFETY (the three passes): `self` was built by `Kernels::for_isa` (the CPU has the
-            // ISA); every slice has the row's length (checked by `plan` and the entry points).
-            let max = unsafe { (kernels.row_max)(x) };
-            let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
-            let (sum, acc) = unsafe {
+            let args = RowArgs {
+                alpha: row.alpha as f32,
+                beta: row.beta as f32,
+                coef: row.coef,
+                fix: row.fix,
+            };
+            // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA); every slice
+            // has the row's length (checked by `plan` and the entry points).
+            let RowStats { m, sum: s, acc } = unsafe {
                 match &mut logits {
-                    Logits::ForwardOnly(x) => {
-                        (kernels.exp_sum)(&x[range.clone()], None, m, &row.coef)
+                    Logits::ForwardOnly(x) => (kernels.row)(&x[range.clone()], None, &args),
+                    Logits::Separate(x, g) => {
+                        (kernels.row)(&x[range.clone()], Some(&mut g[range.clone()]), &args)
                     }
-                    Logits::Separate(x, g) => (kernels.exp_sum)(
-                        &x[range.clone()],
-                        Some(&mut g[range.clone()]),
-                        m,
-                        &row.coef,
-                    ),
-                    Logits::InPlace(x) => {
-                        (kernels.exp_sum_in_place)(&mut x[range.clone()], m, &row.coef)
-                    }
+                    Logits::InPlace(x) => (kernels.row_in_place)(&mut x[range.clone()], &args),
                 }
             };
-            // A row without a maximum above -inf has no softmax: NaN, as PyTorch's.
-            let s = if max == f32::NEG_INFINITY {
-                f32::NAN
-            } else {
-                sum
-            };
-            let mul = (row.alpha / s as f64) as f32;
-            let beta = row.beta as f32;
-            unsafe {
-                match &mut logits {
-                    Logits::ForwardOnly(_) => {}
-                    Logits::Separate(_, g) => {
-                        (kernels.scale)(&mut g[range.clone()], mul, beta, &row.coef)
-                    }
-                    Logits::InPlace(x) => {
-                        (kernels.scale)(&mut x[range.clone()], mul, beta, &row.coef)
-                    }
-                }
-            }
-            if let Some((t, amount)) = row.fix {
-                match &mut logits {
-                    Logits::ForwardOnly(_) => {}
-                    Logits::Separate(_, g) => g[n * c + t] -= amount,
-                    Logits::InPlace(x) => x[n * c + t] -= amount,
-                }
-            }
             // The row's loss terms from log S, m and acc = sum c_j (x_j - m).
             let log_s = s.ln();
             let (nll, smooth) = match row.kind {

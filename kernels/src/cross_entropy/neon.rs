@@ -1,7 +1,7 @@
 //! NEON row kernels of the fused softmax-cross-entropy (the module docs give the passes): 4
 //! lanes, several vectors per step in the long loops, tails through padded stack buffers.
 
-use super::Coef;
+use super::{Coef, RowArgs, RowStats};
 use crate::exp::neon::exp4_nonpositive;
 use std::arch::aarch64::*;
 
@@ -58,6 +58,7 @@ unsafe fn load(p: *const f32, i: usize, n: usize, tail: bool) -> float32x4_t {
     }
 }
 
+#[derive(Clone, Copy)]
 struct NoCoefs;
 impl Coefs for NoCoefs {
     const USED: bool = false;
@@ -68,6 +69,7 @@ impl Coefs for NoCoefs {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Ones;
 impl Coefs for Ones {
     const USED: bool = true;
@@ -81,6 +83,7 @@ impl Coefs for Ones {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Weights<'a>(&'a [f32]);
 impl Coefs for Weights<'_> {
     const USED: bool = true;
@@ -91,6 +94,7 @@ impl Coefs for Weights<'_> {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Probs<'a> {
     p: &'a [f32],
     w: Option<&'a [f32]>,
@@ -125,15 +129,14 @@ impl Coefs for Probs<'_> {
     }
 }
 
-/// Pass 1: the row maximum (`-inf` when there is none; NaN is skipped, the exp pass catches
-/// it).
+/// Pass 1: the maximum of `n` floats at `p` (`-inf` when there is none; NaN is skipped, the
+/// exp pass catches it).
 ///
 /// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn row_max(x: &[f32]) -> f32 {
-    let (p, n) = (x.as_ptr(), x.len());
-    // SAFETY: NEON enabled here; full vectors cover [i, i + 4) with i + 4 <= n; the tail goes
+/// NEON; `p` readable for `n` floats.
+#[inline(always)]
+unsafe fn max_of(p: *const f32, n: usize) -> f32 {
+    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes
     // through a buffer.
     unsafe {
         let neg_inf = vdupq_n_f32(f32::NEG_INFINITY);
@@ -231,61 +234,6 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
     }
 }
 
-/// # Safety
-/// As [`exp_pass`].
-#[inline(always)]
-unsafe fn exp_pass_any<const STORE: bool>(
-    x: *const f32,
-    out: *mut f32,
-    n: usize,
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match *coef {
-            Coef::None => exp_pass::<STORE, _>(x, out, n, m, NoCoefs),
-            Coef::Ones => exp_pass::<STORE, _>(x, out, n, m, Ones),
-            Coef::Weights(w) => exp_pass::<STORE, _>(x, out, n, m, Weights(w)),
-            Coef::Probs { p, w, keep, add } => {
-                exp_pass::<STORE, _>(x, out, n, m, Probs { p, w, keep, add })
-            }
-        }
-    }
-}
-
-/// Pass 2: `exp(x - m)` into `out` (or nowhere), returning its sum and `sum c_j (x_j - m)`.
-///
-/// # Safety
-/// NEON; `out` and the coefficient slices as long as `x`.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn exp_sum(
-    x: &[f32],
-    out: Option<&mut [f32]>,
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
-    // SAFETY: NEON enabled here; both slices hold x.len() floats (the caller's contract).
-    unsafe {
-        match out {
-            Some(out) => exp_pass_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), m, coef),
-            None => exp_pass_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), m, coef),
-        }
-    }
-}
-
-/// As [`exp_sum`], the exponentials written over the logits.
-///
-/// # Safety
-/// NEON; the coefficient slices as long as `x`.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn exp_sum_in_place(x: &mut [f32], m: f32, coef: &Coef<'_>) -> (f32, f32) {
-    let ptr = x.as_mut_ptr();
-    // SAFETY: NEON enabled here; one pointer of the exclusive borrow, each element read before
-    // it is written.
-    unsafe { exp_pass_any::<true>(ptr, ptr, x.len(), m, coef) }
-}
-
 /// `g_j = g_j * mul - beta * c_j`.
 ///
 /// # Safety
@@ -325,22 +273,86 @@ unsafe fn scale_pass<C: Coefs>(g: *mut f32, n: usize, mul: f32, beta: f32, c: C)
     }
 }
 
-/// Pass 3: `g = g * mul - beta * c` over the stored exponentials.
+/// The three passes over a row of `n` logits at `x`; the gradient written at `out` when
+/// `WRITE` (which may equal `x`).
 ///
 /// # Safety
-/// NEON; the coefficient slices as long as `g`.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
-    let (ptr, n) = (g.as_mut_ptr(), g.len());
-    // SAFETY: NEON enabled here; pointer and length of the exclusive borrow.
+/// NEON; `x` readable and (when `WRITE`) `out` writable for `n` floats; the coefficients cover
+/// `n`; `args.fix` inside the row.
+#[inline(always)]
+unsafe fn row_body<const WRITE: bool, C: Coefs + Copy>(
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    args: &RowArgs<'_>,
+    c: C,
+) -> RowStats {
+    // SAFETY: forwarded contract; the fix-up index is inside the row.
     unsafe {
-        match *coef {
-            Coef::None => scale_pass(ptr, n, mul, beta, NoCoefs),
-            Coef::Ones => scale_pass(ptr, n, mul, beta, Ones),
-            Coef::Weights(w) => scale_pass(ptr, n, mul, beta, Weights(w)),
+        let max = max_of(x, n);
+        let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
+        let (sum, acc) = exp_pass::<WRITE, C>(x, out, n, m, c);
+        // A row without a maximum above -inf has no softmax: NaN, as PyTorch's.
+        let sum = if max == f32::NEG_INFINITY {
+            f32::NAN
+        } else {
+            sum
+        };
+        if WRITE {
+            scale_pass(out, n, args.alpha / sum, args.beta, c);
+            if let Some((t, amount)) = args.fix {
+                *out.add(t) -= amount;
+            }
+        }
+        RowStats { m, sum, acc }
+    }
+}
+
+/// # Safety
+/// As [`row_body`].
+#[inline(always)]
+unsafe fn row_any<const WRITE: bool>(
+    x: *const f32,
+    out: *mut f32,
+    n: usize,
+    args: &RowArgs<'_>,
+) -> RowStats {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match args.coef {
+            Coef::None => row_body::<WRITE, _>(x, out, n, args, NoCoefs),
+            Coef::Ones => row_body::<WRITE, _>(x, out, n, args, Ones),
+            Coef::Weights(w) => row_body::<WRITE, _>(x, out, n, args, Weights(w)),
             Coef::Probs { p, w, keep, add } => {
-                scale_pass(ptr, n, mul, beta, Probs { p, w, keep, add })
+                row_body::<WRITE, _>(x, out, n, args, Probs { p, w, keep, add })
             }
         }
     }
+}
+
+/// The row kernel, the gradient into `out` (or, forward only, nowhere).
+///
+/// # Safety
+/// NEON; `out` and the coefficient slices as long as `x`; `args.fix` inside the row.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn row(x: &[f32], out: Option<&mut [f32]>, args: &RowArgs<'_>) -> RowStats {
+    // SAFETY: NEON enabled here; both slices hold x.len() floats (the caller's contract).
+    unsafe {
+        match out {
+            Some(out) => row_any::<true>(x.as_ptr(), out.as_mut_ptr(), x.len(), args),
+            None => row_any::<false>(x.as_ptr(), core::ptr::null_mut(), x.len(), args),
+        }
+    }
+}
+
+/// The row kernel, the gradient over the logits.
+///
+/// # Safety
+/// NEON; the coefficient slices as long as `x`; `args.fix` inside the row.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats {
+    let ptr = x.as_mut_ptr();
+    // SAFETY: NEON enabled here; one pointer of the exclusive borrow, each element read before
+    // it is written.
+    unsafe { row_any::<true>(ptr, ptr, x.len(), args) }
 }

@@ -1,7 +1,10 @@
 //! The reference: PyTorch's formulas written out plainly, generic over `f32` and `f64` (the
 //! oracle of the SIMD kernels and of the gradient checks), and the scalar table's row kernels.
 
-use super::{plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, Targets};
+use super::{
+    plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, RowArgs, RowStats,
+    Targets,
+};
 use crate::exp::scalar::exp_one;
 use crate::Real;
 
@@ -172,40 +175,46 @@ fn coef_at(coef: &Coef<'_>, j: usize) -> Option<f32> {
     }
 }
 
-/// Two-pass form, pass 1 of the scalar table: the row maximum (`-inf` when there is none).
-pub(crate) fn row_max(x: &[f32]) -> f32 {
-    x.iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
-}
-
-/// Two-pass form, pass 2 of the scalar table: `exp(x_j - m)` handed to `set`, returning its
-/// sum and `sum c_j (x_j - m)`.
-pub(crate) fn exp_pass(
+/// The scalar table's row kernel: the three passes of the module docs, element by element.
+/// `get` reads the logits; `grad` (`None`: forward only) reads and writes the gradient buffer,
+/// which may be the logits themselves.
+pub(crate) fn row<G: Fn(usize) -> f32, S: FnMut(usize, f32)>(
     n: usize,
     get: impl Fn(usize) -> f32,
-    mut set: impl FnMut(usize, f32),
-    m: f32,
-    coef: &Coef<'_>,
-) -> (f32, f32) {
+    mut grad: Option<(G, S)>,
+    args: &RowArgs<'_>,
+) -> RowStats {
+    let max = (0..n)
+        .map(&get)
+        .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
     let (mut sum, mut acc) = (0.0f32, 0.0f32);
     for j in 0..n {
         let d = get(j) - m;
         let e = exp_one(d);
-        set(j, e);
+        if let Some((_, set)) = grad.as_mut() {
+            set(j, e);
+        }
         sum += e;
-        if let Some(c) = coef_at(coef, j) {
+        if let Some(c) = coef_at(&args.coef, j) {
             acc += c * d;
         }
     }
-    (sum, acc)
-}
-
-/// Two-pass form, the gradient pass of the scalar table: `g_j = g_j * mul - beta * c_j`.
-pub(crate) fn scale(g: &mut [f32], mul: f32, beta: f32, coef: &Coef<'_>) {
-    for (j, g) in g.iter_mut().enumerate() {
-        *g *= mul;
-        if let Some(c) = coef_at(coef, j) {
-            *g -= beta * c;
+    if max == f32::NEG_INFINITY {
+        sum = f32::NAN;
+    }
+    if let Some((read, set)) = grad.as_mut() {
+        let mul = args.alpha / sum;
+        for j in 0..n {
+            let mut g = read(j) * mul;
+            if let Some(c) = coef_at(&args.coef, j) {
+                g -= args.beta * c;
+            }
+            set(j, g);
+        }
+        if let Some((t, amount)) = args.fix {
+            set(t, read(t) - amount);
         }
     }
+    RowStats { m, sum, acc }
 }

@@ -284,6 +284,7 @@ proptest! {
         edge in 0usize..3,
         which_isa in 0usize..8,
         pads in (0usize..5, 0usize..5, 0usize..5),
+        ldb_multiple_of_64 in prop::bool::weighted(0.2),
         trim in any::<bool>(),
         alpha in scalar_value(),
         beta in scalar_value(),
@@ -301,7 +302,11 @@ proptest! {
                 Big::N => { n = near(nc); m = m.min(13); k = k.min(9); }
             }
         }
-        let case = Case { ta, tb, m, n, k, pad_a: pads.0, pad_b: pads.1, pad_c: pads.2, trim, alpha, beta, seed };
+        // A leading dimension of B that is a multiple of 64 floats switches B from being read
+        // in place to being packed (for m above the tiny-m limit): exercise both.
+        let stored_b_cols = tb.stored_dims(k, n).1;
+        let pad_b = if ldb_multiple_of_64 { (64 - stored_b_cols % 64) % 64 } else { pads.1 };
+        let case = Case { ta, tb, m, n, k, pad_a: pads.0, pad_b, pad_c: pads.2, trim, alpha, beta, seed };
         for kernels in Kernels::all() {
             check_case(&kernels, &case);
         }

@@ -31,18 +31,27 @@
 //! the packed B panel 4 MiB, a share of L3. Blocks are balanced (k = 257 runs as 2 x 129, not
 //! 256 + 1) so no pass over C is wasted on a sliver of work.
 //!
-//! Packing absorbs the transposes: all four combinations run the same microkernel. Partial
-//! slivers are packed with zero padding, and an edge tile is computed whole into a small buffer
-//! on the stack, of which only the part inside C is written: the scalar work per edge tile is
-//! one MR x NR copy, not a scalar GEMM.
+//! Packing absorbs the transposes: all four combinations run the same microkernel.
+//!
+//! Edge tiles (fewer than MR rows or NR columns left) run the same loop without a scalar GEMM:
+//! on AVX2 the microkernel masks the missing columns of B and C (`vmaskmovps`; at most 8
+//! columns left runs a 6 x 8 tile) and repeats the last row of A for missing rows (computed,
+//! never stored). NEON has no masked loads: its edge tile copies the few rows and columns into
+//! zero-padded stack buffers and writes only the valid corner back.
 //!
 //! Skinny shapes (LeNet-5's) skip packing where it costs more than it saves:
-//! - B is read in place (rows of NR floats with stride `ldb`) when it is not transposed and m
-//!   fits one m block: then every B sliver is used by exactly one A block, so packing would
-//!   only copy B once more than the multiply reads it (conv1 6 x 25 x 50176: B is 5 MB).
+//! - B is read in place (rows of NR floats with stride `ldb`, prefetched a few slivers ahead)
+//!   when it is not transposed, m fits one m block, and either m is tiny (at most 4 MR: a few
+//!   row panels cannot amortise a copy; conv1 6 x 25 x 50176 reads its 5 MB B once) or `ldb`
+//!   is not a multiple of 64 floats (such rows fall into a handful of L1 sets; packing avoids
+//!   the conflict misses).
 //! - A is read in place (broadcasts with strides `lda` and 1) when n is at most two B slivers:
-//!   packing A would cost as much as the multiply (conv1's dW, 6 x 50176 x 25: A is 1.2 MB).
+//!   packing A would cost as much as the multiply (conv1's weight gradient, 6 x 50176 x 25).
 //! - Huge k is split into KC blocks, each a long dot product per C element held in registers.
+//! - AVX2, `A B^T` with m <= 24 or n <= 32 and k >= 64 (a convolution's weight gradient,
+//!   dY cols^T): every C element is a dot product of two contiguous rows, so nothing is packed;
+//!   a 3 x 4 block of C is 12 vector accumulators over k (8 steps of k per FMA, masked tail),
+//!   reduced horizontally at the end of each 512-long k block.
 //!
 //! Packing buffers are thread-local and only grow, so steady-state calls do not allocate.
 

@@ -326,9 +326,9 @@ pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
         }
         // Output row oy reads image row `first_row + (oy - y_lo) * stride_h`, columns from ix0.
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let src_rows = image[g.plane + first_row * in_w..].chunks(sh * in_w);
-        let dst_rows = dst[g.y_lo * ow..g.y_hi * ow].chunks_exact_mut(ow);
-        for (out, src) in dst_rows.zip(src_rows) {
+        let (src_step, mut src_at) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
+        for oy in g.y_lo..g.y_hi {
+            let out = &mut dst[oy * ow..][..ow];
             if x_lo > 0 {
                 zero_short(&mut out[..x_lo]);
             }
@@ -337,12 +337,14 @@ pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
             }
             let inside = &mut out[x_lo..x_hi];
             if sw == 1 {
-                inside.copy_from_slice(&src[g.ix0..g.ix0 + width]);
+                inside.copy_from_slice(&image[src_at..src_at + width]);
             } else {
-                for (o, &s) in inside.iter_mut().zip(src[g.ix0..].iter().step_by(sw)) {
+                let src = image[src_at..].iter().step_by(sw);
+                for (o, &s) in inside.iter_mut().zip(src) {
                     *o = s;
                 }
             }
+            src_at += src_step;
         }
     });
 }
@@ -361,22 +363,23 @@ pub fn col2im<T: Real>(shape: &Conv2dShape, cols: &[T], image: &mut [T]) {
     let (oh, ow) = (shape.out_h(), shape.out_w());
     let (in_w, sh, sw, ph) = (shape.in_w, shape.stride_h, shape.stride_w, shape.pad_h);
     for_each_col_row(shape, |r, g| {
-        let (x_lo, x_hi, width) = (g.x_lo, g.x_hi, g.x_hi - g.x_lo);
+        let (x_lo, width) = (g.x_lo, g.x_hi - g.x_lo);
         if g.y_lo == g.y_hi || width == 0 {
             return; // nothing reads inside the image
         }
-        let src_rows = cols[r * oh * ow..][g.y_lo * ow..g.y_hi * ow].chunks_exact(ow);
+        let src_row = &cols[r * oh * ow..][..oh * ow];
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let dst_rows = image[g.plane + first_row * in_w..].chunks_mut(sh * in_w);
-        for (src, dst) in src_rows.zip(dst_rows) {
-            let src = &src[x_lo..x_hi];
+        let (dst_step, mut dst_at) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
+        for oy in g.y_lo..g.y_hi {
+            let src = &src_row[oy * ow + x_lo..][..width];
             if sw == 1 {
-                add_run(&mut dst[g.ix0..g.ix0 + width], src);
+                add_run(&mut image[dst_at..dst_at + width], src);
             } else {
-                for (d, &s) in dst[g.ix0..].iter_mut().step_by(sw).zip(src) {
+                for (d, &s) in image[dst_at..].iter_mut().step_by(sw).zip(src) {
                     *d += s;
                 }
             }
+            dst_at += dst_step;
         }
     });
 }

@@ -139,6 +139,7 @@ pub fn encode(
     header.push('}');
 
     let mut offset = 0usize;
+    let mut names = std::collections::HashSet::new();
     for (i, &(name, shape, values)) in tensors.iter().enumerate() {
         if name.is_empty() {
             return Err(format!("tensor {i} has an empty name"));
@@ -146,7 +147,7 @@ pub fn encode(
         if name == "__metadata__" {
             return Err("'__metadata__' is reserved and cannot name a tensor".to_string());
         }
-        if tensors[..i].iter().any(|(n, _, _)| *n == name) {
+        if !names.insert(name) {
             return Err(format!("tensor '{name}' is given twice"));
         }
         let count = element_count(shape)
@@ -607,6 +608,7 @@ fn sign_of(h: u16) -> f32 {
 /// A small strict JSON parser for safetensors headers (RFC 8259, no extensions).
 pub mod json {
     use super::MAX_JSON_DEPTH;
+    use std::collections::HashSet;
 
     /// A JSON value. Numbers keep their text (validated against the JSON grammar), so callers
     /// convert them exactly to the type they need.
@@ -694,6 +696,9 @@ pub mod json {
             }
             self.expect(b'{')?;
             let mut members: Vec<(String, Value)> = Vec::new();
+            // Duplicate keys are looked up in a set: a linear scan would make a header of a
+            // million keys quadratic.
+            let mut seen: HashSet<String> = HashSet::new();
             self.skip_ws();
             if self.peek() == Some(b'}') {
                 self.pos += 1;
@@ -706,7 +711,7 @@ pub mod json {
                 }
                 let key_pos = self.pos;
                 let key = self.string()?;
-                if members.iter().any(|(k, _)| *k == key) {
+                if !seen.insert(key.clone()) {
                     return Err(format!("duplicate key \"{key}\" at byte {key_pos}"));
                 }
                 self.skip_ws();

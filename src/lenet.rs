@@ -520,3 +520,83 @@ impl<T: Real> Workspace<T> {
         self.grad_input.as_ref().map(|g| &g[..batch * IMAGE_LEN])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simdnet_kernels::Kernels;
+
+    #[test]
+    fn lenet5_has_pytorchs_61706_parameters_in_state_dict_order() {
+        assert_eq!(NUM_PARAMS, 61_706);
+        assert_eq!(LeNet5::NUM_PARAMS, 61_706);
+        let names: Vec<&str> = LeNet5::PARAMS.iter().map(|p| p.0).collect();
+        assert_eq!(
+            names,
+            [
+                "conv1.weight",
+                "conv1.bias",
+                "conv2.weight",
+                "conv2.bias",
+                "fc1.weight",
+                "fc1.bias",
+                "fc2.weight",
+                "fc2.bias",
+                "fc3.weight",
+                "fc3.bias"
+            ]
+        );
+        let model = LeNet5::new(0);
+        assert_eq!(model.params().len(), 61_706);
+        // The layers agree with the table.
+        assert_eq!(model.conv1.weight_shape().to_vec(), PARAMS[0].1);
+        assert_eq!(model.conv2.weight_shape().to_vec(), PARAMS[2].1);
+        assert_eq!(model.fc1.weight_shape().to_vec(), PARAMS[4].1);
+        assert_eq!(model.fc3.weight_shape().to_vec(), PARAMS[8].1);
+        assert_eq!(model.tensor("fc3.bias").unwrap().len(), 10);
+        assert!(model.tensor("fc4.bias").is_none());
+        // Each tensor within its PyTorch init bound 1/sqrt(fan_in).
+        let fan_in = [25, 25, 150, 150, 400, 400, 120, 120, 84, 84];
+        for ((t, fan), (name, _)) in split(model.params()).into_iter().zip(fan_in).zip(PARAMS) {
+            let bound = 1.0 / (fan as f32).sqrt();
+            assert!(t.iter().all(|v| v.abs() <= bound), "{name}");
+        }
+        // Seeded: the same seed gives the same model, another seed another.
+        assert_eq!(LeNet5::new(0), model);
+        assert_ne!(LeNet5::new(1).params(), model.params());
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_panic() {
+        let k = Kernels::get();
+        assert!(LeNet5::from_params(vec![0.0; 10])
+            .unwrap_err()
+            .to_string()
+            .contains("61706"));
+        let model = LeNet5::new(0);
+        let mut ws = model.workspace(k, 4).unwrap();
+        let e = model.forward(k, &mut ws, 5).unwrap_err().to_string();
+        assert!(e.contains("capacity of 4"), "{e}");
+        assert!(model.backward(k, &mut ws, 5).is_err());
+        assert!(ws
+            .load_images([&[0u8; 10][..]])
+            .unwrap_err()
+            .to_string()
+            .contains("28x28"));
+        let five = vec![0u8; 5 * IMAGE_LEN];
+        assert!(ws.load_images(five.chunks(IMAGE_LEN)).is_err());
+        assert_eq!(ws.load_images(five.chunks(IMAGE_LEN).take(4)).unwrap(), 4);
+        model.forward(k, &mut ws, 4).unwrap();
+    }
+
+    #[test]
+    fn pixels_are_scaled_by_255_in_f32() {
+        let model = LeNet5::new(0);
+        let mut ws = model.workspace(Kernels::get(), 1).unwrap();
+        let image: Vec<u8> = (0..IMAGE_LEN).map(|i| (i % 256) as u8).collect();
+        ws.load_images([&image[..]]).unwrap();
+        for (x, &p) in ws.input_mut(1).iter().zip(&image) {
+            assert_eq!(*x, f32::from(p) / 255.0);
+        }
+    }
+}

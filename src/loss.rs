@@ -227,3 +227,83 @@ fn check_logits<T>(logits: &[T], classes: usize, rows: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Reference;
+    use simdnet_kernels::Kernels;
+
+    #[test]
+    fn pytorchs_defaults_and_messages() {
+        let c = CrossEntropyLoss::<f32>::default();
+        assert_eq!(
+            (
+                c.reduction(),
+                c.ignore_index(),
+                c.label_smoothing(),
+                c.weight()
+            ),
+            (Reduction::Mean, -100, 0.0, None)
+        );
+        let e = CrossEntropyLoss::<f32>::new(None, -100, Reduction::Mean, 1.5).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "label_smoothing must be between 0.0 and 1.0. Got: 1.5"
+        );
+        assert_eq!(parse_reduction("sum").unwrap(), Reduction::Sum);
+        assert_eq!(
+            parse_reduction("avg").unwrap_err().to_string(),
+            "avg is not a valid value for reduction"
+        );
+        let k = Kernels::get();
+        let logits = [0.0f32; 6];
+        assert_eq!(
+            c.forward(k, &logits, 3, &[0, 3]).unwrap_err().to_string(),
+            "Target 3 is out of bounds."
+        );
+        assert_eq!(
+            c.forward(k, &logits, 3, &[0]).unwrap_err().to_string(),
+            "Expected input batch_size (2) to match target batch_size (1)."
+        );
+        assert!(c.forward(k, &logits[..5], 3, &[0, 1]).is_err());
+    }
+
+    /// Every option reaches the kernel: weights, ignore_index, smoothing and reduction change
+    /// the loss as PyTorch's formulas say (checked in f64 on the reference).
+    #[test]
+    fn options_reach_the_kernel() {
+        let logits = [1.0f64, 2.0, 0.5, -1.0, 0.0, 3.0];
+        let lse = |r: &[f64]| r.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let nll = [lse(&logits[..3]) - 2.0, lse(&logits[3..]) - (-1.0)];
+        let plain = CrossEntropyLoss::<f64>::default();
+        let mean = plain.forward(&Reference, &logits, 3, &[1, 0]).unwrap();
+        assert!((mean - (nll[0] + nll[1]) / 2.0).abs() < 1e-12);
+        let sum = CrossEntropyLoss::new(None, -100, Reduction::Sum, 0.0).unwrap();
+        assert!(
+            (sum.forward(&Reference, &logits, 3, &[1, 0]).unwrap() - (nll[0] + nll[1])).abs()
+                < 1e-12
+        );
+        let weighted =
+            CrossEntropyLoss::new(Some(vec![1.0, 3.0, 1.0]), -100, Reduction::Mean, 0.0).unwrap();
+        let w = weighted.forward(&Reference, &logits, 3, &[1, 0]).unwrap();
+        assert!((w - (3.0 * nll[0] + nll[1]) / 4.0).abs() < 1e-12);
+        let ignoring = CrossEntropyLoss::new(None, 0, Reduction::Mean, 0.0).unwrap();
+        assert!(
+            (ignoring.forward(&Reference, &logits, 3, &[1, 0]).unwrap() - nll[0]).abs() < 1e-12
+        );
+        let mut rows = [0.0; 2];
+        plain
+            .forward_rows(&Reference, &logits, 3, &[1, 0], &mut rows)
+            .unwrap();
+        assert!((rows[0] - nll[0]).abs() < 1e-12 && (rows[1] - nll[1]).abs() < 1e-12);
+        // Label smoothing: (1 - e) * nll + (e / C) * sum over classes of -log p.
+        let smooth = CrossEntropyLoss::new(None, -100, Reduction::Mean, 0.1).unwrap();
+        let neg_logp_sum = |r: &[f64]| r.iter().map(|v| lse(r) - v).sum::<f64>();
+        let expected = 0.9 * (nll[0] + nll[1]) / 2.0
+            + 0.1 / 3.0 * (neg_logp_sum(&logits[..3]) + neg_logp_sum(&logits[3..])) / 2.0;
+        assert!(
+            (smooth.forward(&Reference, &logits, 3, &[1, 0]).unwrap() - expected).abs() < 1e-12
+        );
+    }
+}

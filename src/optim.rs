@@ -111,3 +111,73 @@ impl<T: Real> Sgd<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Reference;
+
+    #[test]
+    fn pytorchs_defaults_and_validation() {
+        let opt = Sgd::<f32>::with_defaults(&[3]).unwrap();
+        let o = opt.options();
+        assert_eq!(
+            (
+                o.lr,
+                o.momentum,
+                o.dampening,
+                o.weight_decay,
+                o.nesterov,
+                o.maximize
+            ),
+            (1e-3, 0.0, 0.0, 0.0, false, false)
+        );
+        let bad = |o: SgdOptions| Sgd::<f32>::new(&[1], o).unwrap_err().to_string();
+        assert_eq!(bad(SgdOptions::new(-1.0)), "Invalid learning rate: -1");
+        assert_eq!(
+            bad(SgdOptions {
+                momentum: -0.1,
+                ..SgdOptions::new(0.1)
+            }),
+            "Invalid momentum value: -0.1"
+        );
+        assert_eq!(
+            bad(SgdOptions {
+                weight_decay: -1.0,
+                ..SgdOptions::new(0.1)
+            }),
+            "Invalid weight_decay value: -1"
+        );
+        assert_eq!(
+            bad(SgdOptions {
+                nesterov: true,
+                ..SgdOptions::new(0.1)
+            }),
+            "Nesterov momentum requires a momentum and zero dampening"
+        );
+        let mut opt = Sgd::<f32>::with_defaults(&[2]).unwrap();
+        assert!(opt.step(&Reference, &mut [0.0; 3], &[0.0; 3]).is_err());
+        assert!(opt.set_lr(-0.5).is_err());
+    }
+
+    /// Per-tensor buffers, created on the first step as copies of the gradient, then
+    /// `buf = momentum * buf + (1 - dampening) * g` (f64 on the reference: exact formulas).
+    #[test]
+    fn momentum_buffers_follow_pytorch_per_tensor() {
+        let options = SgdOptions {
+            momentum: 0.9,
+            dampening: 0.5,
+            ..SgdOptions::new(0.1)
+        };
+        let mut opt = Sgd::<f64>::new(&[2, 1], options).unwrap();
+        assert!(opt.momentum_buffer(0).is_none());
+        let mut p = [1.0, 2.0, 3.0];
+        opt.step(&Reference, &mut p, &[0.5, -1.0, 2.0]).unwrap();
+        assert_eq!(opt.momentum_buffer(0).unwrap(), &[0.5, -1.0]);
+        assert_eq!(opt.momentum_buffer(1).unwrap(), &[2.0]);
+        assert!((p[2] - (3.0 - 0.1 * 2.0)).abs() < 1e-15);
+        opt.step(&Reference, &mut p, &[1.0, 1.0, 1.0]).unwrap();
+        assert!((opt.momentum_buffer(1).unwrap()[0] - (0.9 * 2.0 + 0.5 * 1.0)).abs() < 1e-15);
+        assert_eq!(opt.steps(), 2);
+    }
+}

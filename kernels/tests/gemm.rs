@@ -298,7 +298,12 @@ proptest! {
             match big {
                 Big::None => {}
                 Big::K => { k = near(kc); m = m.min(20); n = n.min(40); }
-                Big::M => { m = near(mc); n = n.min(40); k = k.min(20); }
+                Big::M => {
+                    // Full-depth k blocks, so m blocks are mc rows (short k allows taller ones).
+                    m = near(mc);
+                    n = n.min(40);
+                    k = kc;
+                }
                 Big::N => { n = near(nc); m = m.min(13); k = k.min(9); }
             }
         }

@@ -198,7 +198,16 @@ struct Plan {
     direct_a: bool,
 }
 
+/// The largest m block for k blocks of `kc`: `mc` rows at full depth, more when k is short,
+/// keeping the packed A block (`mc x kc` floats) at the size L2 was budgeted for. (A column
+/// gradient W^T dY has k = 16 and m = 150: one m block, not two.)
+fn m_block_limit(bl: Blocking, kc: usize) -> usize {
+    let rows = bl.mc * bl.kc / kc.max(1);
+    (rows - rows % bl.mr).max(bl.mc)
+}
+
 fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
+    let mc_limit = m_block_limit(bl, balanced_block(args.k, bl.kc, 1));
     // B in place pays when m fits one m block (each B sliver then serves one A block, so
     // packing would copy B once more than the multiply reads it) and either m is tiny (a few
     // row panels cannot amortise a copy) or ldb is not a multiple of 64 floats: a sliver of
@@ -206,7 +215,7 @@ fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
     // evicts itself, which packing avoids.
     let tiny_m = args.m <= 4 * bl.mr;
     let direct_b =
-        args.transb == Transpose::No && args.m <= bl.mc && (tiny_m || args.ldb % 64 != 0);
+        args.transb == Transpose::No && args.m <= mc_limit && (tiny_m || args.ldb % 64 != 0);
     // A in place pays when n is at most two slivers: packing A would cost about as much as
     // the multiply that reads it (conv1's weight gradient, 6 x 50176 x 25).
     let direct_a = args.n <= 2 * bl.nr;
@@ -269,7 +278,7 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         ldc,
     } = *args;
     let kc_max = balanced_block(k, bl.kc, 1);
-    let mc_max = balanced_block(m, bl.mc, MR);
+    let mc_max = balanced_block(m, m_block_limit(bl, kc_max), MR);
     let nc_max = balanced_block(n, bl.nc, NR);
     // Packed B holds a kc x nc panel, packed A an mc x kc block (nothing when read in place).
     let b_len = if plan.direct_b { 0 } else { kc_max * nc_max };

@@ -111,7 +111,7 @@ fn sum(v: &[f64]) -> f64 {
 #[test]
 fn pytorch_golden_fixtures_on_every_isa_and_every_call() {
     let fixture = fixtures::load("cross_entropy.txt");
-    assert!(fixture.cases.len() >= 72, "{} cases", fixture.cases.len());
+    assert!(fixture.cases.len() >= 84, "{} cases", fixture.cases.len());
     for case in &fixture.cases {
         let logits = case.f32s("logits");
         let classes = case.dims("logits")[1];
@@ -581,7 +581,10 @@ fn check_against_reference(
         Some(&mut row_losses),
     )
     .unwrap();
-    let big = logits.iter().fold(1.0f64, |m, &x| m.max((x as f64).abs()));
+    let big = logits
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(1.0f64, |m, &x| m.max((x as f64).abs()));
     let wmax = options
         .weight
         .map_or(1.0, |w| w.iter().fold(0.0f64, |m, &x| m.max(x as f64)));
@@ -651,6 +654,46 @@ proptest! {
         let grad_output = if per_row && reduction == Reduction::None { GradOutput::PerRow(&go[..]) } else { GradOutput::Scalar(0.7) };
         for k in all_kernels() {
             check_against_reference(&k, &logits, classes, targets, &options, grad_output);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
+
+    /// Batches of at least eight short rows (the block kernel, eight rows side by side, and
+    /// its tail through the row kernel), with -inf, +inf and NaN logits sprinkled in.
+    #[test]
+    fn short_row_batches_match_the_reference(
+        rows in 8usize..27,
+        classes in 1usize..36,
+        kind in 0u8..4,
+        seed in any::<u64>(),
+        reduction in prop::sample::select(vec![Reduction::None, Reduction::Mean, Reduction::Sum]),
+        weighted in any::<bool>(),
+        ignoring in any::<bool>(),
+        per_row in any::<bool>(),
+        specials in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3), 0..4),
+    ) {
+        let mut logits = logits_of(kind, rows * classes, seed);
+        for (at, what) in &specials {
+            let i = at.index(logits.len());
+            logits[i] = [f32::NEG_INFINITY, f32::INFINITY, f32::NAN][*what as usize];
+        }
+        let weight: Vec<f32> = random_vec(classes, seed ^ 1).iter().map(|v| v.abs() * 2.0 + 0.1).collect();
+        let idx: Vec<i64> = (0..rows)
+            .map(|r| if ignoring && r % 3 == 1 { -7 } else { ((seed >> (r % 20 * 3)) % classes as u64) as i64 })
+            .collect();
+        let options = CrossEntropyOptions {
+            reduction,
+            weight: weighted.then_some(&weight[..]),
+            ignore_index: -7,
+            label_smoothing: 0.0,
+        };
+        let go = random_vec(rows, seed ^ 3);
+        let grad_output = if per_row && reduction == Reduction::None { GradOutput::PerRow(&go[..]) } else { GradOutput::Scalar(0.7) };
+        for k in all_kernels() {
+            check_against_reference(&k, &logits, classes, Targets::Indices(&idx), &options, grad_output);
         }
     }
 }

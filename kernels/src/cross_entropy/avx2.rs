@@ -2,8 +2,8 @@
 //! 8 lanes, several vectors per step in the long loops, tails through masked loads and
 //! stores.
 
-use super::{Coef, RowArgs, RowStats};
-use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, tail_mask};
+use super::{BlockArgs, Coef, RowArgs, RowStats, BLOCK_MAX_CLASSES, BLOCK_ROWS};
+use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, ln8, tail_mask};
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
@@ -318,4 +318,111 @@ pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats
     // SAFETY: features enabled here; one pointer of the exclusive borrow, each element read
     // before it is written.
     unsafe { row_any::<true>(ptr, ptr, x.len(), args) }
+}
+
+/// Eight rows of `c <= BLOCK_MAX_CLASSES` logits at `x`, one per lane (element `j` of every
+/// row gathered at once): maximum, exponentials and sums without horizontal operations, one
+/// vector logarithm and one vector division for the eight rows. The gradient goes through a
+/// stack tile, transposed back into rows, at `out` when `WRITE` (which may equal `x`: every
+/// read precedes the first write). Returns the rows' losses.
+///
+/// # Safety
+/// AVX2 and FMA; `x` readable and (when `WRITE`) `out` writable for `8 * c` floats;
+/// `1 <= c <= BLOCK_MAX_CLASSES`; every `args.target` in `[0, c)`.
+#[inline(always)]
+unsafe fn block_body<const WRITE: bool>(
+    x: *const f32,
+    out: *mut f32,
+    c: usize,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    // SAFETY: gathers read x[r * c + j] with r < 8, j < c (or j = target < c), all inside the
+    // 8 * c floats; the tile holds BLOCK_MAX_CLASSES x 8 floats and j < c <= that; the writes
+    // cover out[r * c + j], inside the block.
+    unsafe {
+        let rows = _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(c as i32),
+        );
+        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+        // Columns are gathered once into the tile (element j of the eight rows per entry).
+        let mut tile = [[0.0f32; BLOCK_ROWS]; BLOCK_MAX_CLASSES];
+        let mut mx = neg_inf;
+        for (j, lane) in tile.iter_mut().enumerate().take(c) {
+            let v = _mm256_i32gather_ps::<4>(x.add(j), rows);
+            _mm256_storeu_ps(lane.as_mut_ptr(), v);
+            mx = _mm256_max_ps(mx, v);
+        }
+        // A row without a maximum above -inf: reference 0, and S = NaN (PyTorch's NaN).
+        let none = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, neg_inf);
+        let m = _mm256_andnot_ps(none, mx);
+        let mut s = _mm256_setzero_ps();
+        for lane in tile.iter_mut().take(c) {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(lane.as_ptr()), m);
+            let e = exp8_nonpositive(d);
+            _mm256_storeu_ps(lane.as_mut_ptr(), e);
+            s = _mm256_add_ps(s, e);
+        }
+        let s = _mm256_blendv_ps(s, _mm256_set1_ps(f32::NAN), none);
+        let target = _mm256_loadu_si256(args.target.as_ptr().cast());
+        let keep = _mm256_castsi256_ps(_mm256_loadu_si256(args.keep.as_ptr().cast()));
+        let x_t = _mm256_i32gather_ps::<4>(x, _mm256_add_epi32(rows, target));
+        let weight = _mm256_loadu_ps(args.weight.as_ptr());
+        let loss = _mm256_mul_ps(weight, _mm256_sub_ps(ln8(s), _mm256_sub_ps(x_t, m)));
+        let mut losses = [0.0f32; BLOCK_ROWS];
+        _mm256_storeu_ps(losses.as_mut_ptr(), _mm256_and_ps(loss, keep));
+        if WRITE {
+            let alpha = _mm256_loadu_ps(args.alpha.as_ptr());
+            let mul = _mm256_div_ps(alpha, s);
+            for (j, lane) in tile.iter_mut().enumerate().take(c) {
+                let hit = _mm256_cmpeq_epi32(target, _mm256_set1_epi32(j as i32));
+                let g = _mm256_mul_ps(_mm256_loadu_ps(lane.as_ptr()), mul);
+                let g = _mm256_sub_ps(g, _mm256_and_ps(_mm256_castsi256_ps(hit), alpha));
+                _mm256_storeu_ps(lane.as_mut_ptr(), g);
+            }
+            for r in 0..BLOCK_ROWS {
+                for (j, lane) in tile.iter().enumerate().take(c) {
+                    *out.add(r * c + j) = lane[r];
+                }
+            }
+        }
+        losses
+    }
+}
+
+/// The block kernel, the gradient into `out` (or, forward only, nowhere).
+///
+/// # Safety
+/// AVX2 and FMA; `x` (and `out`) hold `8 * classes` floats, `1 <= classes <=
+/// BLOCK_MAX_CLASSES`; targets inside the rows.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block(
+    x: &[f32],
+    classes: usize,
+    out: Option<&mut [f32]>,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    // SAFETY: features enabled here; the slices' lengths are the caller's contract.
+    unsafe {
+        match out {
+            Some(out) => block_body::<true>(x.as_ptr(), out.as_mut_ptr(), classes, args),
+            None => block_body::<false>(x.as_ptr(), core::ptr::null_mut(), classes, args),
+        }
+    }
+}
+
+/// The block kernel, the gradient over the logits.
+///
+/// # Safety
+/// As [`block`].
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block_in_place(
+    x: &mut [f32],
+    classes: usize,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    let ptr = x.as_mut_ptr();
+    // SAFETY: features enabled here; one pointer of the exclusive borrow, every read before
+    // the first write.
+    unsafe { block_body::<true>(ptr, ptr, classes, args) }
 }

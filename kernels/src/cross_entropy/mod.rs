@@ -265,6 +265,26 @@ pub(crate) struct RowStats {
     pub acc: f32,
 }
 
+/// Rows handled together by the block kernel (one row per lane).
+pub(crate) const BLOCK_ROWS: usize = 8;
+/// Rows at most this long, with class-index targets and no smoothing, go through the block
+/// kernel: eight rows side by side, one per lane, so short rows need no horizontal operations
+/// and their logarithms and divisions are done eight at a time.
+pub(crate) const BLOCK_MAX_CLASSES: usize = 32;
+
+/// Eight rows' targets for the block kernel. Row `r`'s gradient is
+/// `exp(x_j - m) / S * alpha[r] - alpha[r] * [j == target[r]]`, its loss
+/// `weight[r] * (log S - (x_t - m))`, or exactly 0 when `keep[r]` is 0 (an ignored row, whose
+/// `target` is then 0 and `alpha` 0).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockArgs {
+    pub target: [i32; BLOCK_ROWS],
+    pub alpha: [f32; BLOCK_ROWS],
+    pub weight: [f32; BLOCK_ROWS],
+    /// -1 (all bits) for a row with a loss, 0 for an ignored row.
+    pub keep: [i32; BLOCK_ROWS],
+}
+
 kernel_table! {
     /// Per-ISA row kernels of the fused softmax-cross-entropy.
     pub(crate) struct Table {
@@ -272,6 +292,11 @@ kernel_table! {
         row: unsafe fn(&[f32], Option<&mut [f32]>, &RowArgs<'_>) -> RowStats,
         // The same, the gradient over the logits.
         row_in_place: unsafe fn(&mut [f32], &RowArgs<'_>) -> RowStats,
+        // Eight rows of `classes <= BLOCK_MAX_CLASSES` logits side by side (class indices, no
+        // smoothing); returns the rows' losses.
+        block: unsafe fn(&[f32], usize, Option<&mut [f32]>, &BlockArgs) -> [f32; BLOCK_ROWS],
+        // The same, the gradient over the logits.
+        block_in_place: unsafe fn(&mut [f32], usize, &BlockArgs) -> [f32; BLOCK_ROWS],
     }
 }
 
@@ -310,21 +335,63 @@ unsafe fn scalar_row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats {
     )
 }
 
+/// Safety: `x` (and `out`) hold `BLOCK_ROWS * classes` floats; targets inside the rows.
+unsafe fn scalar_block(
+    x: &[f32],
+    classes: usize,
+    out: Option<&mut [f32]>,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    match out {
+        Some(out) => {
+            let cells = core::cell::Cell::from_mut(out).as_slice_of_cells();
+            scalar::block(
+                classes,
+                |i| x[i],
+                Some(|i: usize, v: f32| cells[i].set(v)),
+                args,
+            )
+        }
+        None => scalar::block::<fn(usize, f32)>(classes, |i| x[i], None, args),
+    }
+}
+
+/// Safety: `x` holds `BLOCK_ROWS * classes` floats; targets inside the rows.
+unsafe fn scalar_block_in_place(
+    x: &mut [f32],
+    classes: usize,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    let cells = core::cell::Cell::from_mut(x).as_slice_of_cells();
+    scalar::block(
+        classes,
+        |i| cells[i].get(),
+        Some(|i: usize, v: f32| cells[i].set(v)),
+        args,
+    )
+}
+
 pub(crate) fn table(isa: Isa) -> Table {
     match isa {
         Isa::Scalar => Table {
             row: scalar_row,
             row_in_place: scalar_row_in_place,
+            block: scalar_block,
+            block_in_place: scalar_block_in_place,
         },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Table {
             row: avx2::row,
             row_in_place: avx2::row_in_place,
+            block: avx2::block,
+            block_in_place: avx2::block_in_place,
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table {
             row: neon::row,
             row_in_place: neon::row_in_place,
+            block: neon::block,
+            block_in_place: neon::block_in_place,
         },
         #[allow(unreachable_patterns)]
         _ => unreachable!("{isa} is not available on this architecture"),
@@ -606,7 +673,53 @@ impl Kernels {
         };
         let kernels = &self.cross_entropy;
         let (mut sum_nll, mut sum_smooth) = (0.0f64, 0.0f64);
-        for n in 0..plan.rows {
+        // Short rows with class indices and no smoothing: eight at a time, one per lane.
+        let mut first_row = 0;
+        if let Targets::Indices(t) = targets {
+            if e == 0.0 && c <= BLOCK_MAX_CLASSES {
+                while first_row + BLOCK_ROWS <= plan.rows {
+                    let rows = first_row..first_row + BLOCK_ROWS;
+                    let mut args = BlockArgs {
+                        target: [0; BLOCK_ROWS],
+                        alpha: [0.0; BLOCK_ROWS],
+                        weight: [0.0; BLOCK_ROWS],
+                        keep: [0; BLOCK_ROWS],
+                    };
+                    for (lane, n) in rows.clone().enumerate() {
+                        if t[n] == options.ignore_index {
+                            continue;
+                        }
+                        let scale = match grad_output {
+                            GradOutput::PerRow(g) => g[n] as f64,
+                            GradOutput::Scalar(_) => batch_scale,
+                        };
+                        let w_t = options.weight.map_or(1.0, |w| w[t[n] as usize]);
+                        args.target[lane] = t[n] as i32;
+                        args.alpha[lane] = (scale * w_t as f64) as f32;
+                        args.weight[lane] = w_t;
+                        args.keep[lane] = -1;
+                    }
+                    let span = rows.start * c..rows.end * c;
+                    // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA); the
+                    // slices hold the eight rows; targets were checked by `plan`.
+                    let losses = unsafe {
+                        match &mut logits {
+                            Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
+                            Logits::Separate(x, g) => {
+                                (kernels.block)(&x[span.clone()], c, Some(&mut g[span]), &args)
+                            }
+                            Logits::InPlace(x) => (kernels.block_in_place)(&mut x[span], c, &args),
+                        }
+                    };
+                    if let Some(r) = row_losses.as_deref_mut() {
+                        r[rows.clone()].copy_from_slice(&losses);
+                    }
+                    sum_nll += losses.iter().map(|&l| l as f64).sum::<f64>();
+                    first_row = rows.end;
+                }
+            }
+        }
+        for n in first_row..plan.rows {
             let range = n * c..(n + 1) * c;
             let scale = match grad_output {
                 GradOutput::PerRow(g) => g[n] as f64,

@@ -2,8 +2,8 @@
 //! oracle of the SIMD kernels and of the gradient checks), and the scalar table's row kernels.
 
 use super::{
-    plan, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, RowArgs, RowStats,
-    Targets,
+    plan, BlockArgs, Coef, CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, RowArgs,
+    RowStats, Targets, BLOCK_ROWS,
 };
 use crate::exp::scalar::exp_one;
 use crate::Real;
@@ -217,4 +217,43 @@ pub(crate) fn row<G: Fn(usize) -> f32, S: FnMut(usize, f32)>(
         }
     }
     RowStats { m, sum, acc }
+}
+
+/// The scalar table's block kernel: eight rows of `classes` logits (`get(i)` reads element `i`
+/// of the block), the gradient handed to `set` when given; returns the rows' losses.
+pub(crate) fn block<S: FnMut(usize, f32)>(
+    classes: usize,
+    get: impl Fn(usize) -> f32,
+    mut set: Option<S>,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    let mut losses = [0.0f32; BLOCK_ROWS];
+    let mut e = [0.0f32; super::BLOCK_MAX_CLASSES];
+    for (r, loss) in losses.iter_mut().enumerate() {
+        let row = |j: usize| get(r * classes + j);
+        let max = (0..classes)
+            .map(row)
+            .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+        let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
+        let mut sum = 0.0f32;
+        for (j, e) in e[..classes].iter_mut().enumerate() {
+            *e = exp_one(row(j) - m);
+            sum += *e;
+        }
+        if max == f32::NEG_INFINITY {
+            sum = f32::NAN;
+        }
+        let t = args.target[r] as usize;
+        if args.keep[r] != 0 {
+            *loss = args.weight[r] * (sum.ln() - (row(t) - m));
+        }
+        if let Some(set) = set.as_mut() {
+            let mul = args.alpha[r] / sum;
+            for (j, &e) in e[..classes].iter().enumerate() {
+                let fix = if j == t { args.alpha[r] } else { 0.0 };
+                set(r * classes + j, e * mul - fix);
+            }
+        }
+    }
+    losses
 }

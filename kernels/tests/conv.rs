@@ -242,6 +242,19 @@ fn lenet_shapes_match_reference() {
     }
 }
 
+/// Rows wider than 32 (im2col's run-time-width copy) and the other widths around it.
+#[test]
+fn wide_rows_match_reference() {
+    for in_w in [31, 32, 33, 34, 45, 70] {
+        let s = Conv2dShape::new(2, 2, 3, (5, in_w), (3, 3)).with_padding(1, 1);
+        check_forward(&s, in_w as u64, true);
+        check_backward(&s, in_w as u64, true, true);
+        let s = Conv2dShape::new(1, 1, 2, (4, in_w), (1, 2));
+        check_forward(&s, in_w as u64, false);
+        check_backward(&s, in_w as u64, true, false);
+    }
+}
+
 #[test]
 fn zero_input_channels_give_the_bias() {
     let s = Conv2dShape::new(2, 0, 3, (4, 5), (3, 3)).with_padding(1, 1);

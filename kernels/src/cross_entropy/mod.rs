@@ -49,6 +49,14 @@
 //! `loss = lse - x[target]` is then `log S - (x_t - m)`. The forward-only variant stops after
 //! pass 2 and writes nothing.
 //!
+//! Short rows (`C <= 32`) with class-index targets and no smoothing — a classifier's usual
+//! batch, e.g. [64, 10] — go eight rows at a time through a block kernel that puts one row in
+//! each lane: element `j` of the eight rows is gathered into one vector, so the maximum, the
+//! exponentials and the sums need no horizontal operations, and the eight logarithms and
+//! divisions are one vector operation each; the gradient is transposed back into rows through
+//! a small stack tile. Same passes, same results within rounding; the rows left over (fewer
+//! than eight) take the row kernel.
+//!
 //! This "max, then exp-and-sum" form was measured against the online form (one pass keeping a
 //! running maximum and rescaled sum, then a pass recomputing `exp` to write the gradient once),
 //! both with the same vector exponential, on the benchmark's workloads (AVX2, one thread, CPU

@@ -9,13 +9,19 @@ use std::process::{Command, Output};
 /// The embedded subset's files on disk (the path mentions "fashion": class names are shown).
 const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/data/fashion-mnist-subset");
 
+const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+/// Whether these tests are cross-run for aarch64 under qemu user mode (.cargo/config.toml).
+fn emulated() -> bool {
+    cfg!(target_arch = "aarch64") && Path::new(QEMU).exists()
+}
+
 fn simdnet(args: &[&str], env: &[(&str, &str)]) -> Output {
     let bin = env!("CARGO_BIN_EXE_simdnet");
-    // Cross-testing NEON under qemu user mode (.cargo/config.toml's runner): an aarch64 child
-    // cannot be exec'd directly there, so start it the way the runner starts the tests.
-    let qemu = Path::new("/usr/bin/qemu-aarch64-static");
-    let mut cmd = if cfg!(target_arch = "aarch64") && qemu.exists() {
-        let mut c = Command::new(qemu);
+    // Under qemu user mode an aarch64 child cannot be exec'd directly, so start it the way the
+    // cargo runner starts the tests.
+    let mut cmd = if emulated() {
+        let mut c = Command::new(QEMU);
         c.args(["-L", "/usr/aarch64-linux-gnu", bin]);
         c
     } else {
@@ -480,4 +486,30 @@ fn diverging_training_stops_with_exit_1_and_writes_nothing() {
     assert!(stderr.contains("NaN") || stderr.contains("inf"), "{stderr}");
     assert!(!best.exists() && !last.exists());
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn gradcheck_and_explain_run_and_exit_0() {
+    expect(
+        &simdnet(&["explain"], &[("SIMDNET_ISA", "scalar")]),
+        0,
+        &["softmax", "(scalar)"],
+    );
+    if emulated() {
+        // The f64 LeNet-5 checks take minutes under qemu; the library's own gradient-check
+        // tests cover NEON there.
+        return;
+    }
+    let (stdout, _) = expect(&simdnet(&["gradcheck"], &[]), 0, &["Kernel ISA: "]);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("All ") && last.ends_with(" gradient checks passed."),
+        "{stdout}"
+    );
+    for layer in ["conv", "linear", "LeNet-5"] {
+        assert!(
+            stdout.to_lowercase().contains(&layer.to_lowercase()),
+            "no {layer} rows:\n{stdout}"
+        );
+    }
 }

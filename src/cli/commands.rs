@@ -138,12 +138,15 @@ pub fn train(a: TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
     }
     writeln!(
         out,
-        "Training set: {train_len} images, test set: {} images; {} threads, batch size {}, \
-         {} epochs",
+        "Training set: {train_len} images, test set: {} images; threads: {}, batch size: {}, \
+         epochs: {}{}",
         splits.test.len(),
         cfg.threads,
         cfg.batch_size,
-        cfg.epochs
+        cfg.epochs,
+        cfg.max_steps
+            .map(|n| format!(", at most {n} steps"))
+            .unwrap_or_default()
     )
     .map_err(output_error)?;
     train::train(&cfg, &splits, &k, out)?;
@@ -239,7 +242,46 @@ pub fn explain(out: &mut dyn Write) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::args::{parse, Command};
     use super::*;
+    use std::path::PathBuf;
+
+    fn train_args(args: &str) -> TrainArgs {
+        let argv: Vec<std::ffi::OsString> = args.split_whitespace().map(Into::into).collect();
+        match parse(&argv) {
+            Ok(Command::Train(a)) => *a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_train_flag_reaches_the_config() {
+        assert_eq!(train_config(&train_args("train")), TrainConfig::default());
+        let cfg = train_config(&train_args(
+            "train --epochs 3 --batch-size 7 --lr 0.5 --momentum 0 --dampening 0.25 \
+             --weight-decay 0.01 --nesterov --threads 3 --seed 9 --out a --init b --no-shuffle \
+             --max-steps 4 --save-last c --metrics d --log-interval 5 --data e",
+        ));
+        let expected = TrainConfig {
+            epochs: 3,
+            batch_size: 7,
+            lr: 0.5,
+            momentum: 0.0,
+            dampening: 0.25,
+            weight_decay: 0.01,
+            nesterov: true,
+            threads: 3,
+            seed: 9,
+            out: PathBuf::from("a"),
+            init: Some(PathBuf::from("b")),
+            shuffle: false,
+            max_steps: Some(4),
+            save_last: Some(PathBuf::from("c")),
+            metrics: Some(PathBuf::from("d")),
+            log_interval: 5,
+        };
+        assert_eq!(cfg, expected);
+    }
 
     #[test]
     fn confusion_matrix_has_names_counts_and_recall() {

@@ -35,7 +35,7 @@
 //!
 //! ## What the writer does
 //!
-//! [`write`] stores F32 tensors in the given order, contiguous, with a `__metadata__` of strings
+//! [`write()`] stores F32 tensors in the given order, contiguous, with a `__metadata__` of strings
 //! that always includes `format: pt` (PyTorch's loader expects it). It writes to a temporary file
 //! in the destination's directory, syncs it to disk and renames it over the destination, so a
 //! crash never leaves a half-written checkpoint under the real name.
@@ -106,7 +106,7 @@ pub fn write(
     write_atomically(path, &bytes)
 }
 
-/// The bytes of a safetensors file holding `tensors` and `metadata` (see [`write`]).
+/// The bytes of a safetensors file holding `tensors` and `metadata` (see [`write()`]).
 pub fn encode(
     tensors: &[(&str, &[usize], &[f32])],
     metadata: &[(&str, &str)],

@@ -380,13 +380,70 @@ unsafe fn block_body<const WRITE: bool>(
                 let g = _mm256_sub_ps(g, _mm256_and_ps(_mm256_castsi256_ps(hit), alpha));
                 _mm256_storeu_ps(lane.as_mut_ptr(), g);
             }
+            // Back into rows: eight columns at a time by an 8x8 transpose, the rest one by one.
+            let mut j0 = 0;
+            while j0 + 8 <= c {
+                // (No closure around the intrinsics: closures lose the target features.)
+                let column = |k: usize| tile[j0 + k].as_ptr();
+                let columns = [
+                    _mm256_loadu_ps(column(0)),
+                    _mm256_loadu_ps(column(1)),
+                    _mm256_loadu_ps(column(2)),
+                    _mm256_loadu_ps(column(3)),
+                    _mm256_loadu_ps(column(4)),
+                    _mm256_loadu_ps(column(5)),
+                    _mm256_loadu_ps(column(6)),
+                    _mm256_loadu_ps(column(7)),
+                ];
+                for (r, row) in transpose8(columns).into_iter().enumerate() {
+                    _mm256_storeu_ps(out.add(r * c + j0), row);
+                }
+                j0 += 8;
+            }
             for r in 0..BLOCK_ROWS {
-                for (j, lane) in tile.iter().enumerate().take(c) {
+                for (j, lane) in tile.iter().enumerate().take(c).skip(j0) {
                     *out.add(r * c + j) = lane[r];
                 }
             }
         }
         losses
+    }
+}
+
+/// Transposes an 8x8 tile: vector `r` of the result holds lane `r` of every input.
+///
+/// # Safety
+/// AVX.
+#[inline(always)]
+unsafe fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: register-only AVX shuffles; the caller guarantees AVX.
+    unsafe {
+        let t0 = _mm256_unpacklo_ps(v[0], v[1]);
+        let t1 = _mm256_unpackhi_ps(v[0], v[1]);
+        let t2 = _mm256_unpacklo_ps(v[2], v[3]);
+        let t3 = _mm256_unpackhi_ps(v[2], v[3]);
+        let t4 = _mm256_unpacklo_ps(v[4], v[5]);
+        let t5 = _mm256_unpackhi_ps(v[4], v[5]);
+        let t6 = _mm256_unpacklo_ps(v[6], v[7]);
+        let t7 = _mm256_unpackhi_ps(v[6], v[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 }
 

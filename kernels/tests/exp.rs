@@ -21,7 +21,7 @@ fn sweep_stride() -> u64 {
     if cfg!(target_arch = "aarch64") {
         8191
     } else {
-        127
+        191
     }
 }
 
@@ -126,7 +126,7 @@ fn exp_within_2_ulp_of_f64_over_a_dense_sweep_of_all_f32() {
             },
         );
         println!("exp {isa}: {count} inputs, worst {worst:.3} ulp");
-        assert!(count > 500_000);
+        assert!(count > 500_000, "{count} inputs");
     }
 }
 

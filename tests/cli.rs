@@ -513,3 +513,26 @@ fn gradcheck_and_explain_run_and_exit_0() {
         );
     }
 }
+
+/// Without --data or $SIMDNET_DATA the default source is Debian's files when installed (and
+/// readable: `.gz` needs the gzip feature), else the embedded subset. (`info` reports it without
+/// training: evaluating the full test set would make this test slow.)
+#[test]
+fn default_data_source_is_named() {
+    let expected = if cfg!(feature = "gzip")
+        && Path::new(simdnet::data::DEBIAN_DIR)
+            .join("train-images-idx3-ubyte.gz")
+            .is_file()
+    {
+        format!(
+            "Data (train's default): {} (Debian's dataset-fashion-mnist)",
+            simdnet::data::DEBIAN_DIR
+        )
+    } else {
+        "Data (train's default): the embedded Fashion-MNIST subset (5000 training, 1000 test \
+         images)"
+            .to_string()
+    };
+    let (stdout, _) = expect(&simdnet(&["info"], &[]), 0, &[]);
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}");
+}

@@ -216,9 +216,13 @@ fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
     let tiny_m = args.m <= 4 * bl.mr;
     let direct_b =
         args.transb == Transpose::No && args.m <= mc_limit && (tiny_m || args.ldb % 64 != 0);
-    // A in place pays when n is at most two slivers: packing A would cost about as much as
-    // the multiply that reads it (conv1's weight gradient, 6 x 50176 x 25).
-    let direct_a = args.n <= 2 * bl.nr;
+    // A in place pays when n is small: packing costs ~1.5 cycles per element of A, the
+    // multiply ~n/32, so below n ~ 512 the copy is a visible share (48/n). Broadcasting from
+    // rows `lda` apart touches as many lines as a packed sliver, unless rows 4 KiB apart pile
+    // into the same cache sets: then pack. Transposed A in place (MR floats per line, one line
+    // per k step) only when n is at most two slivers (conv1's weight gradient, 6 x 50176 x 25).
+    let direct_a = args.n <= 2 * bl.nr
+        || (args.transa == Transpose::No && args.n <= 512 && args.lda % 1024 != 0);
     Plan { direct_b, direct_a }
 }
 

@@ -45,8 +45,10 @@
 //!   row panels cannot amortise a copy; conv1 6 x 25 x 50176 reads its 5 MB B once) or `ldb`
 //!   is not a multiple of 64 floats (such rows fall into a handful of L1 sets; packing avoids
 //!   the conflict misses).
-//! - A is read in place (broadcasts with strides `lda` and 1) when n is at most two B slivers:
-//!   packing A would cost as much as the multiply (conv1's weight gradient, 6 x 50176 x 25).
+//! - A is read in place (broadcasts with strides `lda` and 1) when n is small: not transposed,
+//!   n <= 512 and `lda` not a multiple of 1024 floats (packing costs ~48/n of the multiply;
+//!   the fc layers, one image of conv2), or any A when n is at most two B slivers (conv1's
+//!   weight gradient, 6 x 50176 x 25, where packing A would cost as much as the multiply).
 //! - Huge k is split into KC blocks, each a long dot product per C element held in registers.
 //! - AVX2, `A B^T` with m <= 24 or n <= 32 and k >= 64 (a convolution's weight gradient,
 //!   dY cols^T): every C element is a dot product of two contiguous rows, so nothing is packed;

@@ -28,11 +28,13 @@
 //!
 //! Tutorials teach `v = momentum * v + lr * g; p = p - v`. With a constant learning rate it is
 //! PyTorch's form scaled: `v = lr * buf`, so the two follow the same trajectory in exact
-//! arithmetic; in f32 they differ only by rounding (the `sgd` tests observe a relative
-//! parameter difference below 1e-5 after 200 steps). When the learning rate changes mid-run
-//! they part: PyTorch's buffer holds gradients and the new rate applies to all of it at once,
-//! while the textbook velocity still carries the old rate's steps and decays them over about
-//! `1 / (1 - momentum)` steps (the tests show the gap).
+//! arithmetic; in f32 they differ only by rounding (the `sgd` tests observe a largest relative
+//! parameter difference of 2e-7 over 200 steps of momentum 0.9 on a quadratic, and assert
+//! below 1e-5). When the learning rate changes mid-run they part: PyTorch's buffer holds
+//! gradients and the new rate applies to all of it at once, while the textbook velocity still
+//! carries the old rate's steps and decays them over about `1 / (1 - momentum)` steps (the
+//! same test, lr 0.05 dropped to 0.005 at step 20: a relative gap of 0.7 within the next 20
+//! steps, asserted above 1e-2).
 
 pub mod scalar;
 

@@ -8,11 +8,16 @@
 //! Throughput is `Elements(FLOPs)` (2 per multiply-add of the GEMMs), so criterion's "Gelem/s"
 //! reads as GFLOP/s. PyTorch's figures for the same calls come from
 //! `../shared/anchors/pytorch_kernels.py --threads 1`.
+//!
+//! After criterion, a summary table gives the minimum and the median milliseconds per call over
+//! short timed runs (the minimum is the steadier figure on a shared, loaded machine).
+//! `CONV_SUMMARY_ONLY=1 cargo bench --bench conv` prints only that table.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use simdnet_kernels::conv::Conv2dShape;
 use simdnet_kernels::Kernels;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 struct Case {
     name: &'static str,
@@ -48,57 +53,142 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// One case's buffers, and the two calls the benchmarks time.
+struct Buffers {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+    y: Vec<f32>,
+    gx: Vec<f32>,
+    gw: Vec<f32>,
+    gb: Vec<f32>,
+    ws: Vec<f32>,
+}
+
+impl Buffers {
+    fn new(s: &Conv2dShape) -> Self {
+        Buffers {
+            x: values(s.input_len(), 1),
+            w: values(s.weight_len(), 2),
+            b: values(s.out_channels, 3),
+            dy: values(s.output_len(), 4),
+            y: vec![0.0; s.output_len()],
+            gx: vec![0.0; s.input_len()],
+            gw: vec![0.0; s.weight_len()],
+            gb: vec![0.0; s.out_channels],
+            ws: vec![0.0; s.workspace_len()],
+        }
+    }
+
+    fn forward(&mut self, k: &Kernels, s: &Conv2dShape) {
+        k.conv2d_forward(
+            s,
+            black_box(&self.x),
+            &self.w,
+            Some(&self.b),
+            &mut self.y,
+            &mut self.ws,
+        );
+        black_box(&self.y);
+    }
+
+    fn forward_backward(&mut self, k: &Kernels, case: &Case) {
+        let s = &case.shape;
+        self.forward(k, s);
+        k.conv2d_backward(
+            s,
+            &self.x,
+            &self.w,
+            black_box(&self.dy),
+            case.grad_input.then_some(&mut self.gx[..]),
+            &mut self.gw,
+            Some(&mut self.gb),
+            &mut self.ws,
+        );
+        black_box((&self.gx, &self.gw, &self.gb));
+    }
+}
+
+/// FLOPs of one GEMM pass (Cout x K x batch * out_h * out_w) and the passes fwd+bwd makes.
+fn flops(case: &Case) -> (u64, u64) {
+    let s = &case.shape;
+    let pass = 2 * s.weight_len() * s.batch * s.out_h() * s.out_w();
+    (pass as u64, if case.grad_input { 3 } else { 2 })
+}
+
 fn benches(c: &mut Criterion) {
     for case in cases() {
         let s = case.shape;
-        let x = values(s.input_len(), 1);
-        let w = values(s.weight_len(), 2);
-        let b = values(s.out_channels, 3);
-        let dy = values(s.output_len(), 4);
-        let mut y = vec![0.0; s.output_len()];
-        let mut gx = vec![0.0; s.input_len()];
-        let mut gw = vec![0.0; s.weight_len()];
-        let mut gb = vec![0.0; s.out_channels];
-        let mut ws = vec![0.0; s.workspace_len()];
-        // One GEMM of Cout x K x (batch * out_h * out_w) per pass.
-        let pass_flops = 2 * s.weight_len() * s.batch * s.out_h() * s.out_w();
-        let passes = if case.grad_input { 3 } else { 2 };
+        let mut bufs = Buffers::new(&s);
+        let (pass_flops, passes) = flops(&case);
 
         let mut group = c.benchmark_group(format!("conv2d/{} fwd", case.name));
-        group.throughput(Throughput::Elements(pass_flops as u64));
+        group.throughput(Throughput::Elements(pass_flops));
         for k in Kernels::all() {
             group.bench_function(BenchmarkId::from_parameter(k.isa()), |bench| {
-                bench.iter(|| {
-                    k.conv2d_forward(&s, black_box(&x), &w, Some(&b), &mut y, &mut ws);
-                    black_box(&y);
-                })
+                bench.iter(|| bufs.forward(&k, &s))
             });
         }
         group.finish();
 
         let mut group = c.benchmark_group(format!("conv2d/{} fwd+bwd", case.name));
-        group.throughput(Throughput::Elements((passes * pass_flops) as u64));
+        group.throughput(Throughput::Elements(passes * pass_flops));
         for k in Kernels::all() {
             group.bench_function(BenchmarkId::from_parameter(k.isa()), |bench| {
-                bench.iter(|| {
-                    k.conv2d_forward(&s, black_box(&x), &w, Some(&b), &mut y, &mut ws);
-                    k.conv2d_backward(
-                        &s,
-                        &x,
-                        &w,
-                        black_box(&dy),
-                        case.grad_input.then_some(&mut gx[..]),
-                        &mut gw,
-                        Some(&mut gb),
-                        &mut ws,
-                    );
-                    black_box((&y, &gx, &gw, &gb));
-                })
+                bench.iter(|| bufs.forward_backward(&k, &case))
             });
         }
         group.finish();
     }
 }
 
+/// (min, median) milliseconds of `f` over calls filling about `budget` (at least 5 calls).
+fn min_median_ms(budget: Duration, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 5 || start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[0], times[times.len() / 2])
+}
+
+fn summary() {
+    let budget = Duration::from_millis(1000);
+    println!("\nconv2d, batch 64: ms per call, min / median (GFLOP/s at the min)");
+    for case in cases() {
+        let mut bufs = Buffers::new(&case.shape);
+        let (pass_flops, passes) = flops(&case);
+        for (what, total) in [("fwd", pass_flops), ("fwd+bwd", passes * pass_flops)] {
+            print!("{:<6} {:<8}", case.name, what);
+            for k in Kernels::all() {
+                let (min, median) = min_median_ms(budget, || {
+                    if what == "fwd" {
+                        bufs.forward(&k, &case.shape)
+                    } else {
+                        bufs.forward_backward(&k, &case)
+                    }
+                });
+                let gflops = total as f64 / (min * 1e-3) / 1e9;
+                print!("  {}: {min:.3} / {median:.3} ms ({gflops:.1})", k.isa());
+            }
+            println!();
+        }
+    }
+}
+
 criterion_group!(conv_benches, benches);
-criterion_main!(conv_benches);
+fn main() {
+    if std::env::var_os("CONV_SUMMARY_ONLY").is_none() {
+        conv_benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // `cargo bench -- --test` (and `cargo test --benches`) only smoke-test: skip the table.
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        summary();
+    }
+}

@@ -18,9 +18,14 @@
 //! `grad_weight += grad_out[Cout, N] x cols^T` (GEMM `beta = 1` after the first image) and
 //! `grad_cols = weight^T x grad_out`, folded back into the input's gradient by [`col2im`] (the
 //! adjoint of [`im2col`]: it adds). The GEMM is the table's `sgemm`, so the convolution runs on
-//! whichever ISA the [`Kernels`] table is; there is no per-ISA convolution file because
-//! im2col/col2im are row copies (`copy_from_slice` for stride 1, which compiles to memcpy) and
-//! the arithmetic is all in the GEMM.
+//! whichever ISA the [`Kernels`] table is. The bias gradient is the table's `bias_backward`.
+//!
+//! There is no per-ISA convolution file: im2col and col2im are generic row copies and adds
+//! (stride-1 rows up to 32 wide are copied with the width a constant, so each row is a few inline
+//! moves instead of a `memcpy` call; col2im's adds are a loop the compiler vectorises). They are
+//! a large share of LeNet's convolution time (conv2's columns are 9x its input), so an ISA
+//! im2col, or packing the GEMM's B panels straight from the image, is the next step; neither was
+//! done here.
 //!
 //! ## Workspace
 //!

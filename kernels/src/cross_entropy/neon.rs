@@ -367,6 +367,7 @@ pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats
 /// NEON; `x` readable and (when `WRITE`) `out` writable for `4 * c` floats; `1 <= c <=
 /// BLOCK_MAX_CLASSES`; targets in `[0, c)`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn block4<const WRITE: bool>(
     x: *const f32,
     out: *mut f32,

@@ -16,7 +16,12 @@ fn vectors(line: &str) -> Vec<Vec<f64>> {
     let mut rest = line;
     while let Some(start) = rest.find('[') {
         let end = start + rest[start..].find(']').expect("closing bracket");
-        found.push(rest[start + 1..end].split(", ").map(|v| v.trim().parse().unwrap()).collect());
+        found.push(
+            rest[start + 1..end]
+                .split(", ")
+                .map(|v| v.trim().parse().unwrap())
+                .collect(),
+        );
         rest = &rest[end + 1..];
     }
     found
@@ -24,15 +29,22 @@ fn vectors(line: &str) -> Vec<Vec<f64>> {
 
 /// The first line containing `marker`.
 fn line<'a>(out: &'a str, marker: &str) -> &'a str {
-    out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("no line with {marker:?} in\n{out}"))
+    out.lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker:?} in\n{out}"))
 }
 
 /// The number after the last `=` of a line.
 fn scalar_after(line: &str, key: &str) -> f64 {
-    let at = line.find(key).unwrap_or_else(|| panic!("{key:?} not in {line:?}")) + key.len();
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {line:?}"))
+        + key.len();
     let tail = &line[at..];
     let tail = tail.trim_start_matches([' ', '=']);
-    let end = tail.find(|c: char| c == ',' || c.is_whitespace()).unwrap_or(tail.len());
+    let end = tail
+        .find(|c: char| c == ',' || c.is_whitespace())
+        .unwrap_or(tail.len());
     tail[..end].parse().unwrap()
 }
 
@@ -56,7 +68,10 @@ fn loss(x: &[f64]) -> f64 {
 fn assert_near(what: &str, printed: &[f64], expected: &[f64], tol: f64) {
     assert_eq!(printed.len(), expected.len(), "{what}");
     for (p, e) in printed.iter().zip(expected) {
-        assert!((p - e).abs() <= tol, "{what}: printed {printed:?}, expected {expected:?}");
+        assert!(
+            (p - e).abs() <= tol,
+            "{what}: printed {printed:?}, expected {expected:?}"
+        );
     }
 }
 
@@ -71,7 +86,10 @@ fn the_worked_example_gives_the_tutorials_numbers_on_every_isa() {
         // ...and the exact ones, to the printed precision (f32 arithmetic: 1e-6 slack).
         assert_near("softmax", p, &softmax(&x), 2e-6);
         let l = scalar_after(line(&out, "loss = -ln p_target"), "x_target");
-        assert!((l - 0.417).abs() < 5e-4 && (l - loss(&x)).abs() < 2e-6, "loss {l}");
+        assert!(
+            (l - 0.417).abs() < 5e-4 && (l - loss(&x)).abs() < 2e-6,
+            "loss {l}"
+        );
         let g = &vectors(line(&out, "softmax - onehot"))[0];
         assert_near("gradient", g, &grad(&x), 2e-6);
     }
@@ -80,13 +98,36 @@ fn the_worked_example_gives_the_tutorials_numbers_on_every_isa() {
 #[test]
 fn the_two_sgd_steps_show_pytorchs_buffer_and_the_textbook_form() {
     let out = output(Kernels::get());
-    let step_lines: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("step ")).collect();
-    let pytorch_p: Vec<&str> = out.lines().filter(|l| l.contains("p = p - lr * buf")).collect();
-    let textbook_v: Vec<&str> = out.lines().filter(|l| l.contains("textbook: v =")).collect();
+    let step_lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("step "))
+        .collect();
+    let pytorch_p: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("p = p - lr * buf"))
+        .collect();
+    let textbook_v: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("textbook: v ="))
+        .collect();
     let textbook_p: Vec<&str> = out.lines().filter(|l| l.contains("p = p - v")).collect();
     let bufs: Vec<&str> = out.lines().filter(|l| l.contains("PyTorch: ")).collect();
-    assert_eq!((step_lines.len(), pytorch_p.len(), textbook_v.len(), textbook_p.len(), bufs.len()), (2, 2, 2, 2, 2), "{out}");
-    assert!(bufs[0].contains("buf = g"), "first step copies the gradient: {}", bufs[0]);
+    assert_eq!(
+        (
+            step_lines.len(),
+            pytorch_p.len(),
+            textbook_v.len(),
+            textbook_p.len(),
+            bufs.len()
+        ),
+        (2, 2, 2, 2, 2),
+        "{out}"
+    );
+    assert!(
+        bufs[0].contains("buf = g"),
+        "first step copies the gradient: {}",
+        bufs[0]
+    );
 
     // Independent f64 trajectory: PyTorch's form and the textbook's.
     let mut p: Vec<f64> = LOGITS.iter().map(|&v| f64::from(v)).collect();
@@ -99,7 +140,11 @@ fn the_two_sgd_steps_show_pytorchs_buffer_and_the_textbook_form() {
         assert_near("gradient", &vs[1], &g, 2e-6);
         assert!((scalar_after(step_lines[step], "loss") - loss(&p)).abs() < 2e-6);
         for i in 0..3 {
-            buf[i] = if step == 0 { g[i] } else { MOMENTUM * buf[i] + g[i] };
+            buf[i] = if step == 0 {
+                g[i]
+            } else {
+                MOMENTUM * buf[i] + g[i]
+            };
             v[i] = MOMENTUM * v[i] + LR * g[i];
         }
         assert_near("momentum buffer", &vectors(bufs[step])[0], &buf, 2e-6);

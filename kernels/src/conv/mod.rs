@@ -34,6 +34,27 @@
 //! training loop allocates nothing per step and the buffer stays in cache (there is never a
 //! column buffer for a whole batch). For LeNet-5 it is 25 x 784 (conv1) and 150 x 100 (conv2).
 //!
+//! ```
+//! use simdnet_kernels::conv::Conv2dShape;
+//! use simdnet_kernels::Kernels;
+//!
+//! // LeNet-5's conv1 on a batch of 2: 1 -> 6 channels, 28x28, 5x5, padding 2.
+//! let shape = Conv2dShape::new(2, 1, 6, (28, 28), (5, 5)).with_padding(2, 2);
+//! assert_eq!((shape.out_h(), shape.out_w()), (28, 28));
+//! let (x, w, b) = (vec![0.5; shape.input_len()], vec![0.1; shape.weight_len()], vec![1.0; 6]);
+//! let mut workspace = vec![0.0; shape.workspace_len()]; // allocate once, reuse every step
+//! let mut y = vec![0.0; shape.output_len()];
+//! let k = Kernels::get();
+//! k.conv2d_forward(&shape, &x, &w, Some(&b), &mut y, &mut workspace);
+//! assert!((y[28 * 14 + 14] - (1.0 + 25.0 * 0.05)).abs() < 1e-5); // an interior pixel
+//!
+//! // Backward of a first layer: no input gradient.
+//! let dy = vec![1.0; shape.output_len()];
+//! let (mut dw, mut db) = (vec![0.0; shape.weight_len()], vec![0.0; 6]);
+//! k.conv2d_backward(&shape, &x, &w, &dy, None, &mut dw, Some(&mut db), &mut workspace);
+//! assert_eq!(db, vec![2.0 * 784.0; 6]);
+//! ```
+//!
 //! The direct-loop references (the oracle) are in [`scalar`].
 
 pub mod scalar;

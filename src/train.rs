@@ -396,6 +396,22 @@ impl Shared<'_> {
         }
     }
 
+    /// [`Shared::work`], with a panic turned into the thread's error: every thread must reach
+    /// the barrier, or the others would wait forever.
+    fn work_guarded(&self, t: usize) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(t)));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            lock(&self.slots[t]).error = Some(Error::new(format!(
+                "internal error in training thread {t}: {what}"
+            )));
+        }
+    }
+
     /// Runs thread `t` (t > 0) until told to stop.
     fn worker(&self, t: usize) {
         loop {
@@ -403,7 +419,7 @@ impl Shared<'_> {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.work(t);
+            self.work_guarded(t);
             self.done.wait();
         }
     }
@@ -417,7 +433,7 @@ impl Shared<'_> {
             batch.extend_from_slice(indices);
         }
         self.start.wait();
-        self.work(0);
+        self.work_guarded(0);
         self.done.wait();
         let mut first = lock(&self.slots[0]);
         let mut loss_sum = 0.0f64;

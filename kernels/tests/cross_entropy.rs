@@ -698,6 +698,76 @@ proptest! {
     }
 }
 
+/// A row's loss and gradient do not depend on the rows around it: any split of a batch gives
+/// the same bits (trainers split batches across threads).
+#[test]
+fn a_rows_numbers_do_not_depend_on_how_the_batch_is_split() {
+    let rows = 13;
+    for k in all_kernels() {
+        for classes in [3usize, 10, 40] {
+            for smoothing in [0.0f32, 0.1] {
+                let logits = logits_of(0, rows * classes, classes as u64);
+                let idx: Vec<i64> = (0..rows).map(|r| (r * 7 % classes) as i64).collect();
+                let options = CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    label_smoothing: smoothing,
+                    ..Default::default()
+                };
+                let whole = call(
+                    &k,
+                    Call::Separate,
+                    &logits,
+                    classes,
+                    Targets::Indices(&idx),
+                    &options,
+                    GradOutput::Scalar(1.0),
+                )
+                .unwrap();
+                for split in 1..rows {
+                    let (a, b) = logits.split_at(split * classes);
+                    let first = call(
+                        &k,
+                        Call::Separate,
+                        a,
+                        classes,
+                        Targets::Indices(&idx[..split]),
+                        &options,
+                        GradOutput::Scalar(1.0),
+                    )
+                    .unwrap();
+                    let second = call(
+                        &k,
+                        Call::Separate,
+                        b,
+                        classes,
+                        Targets::Indices(&idx[split..]),
+                        &options,
+                        GradOutput::Scalar(1.0),
+                    )
+                    .unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let joined_losses = [first.row_losses, second.row_losses].concat();
+                    let joined_grad = [first.grad.unwrap(), second.grad.unwrap()].concat();
+                    let what = format!(
+                        "{} C={classes} smoothing {smoothing} split {split}",
+                        k.isa()
+                    );
+                    assert_eq!(
+                        bits(&joined_losses),
+                        bits(&whole.row_losses),
+                        "{what}: losses"
+                    );
+                    assert_eq!(
+                        bits(&joined_grad),
+                        bits(whole.grad.as_ref().unwrap()),
+                        "{what}: grad"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Long rows: the maximum late in the row, long runs of -inf before finite values,
 /// NaN and +inf late in the row.
 #[test]

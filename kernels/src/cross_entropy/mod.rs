@@ -54,8 +54,9 @@
 //! each lane: element `j` of the eight rows is gathered into one vector, so the maximum, the
 //! exponentials and the sums need no horizontal operations, and the eight logarithms and
 //! divisions are one vector operation each; the gradient is transposed back into rows through
-//! a small stack tile. Same passes, same results within rounding; the rows left over (fewer
-//! than eight) take the row kernel.
+//! a small stack tile. Same passes, same results within rounding. The last rows of a batch
+//! (fewer than eight) go through it too, padded in a stack buffer, so a row's numbers do not
+//! depend on how a batch is split.
 //!
 //! This "max, then exp-and-sum" form was measured against the online form (one pass keeping a
 //! running maximum and rescaled sum, then a pass recomputing `exp` to write the gradient once),
@@ -685,8 +686,11 @@ impl Kernels {
         let mut first_row = 0;
         if let Targets::Indices(t) = targets {
             if e == 0.0 && c <= BLOCK_MAX_CLASSES {
-                while first_row + BLOCK_ROWS <= plan.rows {
-                    let rows = first_row..first_row + BLOCK_ROWS;
+                // Every such row goes through the block kernel, the last few padded to a
+                // whole block in a stack buffer, so a row's numbers never depend on how the
+                // batch was split (lanes do not mix rows).
+                while first_row < plan.rows {
+                    let rows = first_row..(first_row + BLOCK_ROWS).min(plan.rows);
                     let mut args = BlockArgs {
                         target: [0; BLOCK_ROWS],
                         alpha: [0.0; BLOCK_ROWS],
@@ -708,19 +712,49 @@ impl Kernels {
                         args.keep[lane] = -1;
                     }
                     let span = rows.start * c..rows.end * c;
-                    // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA); the
-                    // slices hold the eight rows; targets were checked by `plan`.
-                    let losses = unsafe {
-                        match &mut logits {
-                            Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
-                            Logits::Separate(x, g) => {
-                                (kernels.block)(&x[span.clone()], c, Some(&mut g[span]), &args)
+                    let losses = if rows.len() == BLOCK_ROWS {
+                        // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA);
+                        // the slices hold the eight rows; targets were checked by `plan`.
+                        unsafe {
+                            match &mut logits {
+                                Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
+                                Logits::Separate(x, g) => {
+                                    (kernels.block)(&x[span.clone()], c, Some(&mut g[span]), &args)
+                                }
+                                Logits::InPlace(x) => {
+                                    (kernels.block_in_place)(&mut x[span], c, &args)
+                                }
                             }
-                            Logits::InPlace(x) => (kernels.block_in_place)(&mut x[span], c, &args),
                         }
+                    } else {
+                        // The padding rows are zeros with no loss and no gradient kept.
+                        let mut padded = [0.0f32; BLOCK_ROWS * BLOCK_MAX_CLASSES];
+                        let padded = &mut padded[..BLOCK_ROWS * c];
+                        let used = span.len();
+                        let x: &[f32] = match &logits {
+                            Logits::ForwardOnly(x) | Logits::Separate(x, _) => x,
+                            Logits::InPlace(x) => x,
+                        };
+                        padded[..used].copy_from_slice(&x[span.clone()]);
+                        // SAFETY: as above; `padded` holds eight rows.
+                        let losses = unsafe {
+                            match logits {
+                                Logits::ForwardOnly(_) => (kernels.block)(padded, c, None, &args),
+                                Logits::Separate(..) | Logits::InPlace(_) => {
+                                    (kernels.block_in_place)(padded, c, &args)
+                                }
+                            }
+                        };
+                        match &mut logits {
+                            Logits::ForwardOnly(_) => {}
+                            Logits::Separate(_, g) => g[span].copy_from_slice(&padded[..used]),
+                            Logits::InPlace(x) => x[span].copy_from_slice(&padded[..used]),
+                        }
+                        losses
                     };
+                    let losses = &losses[..rows.len()];
                     if let Some(r) = row_losses.as_deref_mut() {
-                        r[rows.clone()].copy_from_slice(&losses);
+                        r[rows.clone()].copy_from_slice(losses);
                     }
                     sum_nll += losses.iter().map(|&l| l as f64).sum::<f64>();
                     first_row = rows.end;

@@ -15,7 +15,7 @@
 //! After criterion, a GFLOP/s summary table (median of short timed runs) is printed.
 //! `GEMM_SUMMARY_ONLY=1 cargo bench --bench gemm` prints only that table (quick comparisons).
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use simdnet_kernels::gemm::Transpose;
 use simdnet_kernels::{Isa, Kernels};
 use std::hint::black_box;
@@ -120,7 +120,7 @@ fn bench_group(c: &mut Criterion, group_name: &str, shapes: &[Shape]) {
     for shape in shapes {
         let &(name, ta, tb, m, k, n) = shape;
         let label = format!(
-            "{group_name}/{m}x{k}x{n}{}",
+            "{group_name}/{name} {m}x{k}x{n}{}",
             if ta == N && tb == N {
                 String::new()
             } else {
@@ -143,11 +143,9 @@ fn bench_group(c: &mut Criterion, group_name: &str, shapes: &[Shape]) {
             } else {
                 group.sample_size(if flops(shape) > 500_000_000 { 20 } else { 50 });
             }
-            group.bench_with_input(
-                BenchmarkId::new(kernels.isa().name(), name),
-                &(),
-                |bench, _| bench.iter(|| call(&kernels, shape, &mut ops)),
-            );
+            group.bench_function(kernels.isa().name(), |bench| {
+                bench.iter(|| call(&kernels, shape, &mut ops))
+            });
         }
         group.finish();
     }

@@ -13,6 +13,8 @@ const NR: usize = 16;
 /// How many slivers ahead to prefetch B read in place (about the L3 latency over the time one
 /// sliver takes).
 const PREFETCH_SLIVERS: usize = 4;
+/// Prefetch the C tile when the k loop is at least this long.
+const PREFETCH_C_MIN_K: usize = 128;
 
 /// Block sizes for AVX2 (see the `gemm` module docs).
 pub(crate) const BLOCKING: Blocking = Blocking {
@@ -177,6 +179,16 @@ unsafe fn tile_6x16(
         // B read in place (rows `b_rs` apart, not a packed sliver): no hardware prefetcher
         // follows hundreds of rows, so fetch the lines the sliver PREFETCH_SLIVERS to the
         // right will need while this one computes. Prefetches never fault.
+        // Start fetching this tile's rows of C (read or written at the end): their lines
+        // arrive while a long k loop runs instead of stalling the stores (a short loop
+        // leaves no time to hide them, so the prefetches would only cost issue slots).
+        if k >= PREFETCH_C_MIN_K {
+            for i in 0..MR {
+                let row = c.wrapping_add(i * ldc);
+                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1) as *const i8);
+            }
+        }
         // The two loops differ only in the prefetch, so its test stays out of the inner loop.
         if b_rs != NR {
             for _ in 0..k {

@@ -31,7 +31,9 @@
 //! the packed B panel 4 MiB, a share of L3. Blocks are balanced (k = 257 runs as 2 x 129, not
 //! 256 + 1) so no pass over C is wasted on a sliver of work.
 //!
-//! Packing absorbs the transposes: all four combinations run the same microkernel.
+//! Packing absorbs the transposes: all four combinations run the same microkernel. On AVX2 a
+//! tile with k >= 128 prefetches its C rows before the k loop, so C's lines (from L2/L3 for
+//! large C) arrive while it computes.
 //!
 //! Edge tiles (fewer than MR rows or NR columns left) run the same loop without a scalar GEMM:
 //! on AVX2 the microkernel masks the missing columns of B and C (`vmaskmovps`; at most 8

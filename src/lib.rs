@@ -3,17 +3,17 @@
 //! LeNet-5 with PyTorch-exact `CrossEntropyLoss` and `SGD`, on the hand-written SIMD kernels of
 //! [`simdnet_kernels`].
 
+pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
-pub mod rng;
-pub mod backend;
 pub mod explain;
 pub mod gradcheck;
 pub mod layers;
 pub mod lenet;
 pub mod loss;
 pub mod optim;
+pub mod rng;
 pub mod train;
 
 pub use error::{Error, Result};

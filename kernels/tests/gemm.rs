@@ -304,7 +304,7 @@ proptest! {
                     n = n.min(40);
                     k = kc;
                 }
-                Big::N => { n = near(nc); m = m.min(13); k = k.min(9); }
+                Big::N => { n = near(nc); m = m.min(13); k = k.min(60); }
             }
         }
         // A leading dimension of B that is a multiple of 64 floats switches B from being read

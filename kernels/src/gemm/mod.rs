@@ -46,7 +46,8 @@
 //!   when it is not transposed, m fits one m block, and either m is tiny (at most 4 MR: a few
 //!   row panels cannot amortise a copy; conv1 6 x 25 x 50176 reads its 5 MB B once) or `ldb`
 //!   is not a multiple of 64 floats (such rows fall into a handful of L1 sets; packing avoids
-//!   the conflict misses).
+//!   the conflict misses). When those rows are 4 KiB or more apart, k blocks shrink to 48 so a
+//!   sliver's rows (one page each) stay within the L1 data TLB.
 //! - A is read in place (broadcasts with strides `lda` and 1) when n is small: not transposed,
 //!   n <= 512 and `lda` not a multiple of 1024 floats (packing costs ~48/n of the multiply;
 //!   the fc layers, one image of conv2), or any A when n is at most two B slivers (conv1's

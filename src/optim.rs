@@ -22,7 +22,8 @@ pub use simdnet_kernels::sgd::SgdOptions;
 /// opt.step(Kernels::get(), &mut params, &grads).unwrap(); // buffer = g; p -= lr * buffer
 /// opt.step(Kernels::get(), &mut params, &grads).unwrap(); // buffer = 0.9 * buffer + g
 /// assert!((params[0] - (1.0 - 0.05 - 0.095)).abs() < 1e-6);
-/// assert_eq!(Sgd::new(&[1], SgdOptions::new(-1.0)).unwrap_err().to_string(), "Invalid learning rate: -1");
+/// let err = Sgd::<f32>::new(&[1], SgdOptions::new(-1.0)).unwrap_err();
+/// assert_eq!(err.to_string(), "Invalid learning rate: -1");
 /// ```
 #[derive(Clone, Debug)]
 pub struct Sgd<T = f32> {

@@ -1,9 +1,8 @@
 //! sgemm benchmarks: each ISA side by side, one group per shape, each shape as ONE sgemm call
 //! so it compares directly with `torch.mm` (`../shared/anchors/pytorch_kernels.py`).
 //!
-//! Throughput is declared as `Elements(2 * m * n * k)`, so the "elem/s" criterion reports is
-//! FLOP/s (one multiply-add = 2 FLOPs), e.g. "85.1 Melem/s" for a 1 ms call of 85 MFLOP... read
-//! "Gelem/s" as GFLOP/s.
+//! Throughput is declared as `Elements(2 * m * n * k)`: criterion's "elem/s" is FLOP/s (one
+//! multiply-add = 2 FLOPs), so read "Gelem/s" as GFLOP/s.
 //!
 //! Groups:
 //! - `sgemm/MxKxN`: C[M,N] = A[M,K] B[K,N], no transposes, beta = 0: square 64..1024 and the ten
@@ -12,7 +11,9 @@
 //!   X W^T, weight gradients dY^T X and dY cols^T, column gradient W^T dY), over the batch and
 //!   for one image (an im2col convolution calls GEMM per image).
 //!
-//! After criterion, a GFLOP/s summary table (median of short timed runs) is printed.
+//! After criterion, a GFLOP/s summary table (median of short timed runs) is printed, by wall
+//! time and by this thread's CPU time (on a shared machine the latter excludes time slices
+//! given to other processes).
 //! `GEMM_SUMMARY_ONLY=1 cargo bench --bench gemm` prints only that table (quick comparisons).
 
 use criterion::{criterion_group, Criterion, Throughput};

@@ -5,7 +5,7 @@
 //! multiply-add = 2 FLOPs), so read "Gelem/s" as GFLOP/s.
 //!
 //! Groups:
-//! - `sgemm/MxKxN`: C[M,N] = A[M,K] B[K,N], no transposes, beta = 0: square 64..1024 and the ten
+//! - `sgemm/<layer> MxKxN`: C[M,N] = A[M,K] B[K,N], no transposes, beta = 0: square 64..1024 and the ten
 //!   LeNet-5 shapes at batch 64 (M x K x N as in the PyTorch script).
 //! - `sgemm_trainer/...`: the LeNet-5 shapes with the transposes a trainer uses (Linear forward
 //!   X W^T, weight gradients dY^T X and dY cols^T, column gradient W^T dY), over the batch and

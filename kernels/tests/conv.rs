@@ -176,8 +176,8 @@ proptest! {
     #[test]
     fn im2col_and_col2im_are_adjoint(s in shape(), seed in any::<u64>()) {
         let x = widen(&random_vec(s.image_len(), seed));
-        let c = widen(&random_vec(s.workspace_len(), seed ^ 7));
-        let mut cols = vec![f64::NAN; s.workspace_len()];
+        let c = widen(&random_vec(s.col_len(), seed ^ 7));
+        let mut cols = vec![f64::NAN; s.col_len()];
         im2col(&s, &x, &mut cols);
         let (oh, ow) = (s.out_h(), s.out_w());
         for ci in 0..s.in_channels {
@@ -240,6 +240,55 @@ fn lenet_shapes_match_reference() {
         // conv1 is a first layer: no input gradient.
         check_backward(s, 20 + i as u64, i == 1, true);
     }
+}
+
+/// Batches split into tiles of several images: fewer images than a tile, a multiple of the
+/// tile, and uneven splits (tiles differing by one image), forward and backward; tiles set by
+/// the output width (conv2, a strided layer) and by the workspace bound (a layer with 1600
+/// column rows and 4 output pixels).
+#[test]
+fn tiles_of_several_images_match_reference() {
+    let strided = |batch| {
+        Conv2dShape::new(batch, 3, 4, (9, 9), (3, 3))
+            .with_stride(2, 2)
+            .with_padding(1, 1)
+    };
+    let deep = |batch| Conv2dShape::new(batch, 64, 2, (6, 6), (5, 5));
+    assert_eq!(conv2(64).images_per_tile(), 6);
+    assert_eq!(strided(64).images_per_tile(), 21);
+    assert_eq!(deep(64).images_per_tile(), 20);
+    assert_eq!(conv1(64).images_per_tile(), 1);
+    let shapes = [
+        conv2(3),
+        conv2(6),
+        conv2(13),
+        strided(2),
+        strided(21),
+        strided(43),
+        deep(5),
+        deep(41),
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        assert!(s.images_per_tile() > 1, "{s:?}");
+        check_forward(s, 60 + i as u64, i % 2 == 0);
+        check_backward(s, 70 + i as u64, true, i % 2 == 1);
+    }
+    check_backward(&conv2(13), 80, false, true);
+}
+
+/// The workspace grows with the batch up to a bound, so a buffer sized for a batch serves every
+/// smaller batch; several images' tile needs its output buffer too.
+#[test]
+fn workspace_grows_with_the_batch_up_to_a_bound() {
+    let one = conv2(1).col_len();
+    assert_eq!(one, 150 * 100);
+    assert_eq!(conv2(1).workspace_len(), one);
+    assert_eq!(conv2(2).workspace_len(), 2 * (one + 16 * 100));
+    let lens: Vec<usize> = (0..=70).map(|b| conv2(b).workspace_len()).collect();
+    assert!(lens.windows(2).all(|w| w[0] <= w[1]), "{lens:?}");
+    assert_eq!(lens[64], 6 * (one + 16 * 100));
+    assert_eq!(lens[70], lens[64]);
+    assert_eq!(conv1(64).workspace_len(), conv1(1).col_len());
 }
 
 /// Rows wider than 32 (im2col's run-time-width copy) and the other widths around it.

@@ -32,7 +32,7 @@
 //!
 //! There is no per-ISA convolution file: im2col and col2im are generic row copies and adds
 //! (stride-1 rows up to 32 wide are copied with the width a constant, so each row is a few inline
-//! moves instead of a `memcpy` call; col2im's adds are a loop the compiler vectorises). They are
+//! moves instead of a `memcpy` call; col2im's adds likewise, ~3% of conv2's fwd+bwd). They are
 //! a large share of LeNet's convolution time (conv2's columns are 9x its input), so an ISA
 //! im2col, or packing the GEMM's B panels straight from the image, is the next step; neither was
 //! done here.
@@ -478,6 +478,38 @@ fn copy_segments<T: Real>(dst: &mut [T], src: &[T], width: usize, seg: Segments)
     by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
 }
 
+/// Adds the segments of `src` into those of `dst`, `width` elements each, with the width a
+/// constant up to 32 (as [`copy_segments`]).
+#[inline(always)]
+fn add_segments<T: Real>(dst: &mut [T], src: &[T], width: usize, seg: Segments) {
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match width {
+                $($w => add_segments_of::<T, $w>(dst, src, seg),)*
+                _ => {
+                    for i in 0..seg.rows {
+                        let (d, s) = (seg.dst_at + i * seg.dst_step, seg.src_at + i * seg.src_step);
+                        add_run(&mut dst[d..d + width], &src[s..s + width]);
+                    }
+                }
+            }
+        };
+    }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+}
+
+#[inline(always)]
+fn add_segments_of<T: Real, const W: usize>(dst: &mut [T], src: &[T], seg: Segments) {
+    for i in 0..seg.rows {
+        let (d, s) = (seg.dst_at + i * seg.dst_step, seg.src_at + i * seg.src_step);
+        let from: &[T; W] = src[s..s + W].try_into().expect("W elements");
+        let to: &mut [T; W] = (&mut dst[d..d + W]).try_into().expect("W elements");
+        for (t, &f) in to.iter_mut().zip(from) {
+            *t += f;
+        }
+    }
+}
+
 #[inline(always)]
 fn copy_segments_of<T: Real, const W: usize>(dst: &mut [T], src: &[T], seg: Segments) {
     for i in 0..seg.rows {
@@ -523,13 +555,7 @@ fn col2im_strided<T: Real>(shape: &Conv2dShape, cols: &[T], ld: usize, image: &m
                 src_at: g.y_lo * ow + x_lo,
                 src_step: ow,
             };
-            // A plain loop: the compiler vectorises the adds, and a constant width measured no
-            // better here (callgrind instruction counts).
-            for i in 0..segments.rows {
-                let d = segments.dst_at + i * segments.dst_step;
-                let s = segments.src_at + i * segments.src_step;
-                add_run(&mut image[d..d + width], &src_row[s..s + width]);
-            }
+            add_segments(image, src_row, width, segments);
         } else {
             let mut dst_at = dst_start;
             for oy in g.y_lo..g.y_hi {

@@ -56,15 +56,16 @@ impl<T: Real> Default for CrossEntropyLoss<T> {
 }
 
 impl<T: Real> CrossEntropyLoss<T> {
-    /// The constructor with PyTorch's arguments. `label_smoothing` must lie in [0, 1] (PyTorch's
-    /// message otherwise); the weight's length is checked against the classes at each call.
+    /// The constructor with PyTorch's arguments. A `label_smoothing` above 1 is an error (PyTorch's
+    /// message); as in PyTorch, 0, negative values and NaN all mean no smoothing. The weight's
+    /// length is checked against the classes at each call.
     pub fn new(
         weight: Option<Vec<T>>,
         ignore_index: i64,
         reduction: Reduction,
         label_smoothing: f64,
     ) -> Result<Self> {
-        if !(0.0..=1.0).contains(&label_smoothing) {
+        if label_smoothing > 1.0 {
             return Err(Error::new(
                 CrossEntropyError::LabelSmoothing(label_smoothing).to_string(),
             ));
@@ -251,6 +252,8 @@ mod tests {
             e.to_string(),
             "label_smoothing must be between 0.0 and 1.0. Got: 1.5"
         );
+        // PyTorch accepts a negative smoothing (it means none) and rejects only values above 1.
+        assert!(CrossEntropyLoss::<f32>::new(None, -100, Reduction::Mean, -0.1).is_ok());
         assert_eq!(parse_reduction("sum").unwrap(), Reduction::Sum);
         assert_eq!(
             parse_reduction("avg").unwrap_err().to_string(),

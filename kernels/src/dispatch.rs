@@ -13,6 +13,9 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2 and FMA (256-bit vectors, 16 registers).
     Avx2,
+    /// x86-64 with AVX-512F as well as AVX2 and FMA (512-bit vectors, 32 registers, lane
+    /// masks). Kernels without an AVX-512 version of their own run the AVX2 code.
+    Avx512,
     /// aarch64 Advanced SIMD (128-bit vectors, 32 registers).
     Neon,
 }
@@ -20,7 +23,7 @@ pub enum Isa {
 /// Why an ISA could not be selected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IsaError {
-    /// A name that is none of `scalar`, `avx2`, `neon`.
+    /// A name that is none of `scalar`, `avx2`, `avx512`, `neon`.
     Unknown(String),
     /// A known ISA this CPU lacks.
     Unsupported(Isa),
@@ -31,7 +34,7 @@ impl fmt::Display for IsaError {
         match self {
             IsaError::Unknown(name) => write!(
                 f,
-                "unknown kernel ISA '{name}': expected one of scalar, avx2, neon"
+                "unknown kernel ISA '{name}': expected one of scalar, avx2, avx512, neon"
             ),
             IsaError::Unsupported(isa) => write!(
                 f,
@@ -59,18 +62,19 @@ pub const ISA_ENV_VAR: &str = "SIMDNET_ISA";
 
 impl Isa {
     /// Every ISA this crate knows, whether or not the CPU has it.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Neon];
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
     /// The lower-case name used by `SIMDNET_ISA` and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
         }
     }
 
-    /// Parses `scalar`, `avx2` or `neon` (case-insensitive), without checking the CPU.
+    /// Parses `scalar`, `avx2`, `avx512` or `neon` (case-insensitive), without checking the CPU.
     pub fn parse(name: &str) -> Result<Isa, IsaError> {
         let lower = name.trim().to_ascii_lowercase();
         Isa::ALL
@@ -84,13 +88,16 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             Isa::Avx2 => avx2_fma_detected(),
+            Isa::Avx512 => avx512_detected(),
             Isa::Neon => neon_detected(),
         }
     }
 
     /// The fastest ISA this CPU supports.
     pub fn best() -> Isa {
-        if Isa::Avx2.is_supported() {
+        if Isa::Avx512.is_supported() {
+            Isa::Avx512
+        } else if Isa::Avx2.is_supported() {
             Isa::Avx2
         } else if Isa::Neon.is_supported() {
             Isa::Neon
@@ -145,6 +152,18 @@ fn avx2_fma_detected() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_fma_detected() -> bool {
+    false
+}
+
+/// AVX-512F plus AVX2 and FMA: the AVX-512 table also runs AVX2 kernels.
+#[cfg(target_arch = "x86_64")]
+fn avx512_detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| avx2_fma_detected() && is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_detected() -> bool {
     false
 }
 

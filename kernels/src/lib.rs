@@ -113,8 +113,8 @@ impl Kernels {
         })
     }
 
-    /// The table for an ISA name (`scalar`, `avx2`, `neon`): an error for an unknown name or an
-    /// ISA this CPU lacks.
+    /// The table for an ISA name (`scalar`, `avx2`, `avx512`, `neon`): an error for an unknown
+    /// name or an ISA this CPU lacks.
     pub fn select(name: &str) -> Result<Kernels, IsaError> {
         Kernels::for_isa(Isa::select(name)?)
     }

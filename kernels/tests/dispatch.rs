@@ -26,7 +26,7 @@ fn names_round_trip_and_unknown_names_are_errors() {
     );
     let msg = Kernels::select("sse9").unwrap_err().to_string();
     assert!(
-        msg.contains("sse9") && msg.contains("scalar, avx2, neon"),
+        msg.contains("sse9") && msg.contains("scalar, avx2, avx512, neon"),
         "{msg}"
     );
 }
@@ -88,9 +88,41 @@ fn assert_no_scalar_fallback(k: &Kernels) {
 #[test]
 fn avx2_table_has_no_scalar_entry() {
     if Isa::Avx2.is_supported() {
-        assert_eq!(Isa::best(), Isa::Avx2);
+        if !Isa::Avx512.is_supported() {
+            assert_eq!(Isa::best(), Isa::Avx2);
+        }
         assert_no_scalar_fallback(&Kernels::for_isa(Isa::Avx2).unwrap());
     }
+}
+
+/// On a CPU with AVX-512 it is the best ISA, the default table (unless `SIMDNET_ISA` says
+/// otherwise) and free of scalar entries.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_is_the_default_where_the_cpu_has_it() {
+    if !Isa::Avx512.is_supported() {
+        assert!(Kernels::for_isa(Isa::Avx512).is_err());
+        return;
+    }
+    assert!(Isa::Avx2.is_supported(), "AVX-512 implies the AVX2 table");
+    assert_eq!(Isa::best(), Isa::Avx512);
+    let avx512 = Kernels::for_isa(Isa::Avx512).unwrap();
+    if std::env::var("SIMDNET_ISA").is_err() {
+        assert_eq!(Kernels::get().isa(), Isa::Avx512);
+        assert_eq!(Kernels::get().entries(), avx512.entries());
+    }
+    assert_no_scalar_fallback(&avx512);
+}
+
+/// AVX-512 ISA is not offered on aarch64.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn avx512_is_unsupported_on_aarch64() {
+    assert!(!Isa::Avx512.is_supported());
+    assert_eq!(
+        Kernels::for_isa(Isa::Avx512).unwrap_err(),
+        IsaError::Unsupported(Isa::Avx512)
+    );
 }
 
 /// On aarch64 the default table must be NEON in every entry: a run that silently fell back to

@@ -352,8 +352,8 @@ Data (train, eval): --data DIR, else $SIMDNET_DATA, else /usr/share/datasets/fas
 (Debian's dataset-fashion-mnist), else a Fashion-MNIST subset built into the program.
 
 Environment:
-  SIMDNET_ISA=scalar|avx2|neon  use that kernel ISA (an error if this CPU lacks it)
-  SIMDNET_DATA=DIR              the data directory when --data is not given
+  SIMDNET_ISA=scalar|avx2|avx512|neon  use that kernel ISA (an error if this CPU lacks it)
+  SIMDNET_DATA=DIR                     the data directory when --data is not given
 
 Exit status: 0 success, 1 error (files, data, a NaN loss, a failed check), 2 invalid command line.
 ";

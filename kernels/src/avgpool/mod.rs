@@ -44,8 +44,9 @@ pub(crate) fn table(isa: Isa) -> Table {
             forward: scalar_forward,
             backward: scalar_backward,
         },
+        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
+        Isa::Avx2 | Isa::Avx512 => Table {
             forward: avx2::forward,
             backward: avx2::backward,
         },

@@ -46,8 +46,9 @@ pub(crate) fn table(isa: Isa) -> Table {
             add: scalar_add,
             backward: scalar_backward,
         },
+        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
+        Isa::Avx2 | Isa::Avx512 => Table {
             add: avx2::add,
             backward: avx2::backward,
         },

@@ -389,7 +389,7 @@ pub(crate) fn table(isa: Isa) -> Table {
             block_in_place: scalar_block_in_place,
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
+        Isa::Avx2 | Isa::Avx512 => Table {
             row: avx2::row,
             row_in_place: avx2::row_in_place,
             block: avx2::block,

@@ -91,8 +91,9 @@ pub(crate) fn table(isa: Isa) -> Table {
             exp: scalar_exp,
             ln: scalar_ln,
         },
+        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
+        Isa::Avx2 | Isa::Avx512 => Table {
             exp: avx2::exp,
             ln: avx2::ln,
         },

@@ -141,7 +141,7 @@ pub(crate) fn table(isa: Isa) -> Table {
             sgemm: scalar_sgemm,
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table { sgemm: avx2::sgemm },
+        Isa::Avx2 | Isa::Avx512 => Table { sgemm: avx2::sgemm },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table { sgemm: neon::sgemm },
         // Unreachable: `Kernels::for_isa` refuses an ISA of another architecture.
@@ -158,7 +158,7 @@ pub(crate) fn table(isa: Isa) -> Table {
 pub fn blocking(isa: Isa) -> Option<Blocking> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(avx2::BLOCKING),
+        Isa::Avx2 | Isa::Avx512 => Some(avx2::BLOCKING),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(neon::BLOCKING),
         _ => None,

@@ -49,8 +49,9 @@ pub(crate) fn table(isa: Isa) -> Table {
             forward_in_place: scalar_forward_in_place,
             backward: scalar_backward,
         },
+        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
+        Isa::Avx2 | Isa::Avx512 => Table {
             forward: avx2::forward,
             forward_in_place: avx2::forward_in_place,
             backward: avx2::backward,

@@ -169,7 +169,7 @@ pub(crate) fn table(isa: Isa) -> Table {
     match isa {
         Isa::Scalar => Table { step: scalar_step },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table { step: avx2::step },
+        Isa::Avx2 | Isa::Avx512 => Table { step: avx2::step }, // AVX-512 CPUs run the AVX2 code
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table { step: neon::step },
         #[allow(unreachable_patterns)]

@@ -10,7 +10,10 @@ pub use simdnet_kernels::sgd::SgdOptions;
 /// `torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
 /// maximize=False)` over tensors stored back to back in one flat vector (their lengths given at
 /// construction). Each tensor has its own momentum buffer, created on its first step as a copy
-/// of the gradient, as PyTorch does.
+/// of the gradient, as PyTorch does. The buffers are stored back to back in one flat vector
+/// laid out like the parameters, so parameter, gradient and buffer of a tensor sit at the
+/// same offset of their vectors (same-sized heap vectors share their alignment, which lets
+/// the SIMD step align all three streams at once).
 ///
 /// ```
 /// use simdnet::optim::{Sgd, SgdOptions};
@@ -29,7 +32,8 @@ pub use simdnet_kernels::sgd::SgdOptions;
 pub struct Sgd<T = f32> {
     options: SgdOptions,
     lens: Vec<usize>,
-    buffers: Vec<Vec<T>>,
+    /// Every tensor's momentum buffer, back to back (empty before the first momentum step).
+    buffer: Vec<T>,
     steps: u64,
 }
 
@@ -43,7 +47,7 @@ impl<T: Real> Sgd<T> {
         Ok(Sgd {
             options,
             lens: lens.to_vec(),
-            buffers: Vec::new(),
+            buffer: Vec::new(),
             steps: 0,
         })
     }
@@ -72,7 +76,11 @@ impl<T: Real> Sgd<T> {
 
     /// Tensor `i`'s momentum buffer, once a step has created it.
     pub fn momentum_buffer(&self, i: usize) -> Option<&[T]> {
-        self.buffers.get(i).map(Vec::as_slice)
+        if self.buffer.is_empty() || i >= self.lens.len() {
+            return None;
+        }
+        let start: usize = self.lens[..i].iter().sum();
+        Some(&self.buffer[start..start + self.lens[i]])
     }
 
     /// `optimizer.step()`: updates `params` in place from `grads` (both flat, the tensors back
@@ -92,16 +100,16 @@ impl<T: Real> Sgd<T> {
             )));
         }
         let momentum = self.options.momentum != 0.0;
-        let first_step = self.buffers.is_empty();
+        let first_step = self.steps == 0;
         if momentum && first_step {
             // Allocated once; the kernel fills each buffer with a copy of the gradient.
-            self.buffers = self.lens.iter().map(|&n| vec![T::ZERO; n]).collect();
+            self.buffer = vec![T::ZERO; total];
         }
         let mut offset = 0;
-        for (i, &n) in self.lens.iter().enumerate() {
+        for &n in &self.lens {
             let (p, g) = (&mut params[offset..offset + n], &grads[offset..offset + n]);
             let buffer = if momentum {
-                Some(&mut self.buffers[i][..])
+                Some(&mut self.buffer[offset..offset + n])
             } else {
                 None
             };

@@ -169,7 +169,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
     /// Every ISA gives the reference's bits (the same fused operations in the same order), for
-    /// every length (all tails), every switch, over several steps.
+    /// every length (all tails), every switch, over several steps, with the three buffers at
+    /// independent offsets (so the AVX2 kernel's alignment head is taken with every length,
+    /// and with `g` and `b` aligned differently from `p`).
     #[test]
     fn every_isa_is_bit_identical_to_the_reference(
         n in 0usize..70,
@@ -180,18 +182,26 @@ proptest! {
         weight_decay in prop::sample::select(vec![0.0f64, 0.01, 5e-4]),
         nesterov in any::<bool>(),
         maximize in any::<bool>(),
+        offsets in (0usize..8, 0usize..8, 0usize..8),
     ) {
+        let (po, go, bo) = offsets;
         let options = SgdOptions { lr, momentum, dampening, weight_decay, nesterov: nesterov && momentum > 0.0 && dampening == 0.0, maximize };
         let p0: Vec<f32> = random_vec(n, seed).iter().map(|v| v * 3.0).collect();
         let mut want_p = p0.clone();
         let mut want_b = vec![0.0f32; n];
-        let mut runs: Vec<(Kernels, Vec<f32>, Vec<f32>)> = all_kernels().into_iter().map(|k| (k, p0.clone(), vec![0.0; n])).collect();
+        let padded = |v: &[f32], off: usize| [vec![7.0f32; off], v.to_vec()].concat();
+        let mut runs: Vec<(Kernels, Vec<f32>, Vec<f32>)> = all_kernels().into_iter().map(|k| (k, padded(&p0, po), padded(&vec![0.0; n], bo))).collect();
         for s in 0..3u64 {
             let grad = random_vec(n, seed ^ (s + 1));
+            let grad_at = padded(&grad, go);
             let use_buf = momentum != 0.0;
             scalar::step::<f32>(&options, &mut want_p, &grad, use_buf.then_some(&mut want_b[..]), s == 0);
-            for (k, p, b) in runs.iter_mut() {
-                k.sgd_step(&options, p, &grad, use_buf.then_some(&mut b[..]), s == 0);
+            for (k, p_at, b_at) in runs.iter_mut() {
+                let (p, b) = (&mut p_at[po..], &mut b_at[bo..]);
+                k.sgd_step(&options, p, &grad_at[go..], use_buf.then_some(&mut b[..]), s == 0);
+                // Nothing before the slices is touched.
+                prop_assert!(p_at[..po].iter().chain(&b_at[..bo]).all(|&v| v == 7.0));
+                let (p, b) = (&p_at[po..], &b_at[bo..]);
                 for i in 0..n {
                     prop_assert_eq!(p[i].to_bits(), want_p[i].to_bits(), "{} param[{}] step {}", k.isa(), i, s);
                     prop_assert_eq!(b[i].to_bits(), want_b[i].to_bits(), "{} buffer[{}] step {}", k.isa(), i, s);

@@ -119,7 +119,7 @@ impl Microkernel<MR, NR> for Fma6x16 {
 /// Panics unless the `rows x cols` corner of a tile's operands and output is in bounds.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn assert_tile_fits_partial(
+pub(super) fn assert_tile_fits_partial(
     k: usize,
     a_len: usize,
     a_rs: usize,
@@ -361,7 +361,7 @@ const DOT_NR: usize = 4;
 /// k per pass: 3 rows of A (6 KiB) stay in L1 while the rows of B (n x 2 KiB) stream from L2.
 const DOT_KC: usize = 512;
 
-fn use_dot_products(args: &GemmArgs<'_>) -> bool {
+pub(super) fn use_dot_products(args: &GemmArgs<'_>) -> bool {
     args.transa == Transpose::No
         && args.transb == Transpose::Yes
         && args.k >= 64

@@ -21,6 +21,7 @@
 //! | ISA | tile MR x NR | accumulators | KC | MC | NC |
 //! |---|---|---|---|---|---|
 //! | AVX2+FMA | 6 x 16 | 12 ymm (+2 B, 1 broadcast) | 256 | 144 | 4080 |
+//! | AVX-512 | 8 x 48 | 24 zmm (+3 B, 1 broadcast) | 384 | 224 | 4080 |
 //! | NEON | 8 x 12 | 24 q (+3 B, 2 A, FMA by lane) | 256 | 128 | 4092 |
 //!
 //! Why these sizes (Zen 3: 32 KiB L1d, 512 KiB L2 per core; larger caches only help): the tile
@@ -31,6 +32,16 @@
 //! the packed B panel 4 MiB, a share of L3. Blocks are balanced (k = 257 runs as 2 x 129, not
 //! 256 + 1) so no pass over C is wasted on a sliver of work.
 //!
+//! AVX-512 (sizes measured on a Sapphire Rapids core: 48 KiB L1d, 2 MiB L2, two 512-bit FMA
+//! ports): the 8 x 48 tile has 24 FMA chains, well above the 8 that latency x ports asks for.
+//! There the B sliver need not sit in L1: a k step reads 192 B of B per 12 cycles of FMAs,
+//! 16 B per cycle, which L2 streams easily, so KC is set by the passes over C instead:
+//! KC = 384 (a 72 KiB B sliver and a 12 KiB A sliver, both from L2) reads and writes C once
+//! per 384 steps. KC = 128 and 192 ran slightly slower, 256 about 25% slower (not
+//! understood; its B sliver is exactly L1's 48 KiB). MC = 224 makes the packed A block
+//! 336 KiB, a sixth of L2, leaving room for B slivers and C. NC = 4080 as on AVX2 (a multiple
+//! of 48).
+//!
 //! Packing absorbs the transposes: all four combinations run the same microkernel. On AVX2 a
 //! tile with k >= 128 prefetches its C rows before the k loop, so C's lines (from L2/L3 for
 //! large C) arrive while it computes.
@@ -38,7 +49,9 @@
 //! Edge tiles (fewer than MR rows or NR columns left) run the same loop without a scalar GEMM:
 //! on AVX2 the microkernel masks the missing columns of B and C (`vmaskmovps`; at most 8
 //! columns left runs a 6 x 8 tile) and repeats the last row of A for missing rows (computed,
-//! never stored). NEON has no masked loads: its edge tile copies the few rows and columns into
+//! never stored). AVX-512 masks columns with `__mmask16` lane masks (in place, no copies) and
+//! runs a loop instantiated for the exact number of rows left and only the vectors the
+//! columns need. NEON has no masked loads: its edge tile copies the few rows and columns into
 //! zero-padded stack buffers and writes only the valid corner back.
 //!
 //! Skinny shapes (LeNet-5's) skip packing where it costs more than it saves:
@@ -56,12 +69,16 @@
 //! - AVX2, `A B^T` with m <= 24 or n <= 32 and k >= 64 (a convolution's weight gradient,
 //!   dY cols^T): every C element is a dot product of two contiguous rows, so nothing is packed;
 //!   a 3 x 4 block of C is 12 vector accumulators over k (8 steps of k per FMA, masked tail),
-//!   reduced horizontally at the end of each 512-long k block.
+//!   reduced horizontally at the end of each 512-long k block. AVX-512 does the same with a
+//!   4 x 4 block (16 steps of k per FMA) over 256-long k blocks, B's rows outside so A's stay
+//!   in L1.
 //!
 //! Packing buffers are thread-local and only grow, so steady-state calls do not allocate.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod driver;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -141,7 +158,11 @@ pub(crate) fn table(isa: Isa) -> Table {
             sgemm: scalar_sgemm,
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table { sgemm: avx2::sgemm },
+        Isa::Avx2 => Table { sgemm: avx2::sgemm },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Table {
+            sgemm: avx512::sgemm,
+        },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table { sgemm: neon::sgemm },
         // Unreachable: `Kernels::for_isa` refuses an ISA of another architecture.
@@ -158,7 +179,9 @@ pub(crate) fn table(isa: Isa) -> Table {
 pub fn blocking(isa: Isa) -> Option<Blocking> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Some(avx2::BLOCKING),
+        Isa::Avx2 => Some(avx2::BLOCKING),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(avx512::BLOCKING),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(neon::BLOCKING),
         _ => None,

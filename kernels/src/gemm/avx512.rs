@@ -1,0 +1,482 @@
+//! AVX-512 GEMM: an 8x48 microkernel inside the shared blocked driver.
+//!
+//! The tile is 8 rows x 48 columns = 24 zmm accumulators; each step of k loads three vectors
+//! of B and broadcasts eight elements of A, for 24 FMAs. That uses 28 of the 32 zmm registers
+//! and covers the 4-cycle FMA latency on two 512-bit FMA ports (8 chains needed), with 11
+//! loads per 24 FMAs, well under two loads per cycle. Measured against 14x32 and 6x64 on
+//! LeNet-5's shapes, 8 rows fit them best: m = 16, 64 and 120 are whole tiles (14 rows would
+//! leave 16 = 14 + 2, a 2-row tile as slow per FMA as a full one).
+//!
+//! Edge tiles use lane masks (`__mmask16`): masked-off lanes are neither read nor written, so
+//! a partial tile runs in place with no copies and no scalar loop. A tile with fewer rows runs
+//! a loop instantiated for exactly that many rows (6 for conv1), and at most 16 or 32 columns
+//! left run one or two vectors instead of three.
+
+use super::driver::{self, assert_tile_fits, Blocking, Microkernel};
+use super::{avx2, GemmArgs};
+use core::arch::x86_64::*;
+
+const MR: usize = 8;
+const NR: usize = 48;
+/// Floats per zmm register.
+const LANES: usize = 16;
+/// zmm vectors per row of the tile.
+const VECS: usize = NR / LANES;
+/// How many slivers ahead to prefetch B read in place (as on AVX2).
+const PREFETCH_SLIVERS: usize = 4;
+/// Prefetch the C tile when the k loop is at least this long.
+const PREFETCH_C_MIN_K: usize = 128;
+
+/// Block sizes for AVX-512 (see the `gemm` module docs).
+pub(crate) const BLOCKING: Blocking = Blocking {
+    mr: MR,
+    nr: NR,
+    kc: 384,
+    mc: 224,
+    nc: 4080,
+};
+
+/// The 8x48 FMA microkernel. Only [`sgemm`] creates one, after the dispatcher has checked
+/// that the CPU has AVX-512F, AVX2 and FMA, so holding one proves the instructions exist.
+#[derive(Clone, Copy)]
+struct Fma8x48 {
+    _cpu_checked: (),
+}
+
+impl Microkernel<MR, NR> for Fma8x48 {
+    #[inline(always)]
+    fn tile(
+        self,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        b: &[f32],
+        b_rs: usize,
+        out: &mut [f32],
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        assert_tile_fits::<MR, NR>(k, a.len(), a_rs, a_cs, b.len(), b_rs, out.len(), ldc);
+        let ops = TileOps {
+            k,
+            a: a.as_ptr(),
+            a_rs,
+            a_cs,
+            b: b.as_ptr(),
+            b_rs,
+            cols: NR,
+            c: out.as_mut_ptr(),
+            ldc,
+            alpha,
+            beta,
+        };
+        // SAFETY: `self` exists only on a CPU with AVX-512F (see the type's docs), and
+        // `assert_tile_fits` just proved every index of the full tile is inside its slice.
+        unsafe { tile_rows::<MR, VECS>(&ops) }
+    }
+
+    #[inline(always)]
+    fn tile_edge(
+        self,
+        k: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        rows: usize,
+        b: &[f32],
+        b_rs: usize,
+        cols: usize,
+        out: &mut [f32],
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
+        avx2::assert_tile_fits_partial(
+            k,
+            a.len(),
+            a_rs,
+            a_cs,
+            rows,
+            b.len(),
+            b_rs,
+            cols,
+            out.len(),
+            ldc,
+        );
+        let ops = TileOps {
+            k,
+            a: a.as_ptr(),
+            a_rs,
+            a_cs,
+            b: b.as_ptr(),
+            b_rs,
+            cols,
+            c: out.as_mut_ptr(),
+            ldc,
+            alpha,
+            beta,
+        };
+        // SAFETY: as for `tile`: AVX-512F is present, and the bounds of the `rows x cols`
+        // corner the loops read and write were just checked; each arm runs exactly `rows`
+        // rows and `cols.div_ceil(16)` vectors (their lanes past `cols` masked off).
+        unsafe {
+            match cols.div_ceil(LANES) {
+                1 => tile_rows_dyn::<1>(rows, &ops),
+                2 => tile_rows_dyn::<2>(rows, &ops),
+                _ => tile_rows_dyn::<VECS>(rows, &ops),
+            }
+        }
+    }
+}
+
+/// The arguments of one tile, as raw pointers (bounds checked by the caller).
+struct TileOps {
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    /// Valid columns, `1..=NR`; lanes past it are masked off.
+    cols: usize,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+}
+
+/// [`tile_rows`] with the row count chosen at run time: one loop per row count.
+///
+/// # Safety
+/// As [`tile_rows`] with `R = rows`.
+#[inline(always)]
+unsafe fn tile_rows_dyn<const V: usize>(rows: usize, ops: &TileOps) {
+    // SAFETY: forwarded contract; each arm's `R` equals `rows`.
+    unsafe {
+        match rows {
+            1 => tile_rows::<1, V>(ops),
+            2 => tile_rows::<2, V>(ops),
+            3 => tile_rows::<3, V>(ops),
+            4 => tile_rows::<4, V>(ops),
+            5 => tile_rows::<5, V>(ops),
+            6 => tile_rows::<6, V>(ops),
+            7 => tile_rows::<7, V>(ops),
+            _ => tile_rows::<MR, V>(ops),
+        }
+    }
+}
+
+/// The mask of the first `n` of 16 lanes (`n` may exceed 16).
+#[inline(always)]
+fn lane_mask(n: usize) -> __mmask16 {
+    if n >= LANES {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// The microkernel body: `R` rows and `V` vectors (16 columns each) of the tile, of which the
+/// first `ops.cols` columns are read and written (the rest masked off).
+///
+/// # Safety
+/// The CPU supports AVX-512F; `1 <= R <= 8`, `1 <= V <= 3`, `ops.cols <= 16 * V`;
+/// `a[i * a_rs + p * a_cs]` (i < R, p < k), `b[p * b_rs + j]` (p < k, j < cols) and
+/// `c[i * ldc + j]` (i < R, j < cols) are in bounds.
+#[inline(always)]
+unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
+    let TileOps {
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        cols,
+        c,
+        ldc,
+        alpha,
+        beta,
+    } = *ops;
+    let mut masks = [0 as __mmask16; V];
+    for (v, m) in masks.iter_mut().enumerate() {
+        *m = lane_mask(cols.saturating_sub(v * LANES));
+    }
+    // SAFETY (whole body): the caller guarantees the features and the bounds above. B and C
+    // are accessed only through the column masks, which suppress faults in masked-off lanes;
+    // A only at rows < R. Pointers that may lie past the data (the advance after the last
+    // step, prefetch addresses, the second half of a narrow row) use `wrapping_add` and are
+    // only used by masked accesses, prefetches (which never fault) or not at all.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        if k >= PREFETCH_C_MIN_K {
+            // This tile's rows of C arrive while the long k loop runs.
+            for i in 0..R {
+                let row = c.wrapping_add(i * ldc);
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(v * LANES) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(cols - 1) as *const i8);
+            }
+        }
+        let mut ap = a;
+        let mut bp = b;
+        // B read in place (rows `b_rs` apart): fetch the lines the sliver PREFETCH_SLIVERS to
+        // the right will need. A packed sliver is already in L1 and needs none.
+        let prefetch = b_rs != NR;
+        for _ in 0..k {
+            if prefetch {
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH_SLIVERS * NR) as *const i8);
+            }
+            // A loop, not `array::from_fn`: a closure would not inherit the target features.
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(masks[v], bp.wrapping_add(v * LANES));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*ap.add(i * a_rs));
+                for (x, &bj) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(ai, bj, *x);
+                }
+            }
+            ap = ap.wrapping_add(a_cs);
+            bp = bp.wrapping_add(b_rs);
+        }
+        // Two loops, so the test of beta stays out of them and the accumulators are stored
+        // straight from registers.
+        let va = _mm512_set1_ps(alpha);
+        if beta == 0.0 {
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    let cv = c.wrapping_add(i * ldc + v * LANES);
+                    _mm512_mask_storeu_ps(cv, masks[v], _mm512_mul_ps(x, va));
+                }
+            }
+        } else {
+            let vb = _mm512_set1_ps(beta);
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    let cv = c.wrapping_add(i * ldc + v * LANES);
+                    let old = _mm512_mul_ps(_mm512_maskz_loadu_ps(masks[v], cv), vb);
+                    _mm512_mask_storeu_ps(cv, masks[v], _mm512_fmadd_ps(x, va, old));
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512 GEMM entry of the kernel table.
+///
+/// # Safety
+/// The CPU supports AVX-512F, AVX2 and FMA (the dispatcher checked it before building this
+/// table).
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
+    if avx2::use_dot_products(args) {
+        gemm_dot(Fma8x48 { _cpu_checked: () }, args, c);
+    } else {
+        driver::gemm(Fma8x48 { _cpu_checked: () }, BLOCKING, args, c);
+    }
+}
+
+// ---- A B^T with small m or n: dot products of contiguous rows ----
+//
+// As on AVX2 (see avx2.rs): C(i, j) is the dot product of row i of A and row j of the stored B,
+// so nothing is packed. Here a 4 x 4 block of C is 16 zmm accumulators over k, 16 steps of k
+// per FMA, reduced at the end of each k block. (3 x 8 spilled: the compiler hoists all eight
+// B loads of a step, and 24 + 8 + 3 registers do not fit.)
+
+/// Rows of A and of B^T per dot-product tile: 16 accumulators + 4 A vectors + 4 B vectors.
+const DOT_MR: usize = 4;
+const DOT_NR: usize = 4;
+/// k per pass: the k block of A (m rows of 1 KiB, 16 KiB for m = 16) stays in L1 while the
+/// rows of B^T pass, four at a time, each group used by every row block of A.
+const DOT_KC: usize = 256;
+
+/// `total` split into equal blocks of at most `max`: the size of each (the last may be
+/// smaller). 16 rows as 3 x 3 + 2 + 2 wastes less than 5 x 3 + 1.
+fn even_split(total: usize, max: usize) -> usize {
+    total.div_ceil(total.div_ceil(max))
+}
+
+/// `C = alpha * A * B^T + beta * C` by dot products (`transa == No`, `transb == Yes`,
+/// `m, n, k > 0`, lengths checked by the caller).
+#[inline(always)]
+fn gemm_dot(kernel: Fma8x48, args: &GemmArgs<'_>, c: &mut [f32]) {
+    let GemmArgs {
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        ldc,
+        ..
+    } = *args;
+    let kc_max = even_split(k, DOT_KC);
+    let mr_max = even_split(m, DOT_MR);
+    let nr_max = even_split(n, DOT_NR);
+    for pc in (0..k).step_by(kc_max) {
+        let kc = kc_max.min(k - pc);
+        let beta = if pc == 0 { beta } else { 1.0 };
+        for j in (0..n).step_by(nr_max) {
+            let cols = nr_max.min(n - j);
+            for i in (0..m).step_by(mr_max) {
+                let rows = mr_max.min(m - i);
+                kernel.dot_tile(
+                    kc,
+                    &a[i * lda + pc..],
+                    lda,
+                    rows,
+                    &b[j * ldb + pc..],
+                    ldb,
+                    cols,
+                    &mut c[i * ldc + j..],
+                    ldc,
+                    alpha,
+                    beta,
+                );
+            }
+        }
+    }
+}
+
+impl Fma8x48 {
+    /// `out[r * ldc + q] = alpha * sum_p a[r * lda + p] * b[q * ldb + p] + beta * out[..]` for
+    /// `r < rows <= 4`, `q < cols <= 4`, `p < k` (`beta == 0`: `out` not read).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn dot_tile(
+        self,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        b: &[f32],
+        ldb: usize,
+        cols: usize,
+        out: &mut [f32],
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        assert!((1..=DOT_MR).contains(&rows) && (1..=DOT_NR).contains(&cols) && k > 0);
+        // Rows `< rows` of A and `< cols` of B, `k` elements each.
+        let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
+        assert!(
+            extent(rows, lda).is_some_and(|e| e <= a.len())
+                && extent(cols, ldb).is_some_and(|e| e <= b.len()),
+            "gemm dot tile: operand slice too short"
+        );
+        let mut sums = [[0.0f32; DOT_NR]; DOT_MR];
+        // SAFETY: `self` proves AVX-512F, AVX2 and FMA; the asserts proved rows `< rows` of A
+        // and rows `< cols` of B hold `k` elements each. Each arm's `R` equals `rows`.
+        unsafe {
+            let (a, b) = (a.as_ptr(), b.as_ptr());
+            match rows {
+                1 => dot_rows::<1>(k, a, lda, b, ldb, cols, &mut sums),
+                2 => dot_rows::<2>(k, a, lda, b, ldb, cols, &mut sums),
+                3 => dot_rows::<3>(k, a, lda, b, ldb, cols, &mut sums),
+                _ => dot_rows::<DOT_MR>(k, a, lda, b, ldb, cols, &mut sums),
+            }
+        }
+        for (r, sum) in sums.iter().enumerate().take(rows) {
+            for (x, &v) in out[r * ldc..][..cols].iter_mut().zip(sum) {
+                *x = if beta == 0.0 {
+                    alpha * v
+                } else {
+                    alpha * v + beta * *x
+                };
+            }
+        }
+    }
+}
+
+/// The dot-product tile body for `R` rows of A: rows `>= cols` of B repeat the last valid one
+/// (computed, then ignored by the caller); the last `k % 16` steps use masked loads.
+///
+/// # Safety
+/// The CPU supports AVX-512F, AVX2 and FMA; `a[r * lda + p]` (r < R, p < k) and
+/// `b[q * ldb + p]` (q < cols, p < k) are in bounds; `1 <= R <= 4`, `1 <= cols <= 4`.
+#[inline(always)]
+unsafe fn dot_rows<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    cols: usize,
+    sums: &mut [[f32; DOT_NR]; DOT_MR],
+) {
+    // SAFETY (whole body): the caller guarantees the features and bounds; whole-vector steps
+    // cover p < 16 * (k / 16) <= k, the tail step is masked to p < k (masked-off lanes are not
+    // read).
+    unsafe {
+        let mut br = [b; DOT_NR];
+        for (q, p) in br.iter_mut().enumerate() {
+            *p = b.add(q.min(cols - 1) * ldb);
+        }
+        let mut acc = [[_mm512_setzero_ps(); DOT_NR]; R];
+        let whole = k / LANES;
+        for s in 0..whole {
+            dot_step(&mut acc, a, lda, &br, LANES * s, 0xFFFF);
+        }
+        let rest = k % LANES;
+        if rest != 0 {
+            dot_step(&mut acc, a, lda, &br, LANES * whole, lane_mask(rest));
+        }
+        // Horizontal sums, four accumulators at once: halve each to 8 lanes, then a tree of
+        // `hadd`s leaves lane q of the result the sum of row[q].
+        for (row, out) in acc.iter().zip(sums.iter_mut()) {
+            let mut h = [_mm256_setzero_ps(); DOT_NR];
+            for (x, &v) in h.iter_mut().zip(row) {
+                *x = _mm256_add_ps(
+                    _mm512_castps512_ps256(v),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+                );
+            }
+            let t0 = _mm256_hadd_ps(h[0], h[1]);
+            let t1 = _mm256_hadd_ps(h[2], h[3]);
+            let t2 = _mm256_hadd_ps(t0, t1);
+            let total = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
+            _mm_storeu_ps(out.as_mut_ptr(), total);
+        }
+    }
+}
+
+/// One 16-wide step of k (lanes outside `mask` read as zero) of the dot-product tile.
+///
+/// # Safety
+/// The CPU supports AVX-512F; `a[r * lda + off + l]` (r < R) and `br[q][off + l]` are in
+/// bounds for every lane `l` set in `mask`.
+#[inline(always)]
+unsafe fn dot_step<const R: usize>(
+    acc: &mut [[__m512; DOT_NR]; R],
+    a: *const f32,
+    lda: usize,
+    br: &[*const f32; DOT_NR],
+    off: usize,
+    mask: __mmask16,
+) {
+    // SAFETY: the caller guarantees the feature and the bounds of the unmasked lanes;
+    // masked-off lanes are not read (and their addresses, formed with `wrapping_add`, are
+    // never dereferenced).
+    unsafe {
+        let mut bv = [_mm512_setzero_ps(); DOT_NR];
+        for (x, bq) in bv.iter_mut().zip(br) {
+            *x = _mm512_maskz_loadu_ps(mask, bq.wrapping_add(off));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = _mm512_maskz_loadu_ps(mask, a.wrapping_add(r * lda + off));
+            for (x, &bq) in row.iter_mut().zip(&bv) {
+                *x = _mm512_fmadd_ps(av, bq, *x);
+            }
+        }
+    }
+}

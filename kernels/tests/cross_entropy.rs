@@ -826,6 +826,97 @@ fn long_rows_with_late_maxima_and_non_finite_values() {
     }
 }
 
+/// Long rows whose maximum keeps moving, for pass 1 of the SIMD row kernels (module docs),
+/// which computes each block's exponentials against the running maximum: a maximum rising in
+/// every block after the head (the segments run out and the rest of the row's maximum is taken
+/// at once), one rising so far that early terms flush to 0, a head of -inf followed by values
+/// far below 0 (the first segment, without a maximum, must count 0, not `exp(0 - max)`), a
+/// falling row with its maximum just after the head, two late jumps; every kind of target term, and NaN and +inf after the
+/// reference moved.
+#[test]
+fn long_rows_whose_maximum_keeps_rising() {
+    let c = 3001;
+    let rising =
+        |slope: f32, from: f32| -> Vec<f32> { (0..c).map(|j| from + slope * j as f32).collect() };
+    let mut late = logits_of(0, c, 5);
+    late[1500] = 20.0;
+    late[2990] = 25.0;
+    let rows: Vec<(Vec<f32>, i64)> = vec![
+        (rising(0.02, -30.0), 3000),
+        (rising(0.2, -300.0), 2999),
+        (
+            (0..c)
+                .map(|j| {
+                    if j < 2000 {
+                        f32::NEG_INFINITY
+                    } else {
+                        -100.0 - (j % 7) as f32
+                    }
+                })
+                .collect(),
+            2500,
+        ),
+        (
+            {
+                // Falling, but for a maximum in the first block after the head, far above
+                // the head's (exp of the difference overflows).
+                let mut x = rising(-0.01, 5.0);
+                x[1030] = 100.0;
+                x
+            },
+            17,
+        ),
+        (late, 2990),
+    ];
+    let weight: Vec<f32> = random_vec(c, 9).iter().map(|v| v.abs() + 0.5).collect();
+    let raw: Vec<f32> = random_vec(c, 10).iter().map(|v| v.abs()).collect();
+    let total: f32 = raw.iter().sum();
+    let probs: Vec<f32> = raw.iter().map(|v| v / total).collect();
+    for k in all_kernels() {
+        for (logits, t) in &rows {
+            for (label_smoothing, weighted) in
+                [(0.0, false), (0.0, true), (0.1, false), (0.1, true)]
+            {
+                let options = CrossEntropyOptions {
+                    label_smoothing,
+                    weight: weighted.then_some(&weight[..]),
+                    ..Default::default()
+                };
+                let targets = Targets::Indices(std::slice::from_ref(t));
+                check_against_reference(&k, logits, c, targets, &options, GradOutput::Scalar(0.7));
+            }
+            let options = CrossEntropyOptions {
+                label_smoothing: 0.1,
+                weight: Some(&weight),
+                ..Default::default()
+            };
+            let targets = Targets::Probabilities(&probs);
+            check_against_reference(&k, logits, c, targets, &options, GradOutput::Scalar(0.7));
+        }
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut x = rows[0].0.clone();
+            x[2500] = bad;
+            for how in [Call::Separate, Call::InPlace, Call::ForwardOnly] {
+                let options = CrossEntropyOptions::default();
+                let got = call(
+                    &k,
+                    how,
+                    &x,
+                    c,
+                    Targets::Indices(&[3]),
+                    &options,
+                    GradOutput::Scalar(1.0),
+                )
+                .unwrap();
+                assert!(got.loss.is_nan(), "{} {how:?} {bad}", k.isa());
+                if let Some(g) = got.grad {
+                    assert!(g.iter().all(|g| g.is_nan()), "{} {how:?} {bad}", k.isa());
+                }
+            }
+        }
+    }
+}
+
 /// The SIMD kernels agree closely with the scalar table (same algorithm, different rounding).
 #[test]
 fn simd_tables_agree_with_the_scalar_table() {

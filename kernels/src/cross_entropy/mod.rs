@@ -38,33 +38,57 @@
 //!
 //! # Pass structure
 //!
-//! Per row, the logits are read twice and one exponential is computed per element:
+//! One exponential per element, and each row comes from memory once. The SIMD row kernels
+//! (AVX2, NEON) make two passes over a row:
 //!
-//! 1. the row maximum `m`;
-//! 2. `e_j = exp(x_j - m)` written to the gradient buffer (over the logits in place), summed
-//!    into `S`, and `sum_c a_c (x_c - m)` accumulated for the smoothing and probability terms;
-//! 3. `dx_j = e_j * (g * sum(a) / S) - g * a_j` over the gradient buffer, which the row has
-//!    just left in L1/L2 (the target's one-hot part is one scalar fix-up).
+//! 1. The maximum of the row's first 1024 logits (the whole row when it is shorter) is the
+//!    first reference `r`. Then, block by block (64 logits on AVX2, 32 on NEON),
+//!    `e_j = exp(x_j - r)` is written to the gradient buffer (over the logits in place), summed
+//!    into `S`, and `sum_c a_c (x_c - r)` accumulated for the smoothing and probability terms.
+//!    A block past the first 1024 whose maximum is above `r` first moves the reference up to
+//!    it: `S` is multiplied by `exp(r_old - r)`, the accumulated sum shifted by
+//!    `(r_old - r) * sum a`, and a new *segment* of the row starts. The 15th move takes the
+//!    maximum of the whole rest of the row, so a row has at most 16 segments. The head's and
+//!    each block's maximum are read again from L1 by the exponentials. When the gradient
+//!    buffer is not the logits, its lines are fetched 2 KiB ahead of the stores (AVX2), so no
+//!    store waits for its line.
+//! 2. `dx_j = e_j * (g * sum(a) / S * exp(r_k - m)) - g * a_j` over the gradient buffer, which
+//!    the row has just left in L1/L2, segment by segment: `m` is the row's maximum, the last
+//!    segment's reference, for which the factor `exp(r_k - m)` is exactly 1, so rows up to 1024
+//!    long (and most longer ones, after the first segments) are scaled as in a plain
+//!    "max, then exp-and-sum". The target's one-hot part is one scalar fix-up.
 //!
 //! `loss = lse - x[target]` is then `log S - (x_t - m)`. The forward-only variant stops after
-//! pass 2 and writes nothing.
+//! pass 1 and writes nothing. The scalar table makes the plain three passes (maximum,
+//! exp-and-sum, scale): the order of the reference. Elements before a moved reference get one
+//! more rounding (the factor), well within the tests' bounds.
+//!
+//! Why (AVX2, one thread, side by side; the lead's benchmark table has the final numbers): the
+//! exponential costs about 8 cycles per 8 lanes, so the exp pass is compute-bound, and at
+//! [32, 32000] (4 MB of logits, 4 MB of gradient, more than L2) a separate maximum pass
+//! streamed each row from memory with the exponential unit idle, and the gradient's first
+//! stores then waited for their lines. Folding the maximum into the exp pass lets memory and
+//! arithmetic overlap: the separate-buffer call went from about 760 to 560-600 us, in place
+//! from about 710 to 560, with [256, 1000] and [64, 10] unchanged. Measured and not taken:
+//!
+//! - writing the gradient only once, with non-temporal stores (exponentials into a scratch
+//!   row, or recomputed): slower here — a 4 MB non-temporal fill took about 540 us against
+//!   170 us with ordinary stores, as the machine's large L3 holds the whole working set and
+//!   non-temporal stores bypass it;
+//! - the online form with a second exponential per element to write the gradient once (no
+//!   scale pass): 1.2-1.5x slower, the exponential being the bottleneck;
+//! - scaling a row's gradient during the next row's first pass: no gain.
+//!
+//! The gradient is thus written twice, the second time from cache.
 //!
 //! Short rows (`C <= 32`) with class-index targets and no smoothing — a classifier's usual
 //! batch, e.g. [64, 10] — go eight rows at a time through a block kernel that puts one row in
 //! each lane: element `j` of the eight rows is gathered into one vector, so the maximum, the
 //! exponentials and the sums need no horizontal operations, and the eight logarithms and
 //! divisions are one vector operation each; the gradient is transposed back into rows through
-//! a small stack tile. Same passes, same results within rounding. The last rows of a batch
-//! (fewer than eight) go through it too, padded in a stack buffer, so a row's numbers do not
-//! depend on how a batch is split.
-//!
-//! This "max, then exp-and-sum" form was measured against the online form (one pass keeping a
-//! running maximum and rescaled sum, then a pass recomputing `exp` to write the gradient once),
-//! both with the same vector exponential, on the benchmark's workloads (AVX2, one thread, CPU
-//! time, side by side): the two-pass form was 1.2-1.5x faster at [256, 1000] and [32, 32000]
-//! and 1.0-1.6x at [64, 10] — the online form's second exponential per element costs more than
-//! re-touching a cache-resident gradient row. Its price is that the gradient buffer is written
-//! twice (the second time from cache).
+//! a small stack tile. Maximum, then exp-and-sum, then scale, with the same results within
+//! rounding. The last rows of a batch (fewer than eight) go through it too, padded in a stack
+//! buffer, so a row's numbers do not depend on how a batch is split.
 //!
 //! ```
 //! use simdnet_kernels::cross_entropy::{CrossEntropyOptions, GradOutput, Targets};
@@ -274,6 +298,59 @@ pub(crate) struct RowStats {
     pub acc: f32,
 }
 
+/// The most references a SIMD row kernel's first pass uses in one row (see the module docs):
+/// when the last one is taken, it is the maximum of the whole rest of the row, so it cannot
+/// change again.
+pub(crate) const MAX_SEGMENTS: usize = 16;
+
+/// The references of a SIMD row kernel's first pass: elements `start[k]` up to the next
+/// segment's start (the last: to the row's end) hold `exp(x_j - reference[k])`. The first
+/// segment's reference is `-inf`, "no maximum yet": its elements are `exp(-inf) = 0` (or NaN),
+/// computed against 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Segments {
+    start: [usize; MAX_SEGMENTS],
+    reference: [f32; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl Segments {
+    pub(crate) fn new() -> Self {
+        Segments {
+            start: [0; MAX_SEGMENTS],
+            reference: [f32::NEG_INFINITY; MAX_SEGMENTS],
+            len: 1,
+        }
+    }
+
+    /// Whether the next [`Segments::push`] takes the last place.
+    pub(crate) fn last_place(&self) -> bool {
+        self.len + 1 == MAX_SEGMENTS
+    }
+
+    /// A new reference from element `start` on (an empty last segment is replaced).
+    pub(crate) fn push(&mut self, start: usize, reference: f32) {
+        if self.start[self.len - 1] == start {
+            self.len -= 1;
+        }
+        self.start[self.len] = start;
+        self.reference[self.len] = reference;
+        self.len += 1;
+    }
+
+    /// `(start, end, reference)` of each segment of a row of `n` elements.
+    pub(crate) fn iter(&self, n: usize) -> impl Iterator<Item = (usize, usize, f32)> + '_ {
+        (0..self.len).map(move |k| {
+            let end = if k + 1 < self.len {
+                self.start[k + 1]
+            } else {
+                n
+            };
+            (self.start[k], end, self.reference[k])
+        })
+    }
+}
+
 /// Rows handled together by the block kernel (one row per lane).
 pub(crate) const BLOCK_ROWS: usize = 8;
 /// Rows at most this long, with class-index targets and no smoothing, go through the block
@@ -297,7 +374,7 @@ pub(crate) struct BlockArgs {
 kernel_table! {
     /// Per-ISA row kernels of the fused softmax-cross-entropy.
     pub(crate) struct Table {
-        // The three passes over a row, the gradient into a buffer (or, forward only, nowhere).
+        // The passes over a row, the gradient into a buffer (or, forward only, nowhere).
         row: unsafe fn(&[f32], Option<&mut [f32]>, &RowArgs<'_>) -> RowStats,
         // The same, the gradient over the logits.
         row_in_place: unsafe fn(&mut [f32], &RowArgs<'_>) -> RowStats,

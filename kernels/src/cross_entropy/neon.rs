@@ -1,7 +1,7 @@
 //! NEON row kernels of the fused softmax-cross-entropy (the module docs give the passes): 4
 //! lanes, several vectors per step in the long loops, tails through padded stack buffers.
 
-use super::{BlockArgs, Coef, RowArgs, RowStats, BLOCK_MAX_CLASSES, BLOCK_ROWS};
+use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_MAX_CLASSES, BLOCK_ROWS};
 use crate::exp::neon::{exp4_nonpositive, ln4};
 use std::arch::aarch64::*;
 
@@ -129,7 +129,7 @@ impl Coefs for Probs<'_> {
     }
 }
 
-/// Pass 1: the maximum of `n` floats at `p` (`-inf` when there is none; NaN is skipped, the
+/// The maximum of `n` floats at `p` (`-inf` when there is none; NaN is skipped, the
 /// exp pass catches it).
 ///
 /// # Safety
@@ -160,8 +160,30 @@ unsafe fn max_of(p: *const f32, n: usize) -> f32 {
     }
 }
 
-/// `e_j = exp(x_j - m)` stored at `out` when `STORE` (which may equal `x`), returning
-/// `(sum e_j, sum c_j (x_j - m))`.
+/// Logits per block of pass 1: eight vectors, whose maximum is taken before their
+/// exponentials.
+const BLOCK: usize = 32;
+/// The first pass starts from the maximum of the row's first `HEAD` logits (whole blocks), read
+/// once more from L1 by the exponentials: rows up to this long need no segments, and longer
+/// ones rarely move the maximum much after it.
+const HEAD: usize = 1024;
+
+/// `exp(d)` of one `d <= 0` (or NaN) with the vector algorithm.
+///
+/// # Safety
+/// NEON.
+#[inline(always)]
+unsafe fn exp_one(d: f32) -> f32 {
+    // SAFETY: register-only; the caller guarantees NEON.
+    unsafe { vgetq_lane_f32::<0>(exp4_nonpositive(vdupq_n_f32(d))) }
+}
+
+/// Pass 1 over a row of `n` logits at `x` (module docs): block by block, the block's maximum;
+/// when it is above the running maximum, the sums so far are rescaled to it and a new segment
+/// starts in `segments`; then `e_j = exp(x_j - r)` against the current reference `r`, stored at
+/// `out` when `STORE` (which may equal `x`), summed, and `c_j (x_j - r)` accumulated. Returns
+/// the running maximum at the end (`-inf` when there is none), `sum e_j` and
+/// `sum c_j (x_j - max)`, both against that maximum.
 ///
 /// # Safety
 /// NEON; `x` readable and (when `STORE`) `out` writable for `n` floats; the coefficients
@@ -171,109 +193,176 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
     x: *const f32,
     out: *mut f32,
     n: usize,
-    m: f32,
     c: C,
-) -> (f32, f32) {
-    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes through buffers.
+    segments: &mut Segments,
+) -> (f32, f32, f32) {
+    // SAFETY: full vectors cover [j, j + 4) with j + 4 <= n; the tail goes through buffers.
     unsafe {
-        let mv = vdupq_n_f32(m);
         let zero = vdupq_n_f32(0.0);
-        let (mut s0, mut s1, mut a0, mut a1) = (zero, zero, zero, zero);
+        // The running maximum starts as the maximum of the row's head (of all of a short
+        // row): only a larger value further on moves it. The reference is it, or 0 while it
+        // is -inf; `last`: it cannot move again (the head is the row, or the segments ran out
+        // and it is the rest of the row's maximum).
+        let head = n.min(HEAD);
+        let mut max = max_of(x, head);
+        let mut r = if max == f32::NEG_INFINITY { 0.0 } else { max };
+        let mut last = head == n;
+        segments.push(0, max);
+        let (mut maxv, mut rv) = (vdupq_n_f32(max), vdupq_n_f32(r));
+        let (mut s0, mut s1) = (zero, zero);
+        // sum c_j (x_j - r) and sum c_j, two lanes' worth each.
+        let (mut a0, mut a1, mut w0, mut w1) = (zero, zero, zero, zero);
         let mut i = 0;
-        while i + 8 <= n {
-            let d0 = vsubq_f32(vld1q_f32(x.add(i)), mv);
-            let d1 = vsubq_f32(vld1q_f32(x.add(i + 4)), mv);
-            let e0 = exp4_nonpositive(d0);
-            let e1 = exp4_nonpositive(d1);
-            if STORE {
-                vst1q_f32(out.add(i), e0);
-                vst1q_f32(out.add(i + 4), e1);
+        while i < n {
+            let len = (n - i).min(BLOCK);
+            // (Blocks inside the head cannot move the maximum: `HEAD` is whole blocks.)
+            if !last && i >= head {
+                let above = if len == BLOCK {
+                    let v = |k: usize| x.add(i + 4 * k);
+                    let block_max = vmaxnmq_f32(
+                        vmaxnmq_f32(
+                            vmaxnmq_f32(vld1q_f32(v(0)), vld1q_f32(v(1))),
+                            vmaxnmq_f32(vld1q_f32(v(2)), vld1q_f32(v(3))),
+                        ),
+                        vmaxnmq_f32(
+                            vmaxnmq_f32(vld1q_f32(v(4)), vld1q_f32(v(5))),
+                            vmaxnmq_f32(vld1q_f32(v(6)), vld1q_f32(v(7))),
+                        ),
+                    );
+                    vmaxvq_u32(vcgtq_f32(block_max, maxv)) != 0
+                } else {
+                    max_of(x.add(i), len) > max
+                };
+                if above {
+                    let mut new = max_of(x.add(i), len);
+                    if segments.last_place() {
+                        new = new.max(max_of(x.add(i), n - i));
+                        last = true;
+                    }
+                    // Sums against the old reference, moved to the new one (0 when there was
+                    // no maximum: every term so far was exp(-inf), or NaN).
+                    let f = exp_one(max - new);
+                    s0 = vmulq_n_f32(s0, f);
+                    s1 = vmulq_n_f32(s1, f);
+                    if C::USED {
+                        a0 = vfmaq_n_f32(a0, w0, r - new);
+                        a1 = vfmaq_n_f32(a1, w1, r - new);
+                    }
+                    segments.push(i, new);
+                    (max, r) = (new, new);
+                    (maxv, rv) = (vdupq_n_f32(max), vdupq_n_f32(r));
+                }
             }
-            s0 = vaddq_f32(s0, e0);
-            s1 = vaddq_f32(s1, e1);
-            if C::USED {
-                a0 = vfmaq_f32(a0, c.load(i, n, false), d0);
-                a1 = vfmaq_f32(a1, c.load(i + 4, n, false), d1);
+            if len == BLOCK {
+                // (The block is loaded again rather than kept, as in the AVX2 kernel.)
+                for k in (0..BLOCK).step_by(8) {
+                    let d0 = vsubq_f32(vld1q_f32(x.add(i + k)), rv);
+                    let d1 = vsubq_f32(vld1q_f32(x.add(i + k + 4)), rv);
+                    let e0 = exp4_nonpositive(d0);
+                    let e1 = exp4_nonpositive(d1);
+                    if STORE {
+                        vst1q_f32(out.add(i + k), e0);
+                        vst1q_f32(out.add(i + k + 4), e1);
+                    }
+                    s0 = vaddq_f32(s0, e0);
+                    s1 = vaddq_f32(s1, e1);
+                    if C::USED {
+                        let (c0, c1) = (c.load(i + k, n, false), c.load(i + k + 4, n, false));
+                        a0 = vfmaq_f32(a0, c0, d0);
+                        a1 = vfmaq_f32(a1, c1, d1);
+                        w0 = vaddq_f32(w0, c0);
+                        w1 = vaddq_f32(w1, c1);
+                    }
+                }
+            } else {
+                // The row's last, partial block: vector by vector, the last one through
+                // buffers.
+                let mut j = i;
+                while j + 4 <= n {
+                    let d = vsubq_f32(vld1q_f32(x.add(j)), rv);
+                    let e = exp4_nonpositive(d);
+                    if STORE {
+                        vst1q_f32(out.add(j), e);
+                    }
+                    s0 = vaddq_f32(s0, e);
+                    if C::USED {
+                        let cj = c.load(j, n, false);
+                        a0 = vfmaq_f32(a0, cj, d);
+                        w0 = vaddq_f32(w0, cj);
+                    }
+                    j += 4;
+                }
+                if j < n {
+                    // Padding lanes are -inf: exp gives 0; their coefficients are 0, and `d` is
+                    // zeroed for them.
+                    let d = vsubq_f32(load_tail(x, j, n, f32::NEG_INFINITY), rv);
+                    let e = exp4_nonpositive(d);
+                    if STORE {
+                        store_tail(out, j, n, e);
+                    }
+                    s1 = vaddq_f32(s1, e);
+                    if C::USED {
+                        let mut dbuf = [0.0f32; 4];
+                        vst1q_f32(dbuf.as_mut_ptr(), d);
+                        dbuf[n - j..].fill(0.0);
+                        let cj = c.load(j, n, true);
+                        a1 = vfmaq_f32(a1, cj, vld1q_f32(dbuf.as_ptr()));
+                        w1 = vaddq_f32(w1, cj);
+                    }
+                }
             }
-            i += 8;
-        }
-        while i + 4 <= n {
-            let d = vsubq_f32(vld1q_f32(x.add(i)), mv);
-            let e = exp4_nonpositive(d);
-            if STORE {
-                vst1q_f32(out.add(i), e);
-            }
-            s0 = vaddq_f32(s0, e);
-            if C::USED {
-                a0 = vfmaq_f32(a0, c.load(i, n, false), d);
-            }
-            i += 4;
-        }
-        if i < n {
-            // Padding lanes are -inf: exp gives 0 (d is -inf or NaN only when m is +inf, and the
-            // row is NaN anyway); their coefficients are 0, and `d` is zeroed for them.
-            let d = vsubq_f32(load_tail(x, i, n, f32::NEG_INFINITY), mv);
-            let e = exp4_nonpositive(d);
-            if STORE {
-                store_tail(out, i, n, e);
-            }
-            s1 = vaddq_f32(s1, e);
-            if C::USED {
-                let mut dbuf = [0.0f32; 4];
-                vst1q_f32(dbuf.as_mut_ptr(), d);
-                dbuf[n - i..].fill(0.0);
-                a1 = vfmaq_f32(a1, c.load(i, n, true), vld1q_f32(dbuf.as_ptr()));
-            }
+            i += len;
         }
         let acc = if C::USED {
             vaddvq_f32(vaddq_f32(a0, a1))
         } else {
             0.0
         };
-        (vaddvq_f32(vaddq_f32(s0, s1)), acc)
+        let sum = vaddvq_f32(vaddq_f32(s0, s1));
+        (max, sum, acc)
     }
 }
 
-/// `g_j = g_j * mul - beta * c_j`.
+/// Pass 2 over elements `[start, end)`: `g_j = g_j * mul - beta * c_j`.
 ///
 /// # Safety
-/// NEON; `g` readable and writable for `n` floats; the coefficients cover `n`.
+/// NEON; `g` readable and writable for `end` floats; the coefficients cover `end`.
 #[inline(always)]
-unsafe fn scale_pass<C: Coefs>(g: *mut f32, n: usize, mul: f32, beta: f32, c: C) {
-    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= n; the tail goes through buffers.
+unsafe fn scale_pass<C: Coefs>(g: *mut f32, start: usize, end: usize, mul: f32, beta: f32, c: C) {
+    // SAFETY: full vectors cover [i, i + 4) with i + 4 <= end; the tail goes through buffers.
     unsafe {
         let betav = vdupq_n_f32(beta);
-        let mut i = 0;
-        while i + 8 <= n {
+        let mut i = start;
+        while i + 8 <= end {
             let mut v0 = vmulq_n_f32(vld1q_f32(g.add(i)), mul);
             let mut v1 = vmulq_n_f32(vld1q_f32(g.add(i + 4)), mul);
             if C::USED {
-                v0 = vfmsq_f32(v0, betav, c.load(i, n, false));
-                v1 = vfmsq_f32(v1, betav, c.load(i + 4, n, false));
+                v0 = vfmsq_f32(v0, betav, c.load(i, end, false));
+                v1 = vfmsq_f32(v1, betav, c.load(i + 4, end, false));
             }
             vst1q_f32(g.add(i), v0);
             vst1q_f32(g.add(i + 4), v1);
             i += 8;
         }
-        while i + 4 <= n {
+        while i + 4 <= end {
             let mut v = vmulq_n_f32(vld1q_f32(g.add(i)), mul);
             if C::USED {
-                v = vfmsq_f32(v, betav, c.load(i, n, false));
+                v = vfmsq_f32(v, betav, c.load(i, end, false));
             }
             vst1q_f32(g.add(i), v);
             i += 4;
         }
-        if i < n {
-            let mut v = vmulq_n_f32(load_tail(g, i, n, 0.0), mul);
+        if i < end {
+            let mut v = vmulq_n_f32(load_tail(g, i, end, 0.0), mul);
             if C::USED {
-                v = vfmsq_f32(v, betav, c.load(i, n, true));
+                v = vfmsq_f32(v, betav, c.load(i, end, true));
             }
-            store_tail(g, i, n, v);
+            store_tail(g, i, end, v);
         }
     }
 }
 
-/// The three passes over a row of `n` logits at `x`; the gradient written at `out` when
+/// The two passes over a row of `n` logits at `x`; the gradient written at `out` when
 /// `WRITE` (which may equal `x`).
 ///
 /// # Safety
@@ -287,19 +376,23 @@ unsafe fn row_body<const WRITE: bool, C: Coefs + Copy>(
     args: &RowArgs<'_>,
     c: C,
 ) -> RowStats {
-    // SAFETY: forwarded contract; the fix-up index is inside the row.
+    // SAFETY: forwarded contract; segments lie inside the row; the fix-up index is inside it.
     unsafe {
-        let max = max_of(x, n);
-        let m = if max == f32::NEG_INFINITY { 0.0 } else { max };
-        let (sum, acc) = exp_pass::<WRITE, C>(x, out, n, m, c);
+        let mut segments = Segments::new();
+        let (max, sum, acc) = exp_pass::<WRITE, C>(x, out, n, c, &mut segments);
         // A row without a maximum above -inf has no softmax: NaN, as PyTorch's.
-        let sum = if max == f32::NEG_INFINITY {
-            f32::NAN
+        let (m, sum) = if max == f32::NEG_INFINITY {
+            (0.0, f32::NAN)
         } else {
-            sum
+            (max, sum)
         };
         if WRITE {
-            scale_pass(out, n, args.alpha / sum, args.beta, c);
+            let mul = args.alpha / sum;
+            for (start, end, reference) in segments.iter(n) {
+                // exp(reference - max) is 1 for the last segment, 0 for one without a maximum.
+                let moved = exp_one(reference - max);
+                scale_pass(out, start, end, mul * moved, args.beta, c);
+            }
             if let Some((t, amount)) = args.fix {
                 *out.add(t) -= amount;
             }

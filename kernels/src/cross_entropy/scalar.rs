@@ -175,7 +175,8 @@ fn coef_at(coef: &Coef<'_>, j: usize) -> Option<f32> {
     }
 }
 
-/// The scalar table's row kernel: the three passes of the module docs, element by element.
+/// The scalar table's row kernel: the plain three passes of the module docs (maximum,
+/// exp-and-sum, scale), element by element.
 /// `get` reads the logits; `grad` (`None`: forward only) reads and writes the gradient buffer,
 /// which may be the logits themselves.
 pub(crate) fn row<G: Fn(usize) -> f32, S: FnMut(usize, f32)>(

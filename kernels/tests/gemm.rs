@@ -249,9 +249,26 @@ fn block_edges() -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// A dimension: mostly small (tails and a few tiles), sometimes a block edge.
+/// The register tiles' edges of every SIMD ISA: MR and NR, one and two tiles, each minus one,
+/// itself and plus one (8 x 48 on AVX-512 puts NR past `1..=40`).
+fn tile_edges() -> Vec<usize> {
+    let mut sizes = vec![1];
+    for b in Isa::supported().into_iter().filter_map(gemm::blocking) {
+        for tile in [b.mr, b.nr, 2 * b.mr, 2 * b.nr] {
+            sizes.extend([tile - 1, tile, tile + 1]);
+        }
+    }
+    sizes
+}
+
+/// A dimension: mostly small (tails and a few tiles), sometimes a tile edge.
 fn small_dim() -> impl Strategy<Value = usize> {
-    prop_oneof![4 => 0usize..=3, 8 => 1usize..=40, 1 => 41usize..=100]
+    prop_oneof![
+        4 => 0usize..=3,
+        8 => 1usize..=40,
+        1 => 41usize..=100,
+        2 => prop::sample::select(tile_edges()),
+    ]
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -361,6 +378,43 @@ fn lenet_shapes() {
                         trim: false,
                         alpha: 1.0,
                         beta: if t % 2 == 0 { 0.0 } else { 0.5 },
+                        seed,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// `A B^T` with few rows or columns and k >= 64 (the dot-product path of the x86 ISAs): every
+/// row and column count up to three dot tiles (row and column blocks split evenly, the last
+/// one short), k at the vector tails (8 and 16 lanes) and around the k blocks (256, 512).
+#[test]
+fn skinny_a_b_transposed() {
+    let ks = [64, 65, 79, 95, 100, 255, 256, 257, 511, 513, 1100];
+    for kernels in Kernels::all()
+        .into_iter()
+        .filter(|k| k.isa() != Isa::Scalar)
+    {
+        let mut seed = 0;
+        for m in 1..=13 {
+            for n in 1..=13 {
+                seed += 1;
+                let k = ks[seed as usize % ks.len()];
+                check_case(
+                    &kernels,
+                    &Case {
+                        ta: Transpose::No,
+                        tb: Transpose::Yes,
+                        m,
+                        n,
+                        k,
+                        pad_a: (m + n) % 3,
+                        pad_b: seed as usize % 2,
+                        pad_c: (n % 2) * 3,
+                        trim: seed % 3 == 0,
+                        alpha: if seed % 4 == 0 { 1.0 } else { -0.5 },
+                        beta: [0.0, 1.0, 0.25][seed as usize % 3],
                         seed,
                     },
                 );

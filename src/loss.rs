@@ -214,7 +214,7 @@ impl<T: Real> CrossEntropyLoss<T> {
 
 /// Logits must be `[rows, classes]`: PyTorch's batch-size message otherwise.
 fn check_logits<T>(logits: &[T], classes: usize, rows: usize) -> Result<()> {
-    if classes == 0 || logits.len() % classes != 0 {
+    if classes == 0 || !logits.len().is_multiple_of(classes) {
         return Err(Error::new(format!(
             "cross_entropy: {} logits do not form rows of {classes} classes",
             logits.len()

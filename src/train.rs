@@ -193,9 +193,7 @@ impl BestModel {
         epoch: usize,
         eval: &Evaluation,
     ) -> bool {
-        let better = best
-            .as_ref()
-            .map_or(true, |b| eval.correct > b.eval.correct);
+        let better = best.as_ref().is_none_or(|b| eval.correct > b.eval.correct);
         if better {
             *best = Some(BestModel {
                 model: model.clone(),

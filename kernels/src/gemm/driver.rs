@@ -217,15 +217,16 @@ fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
     // rows 256 B apart (or a power-of-two multiple) falls into a handful of L1 sets and
     // evicts itself, which packing avoids.
     let tiny_m = args.m <= 4 * bl.mr;
-    let direct_b =
-        args.transb == Transpose::No && args.m <= mc_limit && (tiny_m || args.ldb % 64 != 0);
+    let direct_b = args.transb == Transpose::No
+        && args.m <= mc_limit
+        && (tiny_m || !args.ldb.is_multiple_of(64));
     // A in place pays when n is small: packing costs ~1.5 cycles per element of A, the
     // multiply ~n/32, so below n ~ 512 the copy is a visible share (48/n). Broadcasting from
     // rows `lda` apart touches as many lines as a packed sliver, unless rows 4 KiB apart pile
     // into the same cache sets: then pack. Transposed A in place (MR floats per line, one line
     // per k step) only when n is at most two slivers (conv1's weight gradient, 6 x 50176 x 25).
     let direct_a = args.n <= 2 * bl.nr
-        || (args.transa == Transpose::No && args.n <= 512 && args.lda % 1024 != 0);
+        || (args.transa == Transpose::No && args.n <= 512 && !args.lda.is_multiple_of(1024));
     Plan { direct_b, direct_a }
 }
 
@@ -238,7 +239,9 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
     args: &GemmArgs<'_>,
     c: &mut [f32],
 ) {
-    debug_assert!(bl.mr == MR && bl.nr == NR && bl.mc % MR == 0 && bl.nc % NR == 0);
+    debug_assert!(
+        bl.mr == MR && bl.nr == NR && bl.mc.is_multiple_of(MR) && bl.nc.is_multiple_of(NR)
+    );
     let GemmArgs {
         m, n, k, beta, ldc, ..
     } = *args;

@@ -92,6 +92,7 @@ pub struct Kernels {
     pub(crate) exp: exp::Table,
     pub(crate) cross_entropy: cross_entropy::Table,
     pub(crate) sgd: sgd::Table,
+    pub(crate) conv: conv::Table,
 }
 
 impl Kernels {
@@ -110,6 +111,7 @@ impl Kernels {
             exp: exp::table(isa),
             cross_entropy: cross_entropy::table(isa),
             sgd: sgd::table(isa),
+            conv: conv::table(isa),
         })
     }
 
@@ -152,7 +154,7 @@ impl Kernels {
     /// that a SIMD table contains no scalar fallback.
     #[doc(hidden)]
     pub fn entries(&self) -> Vec<(String, usize)> {
-        let folders: [(&str, Vec<(&'static str, usize)>); 8] = [
+        let folders: [(&str, Vec<(&'static str, usize)>); 9] = [
             ("gemm", self.gemm.entries()),
             ("bias", self.bias.entries()),
             ("relu", self.relu.entries()),
@@ -161,6 +163,7 @@ impl Kernels {
             ("exp", self.exp.entries()),
             ("cross_entropy", self.cross_entropy.entries()),
             ("sgd", self.sgd.entries()),
+            ("conv", self.conv.entries()),
         ];
         folders
             .into_iter()

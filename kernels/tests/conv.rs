@@ -13,7 +13,7 @@ mod common;
 
 use common::{all_kernels, cases, random_vec, widen};
 use proptest::prelude::*;
-use simdnet_kernels::conv::{col2im, im2col, scalar, Conv2dShape};
+use simdnet_kernels::conv::{col2im, im2col, scalar, Conv2dShape, DIRECT_MAX_K};
 use simdnet_kernels::gradcheck::{GradCheck, Tensor};
 use simdnet_kernels::Kernels;
 
@@ -157,8 +157,50 @@ fn shape() -> impl Strategy<Value = Conv2dShape> {
     })
 }
 
+/// A shape of the direct path: stride 1, dilation 1, kernels 1..=7, paddings 0..=3, output
+/// widths 1..=40 (below, at and above every ISA's vector width and the forward blocks: 4, 8,
+/// 16, 32), 1..=13 output channels (whole channel blocks and remainders), and as many input
+/// channels as keep `K` within [`DIRECT_MAX_K`].
+fn direct_shape() -> impl Strategy<Value = Conv2dShape> {
+    let kernel = || (1usize..=7, 0usize..=3);
+    (
+        0usize..=3,
+        1usize..=13,
+        kernel(),
+        kernel(),
+        1usize..=5,
+        1usize..=40,
+        1usize..=3,
+    )
+        .prop_map(|(n, co, (kh, ph), (kw, pw), oh, ow, ci)| {
+            let ci = ci.min(DIRECT_MAX_K / (kh * kw)).max(1);
+            let in_h = (oh + kh - 1).saturating_sub(2 * ph);
+            let in_w = (ow + kw - 1).saturating_sub(2 * pw);
+            Conv2dShape::new(n, ci, co, (in_h, in_w), (kh, kw)).with_padding(ph, pw)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(96)))]
+
+    #[test]
+    fn direct_forward_matches_reference(
+        s in direct_shape(), seed in any::<u64>(), bias in any::<bool>()
+    ) {
+        prop_assert!(s.is_direct(), "{:?}", s);
+        check_forward(&s, seed, bias);
+    }
+
+    #[test]
+    fn direct_backward_matches_reference(
+        s in direct_shape(),
+        seed in any::<u64>(),
+        want_input in any::<bool>(),
+        want_bias in any::<bool>(),
+    ) {
+        prop_assert!(s.is_direct(), "{:?}", s);
+        check_backward(&s, seed, want_input, want_bias);
+    }
 
     #[test]
     fn forward_matches_direct_reference(s in shape(), seed in any::<u64>(), bias in any::<bool>()) {
@@ -270,7 +312,7 @@ fn tiles_of_several_images_match_reference() {
     ];
     for (i, s) in shapes.iter().enumerate() {
         assert!(s.images_per_tile() > 1, "{s:?}");
-        check_forward(s, 60 + i as u64, i % 2 == 0);
+        check_forward(s, 60 + i as u64, i.is_multiple_of(2));
         check_backward(s, 70 + i as u64, true, i % 2 == 1);
     }
     check_backward(&conv2(13), 80, false, true);
@@ -301,6 +343,132 @@ fn wide_rows_match_reference() {
         let s = Conv2dShape::new(1, 1, 2, (4, in_w), (1, 2));
         check_forward(&s, in_w as u64, false);
         check_backward(&s, in_w as u64, true, false);
+    }
+}
+
+/// Which shapes take the direct path: stride 1, dilation 1 and `1 <= K <= DIRECT_MAX_K`.
+#[test]
+fn direct_path_rule() {
+    assert!(conv1(64).is_direct());
+    assert!(!conv2(64).is_direct(), "K = 150 keeps the GEMM path");
+    let base = Conv2dShape::new(2, 1, 4, (9, 9), (3, 3));
+    assert!(base.is_direct());
+    assert!(!base.with_stride(1, 2).is_direct());
+    assert!(!base.with_dilation(2, 1).is_direct());
+    assert!(!Conv2dShape::new(2, 0, 4, (9, 9), (3, 3)).is_direct());
+    let widest = DIRECT_MAX_K / 9;
+    assert!(Conv2dShape::new(2, widest, 4, (9, 9), (3, 3)).is_direct());
+    assert!(!Conv2dShape::new(2, widest + 1, 4, (9, 9), (3, 3)).is_direct());
+}
+
+/// The direct path's workspace does not depend on the batch (so a buffer sized for one batch
+/// serves every other), and is exactly what the passes check for: conv1's is one image's
+/// columns (the input gradient's GEMM), a small layer's the padded planes and partial sums.
+#[test]
+fn direct_workspace_is_the_same_for_every_batch() {
+    let lens: Vec<usize> = (0..=70).map(|b| conv1(b).workspace_len()).collect();
+    assert!(lens.iter().all(|&l| l == conv1(1).col_len()), "{lens:?}");
+    let s = |b| Conv2dShape::new(b, 2, 3, (4, 5), (1, 1)).with_padding(1, 0);
+    // Padded planes 2 x 6 x 5 + 16 slack, 16 partial sums per weight (6).
+    assert_eq!(s(1).workspace_len(), 2 * 6 * 5 + 16 + 16 * 6);
+    assert_eq!(s(0).workspace_len(), s(9).workspace_len());
+    // A workspace sized for a larger batch: its prefix serves a smaller one.
+    let mut ws = vec![f32::NAN; s(9).workspace_len()];
+    let (x, w, b, _) = data(&s(3), 5);
+    let mut out = vec![0.0; s(3).output_len()];
+    let mut want = vec![0.0; s(3).output_len()];
+    scalar::forward(&s(3), &x, &w, Some(&b), &mut want);
+    for k in all_kernels() {
+        let len = s(3).workspace_len();
+        k.conv2d_forward(&s(3), &x, &w, Some(&b), &mut out, &mut ws[..len]);
+        for (i, (&o, &r)) in out.iter().zip(&want).enumerate() {
+            assert!((o - r).abs() <= 1e-5, "{} index {i}: {o} vs {r}", k.isa());
+        }
+    }
+}
+
+/// Every output width from 1 to 40 (each ISA's partial last vector, whole vectors, one and two
+/// forward blocks), and every kernel size 1..=7 with every padding 0..=3, on the direct path.
+#[test]
+fn direct_path_every_width_kernel_and_padding() {
+    for w in 1..=40 {
+        let s = Conv2dShape::new(2, 2, 7, (3, w), (3, 3)).with_padding(1, 1);
+        assert!(s.is_direct());
+        check_forward(&s, w as u64, w.is_multiple_of(2));
+        check_backward(&s, w as u64, w.is_multiple_of(3), true);
+    }
+    for k in 1..=7 {
+        for p in 0..=3 {
+            let s = Conv2dShape::new(2, 1, 5, (k.max(4), k + 9), (k, k)).with_padding(p, p);
+            assert!(s.is_direct());
+            let seed = (k * 4 + p) as u64;
+            check_forward(&s, seed, p.is_multiple_of(2));
+            check_backward(&s, seed, p % 2 == 1, true);
+        }
+    }
+}
+
+/// `got` against a reference that may hold NaN or infinities: the same non-finite value where
+/// the reference has one, within `gamma(terms) * magnitude` elsewhere.
+#[track_caller]
+fn assert_within_nonfinite(what: &str, got: &[f32], want: &[f64], mag: &[f64], terms: usize) {
+    for (i, ((&g, &w), &m)) in got.iter().zip(want).zip(mag).enumerate() {
+        if w.is_nan() {
+            assert!(g.is_nan(), "{what}: index {i}: got {g:e}, want NaN");
+        } else if w.is_infinite() {
+            assert_eq!(g as f64, w, "{what}: index {i}");
+        } else {
+            let bound = gamma(terms) * m + f32::MIN_POSITIVE as f64;
+            assert!(
+                (g as f64 - w).abs() <= bound,
+                "{what}: index {i}: got {g:e}, want {w:e} (bound {bound:e})"
+            );
+        }
+    }
+}
+
+/// An infinity or NaN at the start of a row, in the input or in the output gradient, reaches
+/// only the outputs and weights whose taps read it: the direct path's loads past a row's end
+/// (whose lanes the forward drops and the weight gradient masks) must not carry it elsewhere
+/// (0 * inf would be NaN). Widths at every ISA's partial last vector.
+#[test]
+fn direct_path_keeps_nonfinite_values_where_they_belong() {
+    for w in [3, 5, 7, 9, 13, 17, 21, 30] {
+        let s = Conv2dShape::new(2, 2, 4, (4, w + 2), (2, 3));
+        assert!(s.is_direct());
+        let (mut x, wt, b, mut dy) = data(&s, w as u64);
+        let (oh, ow) = (s.out_h(), s.out_w());
+        // Column 0 of some rows (image, channel, row): only kernel column 0 reads it, so the
+        // weights of kernel columns 1 and 2 stay finite.
+        let row_start = |n: usize, c: usize, y: usize| ((n * 2 + c) * 4 + y) * (w + 2);
+        x[row_start(0, 1, 1)] = f32::INFINITY;
+        x[row_start(0, 1, 2)] = f32::NAN;
+        x[row_start(1, 0, 3)] = f32::NEG_INFINITY;
+        x[row_start(1, 1, 0)] = f32::INFINITY;
+        // Output channel 2's first row starts with an infinity: channel 1's last row's tail
+        // lanes would read it.
+        dy[2 * oh * ow] = f32::INFINITY;
+        let (xd, wd, bd, dyd) = (widen(&x), widen(&wt), widen(&b), widen(&dy));
+        let mut want = vec![0.0; s.output_len()];
+        let mut mag = want.clone();
+        scalar::forward(&s, &xd, &wd, Some(&bd), &mut want);
+        scalar::forward(&s, &abs(&xd), &abs(&wd), Some(&abs(&bd)), &mut mag);
+        let mut gw_want = vec![0.0; s.weight_len()];
+        let mut gw_mag = gw_want.clone();
+        scalar::backward_weight(&s, &xd, &dyd, &mut gw_want);
+        scalar::backward_weight(&s, &abs(&xd), &abs(&dyd), &mut gw_mag);
+        assert!(gw_want.iter().any(|v| v.is_finite()) && gw_want.iter().any(|v| !v.is_finite()));
+        for k in all_kernels() {
+            let mut ws = vec![f32::NAN; s.workspace_len()];
+            let mut out = vec![f32::NAN; s.output_len()];
+            k.conv2d_forward(&s, &x, &wt, Some(&b), &mut out, &mut ws);
+            let what = format!("{} forward width {w}", k.isa());
+            assert_within_nonfinite(&what, &out, &want, &mag, s.col_rows() + 1);
+            let mut gw = vec![f32::NAN; s.weight_len()];
+            k.conv2d_backward(&s, &x, &wt, &dy, None, &mut gw, None, &mut ws);
+            let what = format!("{} grad_weight width {w}", k.isa());
+            assert_within_nonfinite(&what, &gw, &gw_want, &gw_mag, s.batch * oh * ow);
+        }
     }
 }
 
@@ -375,9 +543,10 @@ fn empty_batch_zeroes_the_gradients() {
 #[test]
 fn one_by_one_image_and_kernel() {
     let s = Conv2dShape::new(1, 1, 1, (1, 1), (1, 1));
+    let mut ws = vec![0.0; s.workspace_len()];
     for k in all_kernels() {
         let mut out = [0.0f32];
-        k.conv2d_forward(&s, &[3.0], &[-2.0], Some(&[0.5]), &mut out, &mut [0.0]);
+        k.conv2d_forward(&s, &[3.0], &[-2.0], Some(&[0.5]), &mut out, &mut ws);
         assert_eq!(out, [-5.5], "{}", k.isa());
         let (mut gi, mut gw, mut gb) = ([0.0f32], [0.0f32], [0.0f32]);
         k.conv2d_backward(
@@ -388,7 +557,7 @@ fn one_by_one_image_and_kernel() {
             Some(&mut gi),
             &mut gw,
             Some(&mut gb),
-            &mut [0.0],
+            &mut ws,
         );
         assert_eq!((gi, gw, gb), ([-8.0], [12.0], [4.0]), "{}", k.isa());
     }

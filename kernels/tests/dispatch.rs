@@ -3,7 +3,7 @@
 use simdnet_kernels::{Isa, IsaError, Kernels};
 
 /// Folders every table must fill (one or more entries each).
-const FOLDERS: [&str; 8] = [
+const FOLDERS: [&str; 9] = [
     "gemm",
     "bias",
     "relu",
@@ -12,6 +12,7 @@ const FOLDERS: [&str; 8] = [
     "exp",
     "cross_entropy",
     "sgd",
+    "conv",
 ];
 
 #[test]
@@ -96,7 +97,8 @@ fn avx2_table_has_no_scalar_entry() {
 }
 
 /// On a CPU with AVX-512 it is the best ISA, the default table (unless `SIMDNET_ISA` says
-/// otherwise) and free of scalar entries, and its GEMM is the AVX-512 kernel, not AVX2's.
+/// otherwise) and free of scalar entries, and its GEMM and direct convolution are the AVX-512
+/// kernels, not AVX2's.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_is_the_default_where_the_cpu_has_it() {
@@ -112,10 +114,11 @@ fn avx512_is_the_default_where_the_cpu_has_it() {
         assert_eq!(Kernels::get().entries(), avx512.entries());
     }
     assert_no_scalar_fallback(&avx512);
-    // GEMM has an AVX-512 kernel of its own; the other folders run the AVX2 code.
+    // GEMM and the direct convolution have AVX-512 kernels of their own; the other folders
+    // run the AVX2 code.
     let avx2 = Kernels::for_isa(Isa::Avx2).unwrap().entries();
     for ((name, a2), (_, a5)) in avx2.iter().zip(&avx512.entries()) {
-        if name.starts_with("gemm.") {
+        if name.starts_with("gemm.") || name.starts_with("conv.") {
             assert_ne!(a2, a5, "{name} of the avx512 table is the AVX2 function");
         } else {
             assert_eq!(

@@ -74,8 +74,156 @@
 
 pub mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 use crate::gemm::Transpose;
-use crate::{check_len, Kernels, Real};
+use crate::{check_len, kernel_table, Isa, Kernels, Real};
+
+kernel_table! {
+    /// Per-ISA entries of the direct path (lengths checked by the caller, the shape one that
+    /// [`Direct::new`] accepted): `direct_forward(geometry, input, weight, bias, output,
+    /// workspace)` overwrites the output; `direct_backward_weight(geometry, input, grad_output,
+    /// grad_weight, workspace)` overwrites the weight gradient.
+    pub(crate) struct Table {
+        direct_forward: unsafe fn(&Direct, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]),
+        direct_backward_weight: unsafe fn(&Direct, &[f32], &[f32], &mut [f32], &mut [f32]),
+    }
+}
+
+/// Safety: the reference is safe for any checked arguments.
+unsafe fn scalar_direct_forward(
+    d: &Direct,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    _workspace: &mut [f32],
+) {
+    scalar::forward(&d.shape, input, weight, bias, output);
+}
+
+/// Safety: the reference is safe for any checked arguments.
+unsafe fn scalar_direct_backward_weight(
+    d: &Direct,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    _workspace: &mut [f32],
+) {
+    scalar::backward_weight(&d.shape, input, grad_output, grad_weight);
+}
+
+pub(crate) fn table(isa: Isa) -> Table {
+    match isa {
+        // The scalar table runs the reference loops for the direct path's shapes.
+        Isa::Scalar => Table {
+            direct_forward: scalar_direct_forward,
+            direct_backward_weight: scalar_direct_backward_weight,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Table {
+            direct_forward: avx2::direct_forward,
+            direct_backward_weight: avx2::direct_backward_weight,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Table {
+            direct_forward: avx512::direct_forward,
+            direct_backward_weight: avx512::direct_backward_weight,
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Table {
+            direct_forward: neon::direct_forward,
+            direct_backward_weight: neon::direct_backward_weight,
+        },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("{isa} is not an ISA of this architecture"),
+    }
+}
+
+/// The most unfolded rows `K = in_channels * kernel_h * kernel_w` a stride-1, dilation-1
+/// convolution may have to take the direct path (see the module docs).
+pub const DIRECT_MAX_K: usize = 64;
+
+/// The widest vector any ISA's direct path loads, in f32: the padded planes are followed by
+/// this much zeroed slack, so a row's last vector may load past the row's end (its extra lanes
+/// are never stored) without leaving the workspace.
+const DIRECT_SLACK: usize = 16;
+
+/// The geometry of the direct path: a shape with stride 1, dilation 1 and `1 <= K <=`
+/// [`DIRECT_MAX_K`], and the sizes of its zero-padded planes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Direct {
+    pub(crate) shape: Conv2dShape,
+    pub(crate) out_h: usize,
+    pub(crate) out_w: usize,
+    /// A padded plane is `padded_h x padded_w`: `in + 2 * pad` per axis, which is
+    /// `out + kernel - 1` at stride 1 and dilation 1.
+    pub(crate) padded_h: usize,
+    pub(crate) padded_w: usize,
+}
+
+impl Direct {
+    /// The geometry if `shape` takes the direct path.
+    fn new(shape: &Conv2dShape) -> Option<Direct> {
+        let s = shape;
+        let k = s.col_rows();
+        let unit = s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
+        (unit && (1..=DIRECT_MAX_K).contains(&k)).then(|| Direct {
+            shape: *s,
+            out_h: s.out_h(),
+            out_w: s.out_w(),
+            padded_h: s.in_h + 2 * s.pad_h,
+            padded_w: s.in_w + 2 * s.pad_w,
+        })
+    }
+
+    /// Elements of one padded plane.
+    pub(crate) fn plane_len(&self) -> usize {
+        self.padded_h * self.padded_w
+    }
+
+    /// Elements of the padded image buffer: every input channel's padded plane and the slack.
+    pub(crate) fn padded_len(&self) -> usize {
+        self.shape.in_channels * self.plane_len() + DIRECT_SLACK
+    }
+
+    /// Elements of the weight gradient's vector partial sums: [`DIRECT_SLACK`] lanes per weight.
+    pub(crate) fn partials_len(&self) -> usize {
+        self.shape.weight_len() * DIRECT_SLACK
+    }
+
+    /// The workspace the direct passes use: padded planes, then the partial sums.
+    fn workspace_len(&self) -> usize {
+        self.padded_len() + self.partials_len()
+    }
+
+    /// Zeroes the padded buffer (the borders and the slack stay zero from then on: each image
+    /// only overwrites the planes' interiors).
+    pub(crate) fn clear_padded(&self, padded: &mut [f32]) {
+        padded[..self.padded_len()].fill(0.0);
+    }
+
+    /// Copies one image `[in_channels, in_h, in_w]` into the interiors of the padded planes.
+    pub(crate) fn pad_image(&self, image: &[f32], padded: &mut [f32]) {
+        let s = &self.shape;
+        let plane = self.plane_len();
+        for c in 0..s.in_channels {
+            let segments = Segments {
+                rows: s.in_h,
+                dst_at: c * plane + s.pad_h * self.padded_w + s.pad_w,
+                dst_step: self.padded_w,
+                src_at: c * s.in_h * s.in_w,
+                src_step: s.in_w,
+            };
+            copy_segments(padded, image, s.in_w, segments);
+        }
+    }
+}
 
 /// The shape of a 2-D convolution. Build it with [`Conv2dShape::new`] and the `with_*` methods.
 ///
@@ -269,7 +417,22 @@ impl Conv2dShape {
             .clamp(1, self.batch.max(1))
     }
 
-    /// Elements (f32) of the workspace the convolution needs: a column tile,
+    /// Whether this convolution takes the direct path (stride 1, dilation 1, and
+    /// `1 <= in_channels * kernel_h * kernel_w <=` [`DIRECT_MAX_K`]) rather than im2col and
+    /// GEMM; see the module docs.
+    ///
+    /// # Panics
+    /// As [`Conv2dShape::out_h`].
+    #[track_caller]
+    pub fn is_direct(&self) -> bool {
+        Direct::new(self).is_some()
+    }
+
+    /// Elements (f32) of the workspace the convolution needs. On the direct path (see
+    /// [`Conv2dShape::is_direct`]) it does not depend on `batch`: the padded planes of one
+    /// image, `in_channels * (in_h + 2 * pad_h) * (in_w + 2 * pad_w) + 16`, and 16 partial
+    /// sums per weight, or one image's columns ([`Conv2dShape::col_len`]) if that is more (the
+    /// input gradient's GEMM and col2im). Otherwise a column tile,
     /// `images_per_tile * col_len`, and, when the tile holds several images, the tile's output
     /// (or output-gradient) buffer, `images_per_tile * out_channels * out_h * out_w`. It grows
     /// with `batch` up to about [`TILE_BUDGET`] (or one image's columns, if larger), so a
@@ -280,6 +443,11 @@ impl Conv2dShape {
     /// As [`Conv2dShape::out_h`].
     #[track_caller]
     pub fn workspace_len(&self) -> usize {
+        if let Some(direct) = Direct::new(self) {
+            // The input gradient, when asked for, goes through GEMM and col2im one image at a
+            // time, after the direct passes are done with their part of the buffer.
+            return direct.workspace_len().max(self.col_len());
+        }
         let tile = self.images_per_tile();
         let gather = if tile > 1 {
             tile * self.out_channels * self.out_h() * self.out_w()
@@ -603,6 +771,12 @@ impl Kernels {
             shape.workspace_len(),
             workspace.len(),
         );
+        if let Some(direct) = Direct::new(shape) {
+            // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+            // table's ISA; every length was checked above against the shape `direct` describes.
+            unsafe { (self.conv.direct_forward)(&direct, input, weight, bias, output, workspace) };
+            return;
+        }
         let (k, cout) = (shape.col_rows(), shape.out_channels);
         let (image_len, out_image_len) = (shape.image_len(), cout * n);
         let per_tile = shape.images_per_tile();
@@ -715,6 +889,44 @@ impl Kernels {
         }
         let (k, cout) = (shape.col_rows(), shape.out_channels);
         let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        if let Some(direct) = Direct::new(shape) {
+            // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+            // table's ISA; every length was checked above against the shape `direct` describes.
+            unsafe {
+                (self.conv.direct_backward_weight)(
+                    &direct,
+                    input,
+                    grad_output,
+                    grad_weight,
+                    workspace,
+                )
+            };
+            if let Some(gi) = grad_input {
+                // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N] per image, folded back.
+                let cols = &mut workspace[..shape.col_len()];
+                for b in 0..shape.batch {
+                    let dy = &grad_output[b * out_image_len..][..out_image_len];
+                    let image = &mut gi[b * image_len..][..image_len];
+                    self.sgemm(
+                        Transpose::Yes,
+                        Transpose::No,
+                        k,
+                        n,
+                        cout,
+                        1.0,
+                        weight,
+                        k,
+                        dy,
+                        n,
+                        0.0,
+                        cols,
+                        n,
+                    );
+                    col2im_strided(shape, cols, n, image);
+                }
+            }
+            return;
+        }
         let per_tile = shape.images_per_tile();
         let (cols, tile_dy) = workspace.split_at_mut(per_tile * shape.col_len());
         for (first, count) in tiles(shape.batch, per_tile) {

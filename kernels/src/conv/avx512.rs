@@ -1,0 +1,379 @@
+//! The direct convolution on AVX-512 (16 f32 lanes, 32 zmm registers, lane masks).
+//!
+//! - Forward: a block of up to 6 output channels x 2 vectors (32 columns) of one output row,
+//!   12 accumulators starting at the bias; each kernel tap loads 2 input vectors and
+//!   broadcasts one weight per channel (8 loads per 12 FMAs). The loads may run past the row
+//!   into the padded buffer's slack; the store of the last vector is masked.
+//! - Weight gradient: a block of up to 3 output channels x 5 kernel columns, 15 accumulators
+//!   over every row of an image (3 output-gradient and 5 input loads per 15 FMAs), added into
+//!   the workspace's partial sums, which are reduced once at the end. The row's last vector
+//!   loads both operands masked, so no lane outside the row is read.
+
+use super::Direct;
+use core::arch::x86_64::*;
+
+/// f32 lanes per zmm vector.
+const LANES: usize = 16;
+/// Output channels and vectors of a forward block.
+const FWD_CHANNELS: usize = 6;
+const FWD_VECS: usize = 2;
+/// Output channels and kernel columns of a weight-gradient block.
+const DW_CHANNELS: usize = 3;
+const DW_TAPS: usize = 5;
+
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input,
+/// weight, bias `out_channels`, output) and `workspace` must hold at least
+/// `d.padded_len()` f32.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn direct_forward(
+    d: &Direct,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    workspace: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
+    unsafe { forward_body(d, input, weight, bias, output, workspace) }
+}
+
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input,
+/// grad_output, grad_weight) and `workspace` must hold at least
+/// `d.padded_len() + d.partials_len()` f32.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn direct_backward_weight(
+    d: &Direct,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    workspace: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
+    unsafe { backward_weight_body(d, input, grad_output, grad_weight, workspace) }
+}
+
+/// The lanes of a vector holding `n` valid columns (all 16 when `n >= 16`).
+#[inline(always)]
+fn lane_mask(n: usize) -> __mmask16 {
+    if n >= LANES {
+        0xFFFF
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
+#[inline(always)]
+unsafe fn forward_body(
+    d: &Direct,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    workspace: &mut [f32],
+) {
+    let s = &d.shape;
+    let padded = &mut workspace[..d.padded_len()];
+    d.clear_padded(padded);
+    let image_len = s.image_len();
+    let out_image = s.out_channels * d.out_h * d.out_w;
+    let block_cols = FWD_VECS * LANES;
+    for b in 0..s.batch {
+        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let out = &mut output[b * out_image..][..out_image];
+        for co0 in (0..s.out_channels).step_by(FWD_CHANNELS) {
+            let channels = FWD_CHANNELS.min(s.out_channels - co0);
+            for y in 0..d.out_h {
+                for x0 in (0..d.out_w).step_by(block_cols) {
+                    let at = Block {
+                        co0,
+                        y,
+                        x0,
+                        cols: block_cols.min(d.out_w - x0),
+                    };
+                    // SAFETY: AVX-512F is enabled by the caller; the block lies inside the
+                    // output (channels co0.., columns x0..x0 + cols of row y) and `padded`
+                    // holds `d.padded_len()` f32, as `forward_block` requires.
+                    unsafe { forward_channels(channels, d, padded, weight, bias, out, at) };
+                }
+            }
+        }
+    }
+}
+
+/// Where a forward block lies: output channels from `co0`, row `y`, columns `x0..x0 + cols`
+/// (`1 <= cols <= FWD_VECS * LANES`).
+#[derive(Clone, Copy)]
+struct Block {
+    co0: usize,
+    y: usize,
+    x0: usize,
+    cols: usize,
+}
+
+/// Runs the forward block instantiated for `channels` output channels and the block's vectors.
+///
+/// # Safety
+/// As [`forward_block`].
+#[inline(always)]
+unsafe fn forward_channels(
+    channels: usize,
+    d: &Direct,
+    padded: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    at: Block,
+) {
+    macro_rules! with_vectors {
+        ($c:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                if at.cols > LANES {
+                    forward_block::<$c, 2>(d, padded, weight, bias, out, at)
+                } else {
+                    forward_block::<$c, 1>(d, padded, weight, bias, out, at)
+                }
+            }
+        };
+    }
+    match channels {
+        1 => with_vectors!(1),
+        2 => with_vectors!(2),
+        3 => with_vectors!(3),
+        4 => with_vectors!(4),
+        5 => with_vectors!(5),
+        _ => with_vectors!(6),
+    }
+}
+
+/// One output row's block: `C` channels x `V` vectors of accumulators, every tap of every input
+/// channel, then masked stores of the block's `cols` columns.
+///
+/// # Safety
+/// AVX-512F must be enabled; `co0 + C <= out_channels`, `x0 + cols <= out_w`, `y < out_h`,
+/// `cols > (V - 1) * LANES`; `padded` holds `d.padded_len()` f32 and `out` one image's output.
+#[inline(always)]
+unsafe fn forward_block<const C: usize, const V: usize>(
+    d: &Direct,
+    padded: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    at: Block,
+) {
+    let s = &d.shape;
+    let (k_len, kh, kw) = (s.col_rows(), s.kernel_h, s.kernel_w);
+    let (plane, out_plane) = (d.plane_len(), d.out_h * d.out_w);
+    debug_assert!(at.co0 + C <= s.out_channels && at.x0 + at.cols <= d.out_w);
+    debug_assert!(at.cols > (V - 1) * LANES && at.cols <= V * LANES);
+    // SAFETY: AVX-512F is enabled by the caller. Reads: input channel ci, row y + ky <
+    // padded_h, columns x0 + kx + j * LANES .. + LANES, the last of which is below
+    // x0 + kx + cols + LANES - 1 <= padded_w + LANES - 1: past the row end by at most
+    // LANES - 1, which is inside the next row or the buffer's DIRECT_SLACK (16) zeros at the
+    // end. Weights: channel co0 + c < out_channels, tap (ci, ky, kx) < K. Writes: masked to
+    // the block's cols columns of row y of channels co0 + c, inside `out`.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; C];
+        if let Some(bias) = bias {
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = [_mm512_set1_ps(bias[at.co0 + c]); V];
+            }
+        }
+        let weights = weight.as_ptr().add(at.co0 * k_len);
+        for ci in 0..s.in_channels {
+            for ky in 0..kh {
+                let row = padded
+                    .as_ptr()
+                    .add(ci * plane + (at.y + ky) * d.padded_w + at.x0);
+                let taps = weights.add((ci * kh + ky) * kw);
+                for kx in 0..kw {
+                    let mut x = [_mm512_setzero_ps(); V];
+                    for (j, x) in x.iter_mut().enumerate() {
+                        *x = _mm512_loadu_ps(row.add(kx + j * LANES));
+                    }
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        let w = _mm512_set1_ps(*taps.add(c * k_len + kx));
+                        for (acc, &x) in acc.iter_mut().zip(&x) {
+                            *acc = _mm512_fmadd_ps(x, w, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        let dst = out
+            .as_mut_ptr()
+            .add(at.co0 * out_plane + at.y * d.out_w + at.x0);
+        for j in 0..V {
+            let mask = lane_mask(at.cols - j * LANES);
+            for (c, acc) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(dst.add(c * out_plane + j * LANES), mask, acc[j]);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn backward_weight_body(
+    d: &Direct,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    workspace: &mut [f32],
+) {
+    let s = &d.shape;
+    let (padded, rest) = workspace.split_at_mut(d.padded_len());
+    let partials = &mut rest[..d.partials_len()];
+    d.clear_padded(padded);
+    partials.fill(0.0);
+    let image_len = s.image_len();
+    let out_image = s.out_channels * d.out_h * d.out_w;
+    for b in 0..s.batch {
+        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let dy = &grad_output[b * out_image..][..out_image];
+        for ci in 0..s.in_channels {
+            for ky in 0..s.kernel_h {
+                for co0 in (0..s.out_channels).step_by(DW_CHANNELS) {
+                    for kx0 in (0..s.kernel_w).step_by(DW_TAPS) {
+                        let at = Taps { ci, ky, co0, kx0 };
+                        let channels = DW_CHANNELS.min(s.out_channels - co0);
+                        let taps = DW_TAPS.min(s.kernel_w - kx0);
+                        // SAFETY: AVX-512F is enabled by the caller; the block's channels and
+                        // taps lie inside the weight, `padded` and `partials` have the lengths
+                        // `dw_block` requires and `dy` is one image's output gradient.
+                        unsafe { dw_channels(channels, taps, d, padded, dy, partials, at) };
+                    }
+                }
+            }
+        }
+    }
+    for (g, p) in grad_weight.iter_mut().zip(partials.chunks_exact(LANES)) {
+        // SAFETY: AVX-512F is enabled by the caller; the chunk holds exactly 16 f32.
+        *g = unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(p.as_ptr())) };
+    }
+}
+
+/// Which weights a gradient block accumulates: input channel `ci`, kernel row `ky`, output
+/// channels from `co0`, kernel columns from `kx0`.
+#[derive(Clone, Copy)]
+struct Taps {
+    ci: usize,
+    ky: usize,
+    co0: usize,
+    kx0: usize,
+}
+
+/// Runs the gradient block instantiated for `channels` x `taps`.
+///
+/// # Safety
+/// As [`dw_block`].
+#[inline(always)]
+unsafe fn dw_channels(
+    channels: usize,
+    taps: usize,
+    d: &Direct,
+    padded: &[f32],
+    dy: &[f32],
+    partials: &mut [f32],
+    at: Taps,
+) {
+    macro_rules! with_taps {
+        ($c:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match taps {
+                    1 => dw_block::<$c, 1>(d, padded, dy, partials, at),
+                    2 => dw_block::<$c, 2>(d, padded, dy, partials, at),
+                    3 => dw_block::<$c, 3>(d, padded, dy, partials, at),
+                    4 => dw_block::<$c, 4>(d, padded, dy, partials, at),
+                    _ => dw_block::<$c, 5>(d, padded, dy, partials, at),
+                }
+            }
+        };
+    }
+    match channels {
+        1 => with_taps!(1),
+        2 => with_taps!(2),
+        _ => with_taps!(3),
+    }
+}
+
+/// `partials[(co, ci, ky, kx)] += sum over y, x of dy[co][y][x] * padded[ci][y + ky][x + kx]`
+/// (vectors of 16 partial sums) for `C` output channels from `co0` and `T` kernel columns from
+/// `kx0`, over one image.
+///
+/// # Safety
+/// AVX-512F must be enabled; `co0 + C <= out_channels`, `kx0 + T <= kernel_w`,
+/// `ci < in_channels`, `ky < kernel_h`; `padded` holds one image's padded planes, `dy` one
+/// image's output gradient, `partials` `d.partials_len()` f32.
+#[inline(always)]
+unsafe fn dw_block<const C: usize, const T: usize>(
+    d: &Direct,
+    padded: &[f32],
+    dy: &[f32],
+    partials: &mut [f32],
+    at: Taps,
+) {
+    let s = &d.shape;
+    let (k_len, kh, kw) = (s.col_rows(), s.kernel_h, s.kernel_w);
+    let (plane, out_plane) = (d.plane_len(), d.out_h * d.out_w);
+    debug_assert!(at.co0 + C <= s.out_channels && at.kx0 + T <= kw);
+    let full = d.out_w / LANES;
+    let tail = d.out_w % LANES;
+    // SAFETY: AVX-512F is enabled by the caller. Partial sums: weight (co0 + c, ci, ky, kx0 + t)
+    // < weight_len, 16 each. Full vectors read columns x..x + 16 <= out_w of dy's row y of
+    // channel co0 + c, and columns kx0 + t + x.. + 16 <= kernel_w - 1 + out_w = padded_w of
+    // padded row y + ky < padded_h of channel ci; the tail's loads are masked to the columns
+    // below out_w (and kx0 + t + out_w <= padded_w), so nothing outside either row is read.
+    unsafe {
+        let sums = partials
+            .as_mut_ptr()
+            .add((at.co0 * k_len + (at.ci * kh + at.ky) * kw + at.kx0) * LANES);
+        let mut acc = [[_mm512_setzero_ps(); T]; C];
+        for (c, acc) in acc.iter_mut().enumerate() {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(sums.add((c * k_len + t) * LANES));
+            }
+        }
+        let rows = padded
+            .as_ptr()
+            .add(at.ci * plane + at.ky * d.padded_w + at.kx0);
+        let grads = dy.as_ptr().add(at.co0 * out_plane);
+        for y in 0..d.out_h {
+            let row = rows.add(y * d.padded_w);
+            let grad = grads.add(y * d.out_w);
+            for v in 0..full {
+                let x = v * LANES;
+                let mut g = [_mm512_setzero_ps(); C];
+                for (c, g) in g.iter_mut().enumerate() {
+                    *g = _mm512_loadu_ps(grad.add(c * out_plane + x));
+                }
+                for t in 0..T {
+                    let input = _mm512_loadu_ps(row.add(x + t));
+                    for (acc, &g) in acc.iter_mut().zip(&g) {
+                        acc[t] = _mm512_fmadd_ps(g, input, acc[t]);
+                    }
+                }
+            }
+            if tail > 0 {
+                let (x, mask) = (full * LANES, lane_mask(tail));
+                let mut g = [_mm512_setzero_ps(); C];
+                for (c, g) in g.iter_mut().enumerate() {
+                    *g = _mm512_maskz_loadu_ps(mask, grad.add(c * out_plane + x));
+                }
+                for t in 0..T {
+                    let input = _mm512_maskz_loadu_ps(mask, row.add(x + t));
+                    for (acc, &g) in acc.iter_mut().zip(&g) {
+                        acc[t] = _mm512_fmadd_ps(g, input, acc[t]);
+                    }
+                }
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            for (t, &acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(sums.add((c * k_len + t) * LANES), acc);
+            }
+        }
+    }
+}

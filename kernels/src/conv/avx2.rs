@@ -369,11 +369,13 @@ unsafe fn dw_block<const C: usize, const T: usize>(
             .as_ptr()
             .add(at.ci * plane + at.ky * d.padded_w + at.kx0);
         let grads = dy.as_ptr().add(at.co0 * out_plane);
-        for y in 0..d.out_h {
-            let row = rows.add(y * d.padded_w);
-            let grad = grads.add(y * d.out_w);
-            for v in 0..full {
-                let x = v * LANES;
+        // Column by column, each down all the rows: the rows are the long loop (a row holds
+        // only a few vectors).
+        for v in 0..full {
+            let x = v * LANES;
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [_mm256_setzero_ps(); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = _mm256_loadu_ps(grad.add(c * out_plane + x));
@@ -385,8 +387,12 @@ unsafe fn dw_block<const C: usize, const T: usize>(
                     }
                 }
             }
-            if tail > 0 {
-                let (x, mask) = (full * LANES, lane_mask(tail));
+        }
+        if tail > 0 {
+            let (x, mask) = (full * LANES, lane_mask(tail));
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [_mm256_setzero_ps(); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = _mm256_maskload_ps(grad.add(c * out_plane + x), mask);

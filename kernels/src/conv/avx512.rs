@@ -340,11 +340,13 @@ unsafe fn dw_block<const C: usize, const T: usize>(
             .as_ptr()
             .add(at.ci * plane + at.ky * d.padded_w + at.kx0);
         let grads = dy.as_ptr().add(at.co0 * out_plane);
-        for y in 0..d.out_h {
-            let row = rows.add(y * d.padded_w);
-            let grad = grads.add(y * d.out_w);
-            for v in 0..full {
-                let x = v * LANES;
+        // Column by column, each down all the rows: the rows are the long loop (a row holds
+        // only a few vectors).
+        for v in 0..full {
+            let x = v * LANES;
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [_mm512_setzero_ps(); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = _mm512_loadu_ps(grad.add(c * out_plane + x));
@@ -356,8 +358,12 @@ unsafe fn dw_block<const C: usize, const T: usize>(
                     }
                 }
             }
-            if tail > 0 {
-                let (x, mask) = (full * LANES, lane_mask(tail));
+        }
+        if tail > 0 {
+            let (x, mask) = (full * LANES, lane_mask(tail));
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [_mm512_setzero_ps(); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = _mm512_maskz_loadu_ps(mask, grad.add(c * out_plane + x));

@@ -1,4 +1,5 @@
-//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics) through im2col and GEMM.
+//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): a direct path for small stride-1
+//! layers, im2col and GEMM for the rest.
 //!
 //! ## Layout
 //!
@@ -9,6 +10,41 @@
 //!   formula, floor division); zero padding.
 //!
 //! ## Method
+//!
+//! The shape alone picks one of two paths ([`Conv2dShape::is_direct`]); both give PyTorch's
+//! results to within f32 summation error, in different orders.
+//!
+//! ### Direct (stride 1, dilation 1, `1 <= K <=` [`DIRECT_MAX_K`]; LeNet's conv1, `K = 25`)
+//!
+//! With `K = in_channels * kernel_h * kernel_w` small the GEMMs are tiny in one dimension (conv1:
+//! `6 x 25 x 784` per image) and unfolding the columns costs as much as multiplying them, so
+//! this path unfolds nothing. Each image's input planes are copied once into zero-padded planes
+//! (`in + 2 * pad` per axis) in the workspace, followed by 16 zeroed floats of slack, so the
+//! loops have no border branches and a row's last vector may load past the row's end without
+//! leaving the buffer. One file per ISA (`avx2.rs`, `avx512.rs`, `neon.rs`, in the folder's
+//! [`Kernels`] table; the scalar table runs the [`scalar`] reference loops):
+//!
+//! - forward: for each output row, a block of output channels x vectors across the row (AVX-512
+//!   6 x 2 x 16 lanes, AVX2 6 x 2 x 8, NEON 6 x 4 x 4) held in registers, starting at the bias;
+//!   each kernel tap loads one input vector per vector of the block and broadcasts one weight
+//!   per channel. The last vector's extra lanes are never stored (AVX-512 `__mmask16`, AVX2
+//!   `maskstore`, NEON a copy through the stack).
+//! - weight gradient: `dW[co][ci][ky][kx] = sum over images, y, x of dy[co][y][x] *
+//!   padded[ci][y + ky][x + kx]`, a block of output channels x kernel columns (AVX-512 3 x 5,
+//!   AVX2 2 x 5, NEON 3 x 5) of vector accumulators, held in registers down all an image's rows,
+//!   then added into 16 partial sums per weight in the workspace, reduced once at the end. The
+//!   row's last vector loads both operands masked (or through zeroed stack arrays on NEON), so
+//!   an infinity beyond the row cannot make `0 * inf = NaN`.
+//! - input gradient (when asked for): the GEMM path's, one image at a time: `grad_cols =
+//!   weight^T x dy`, folded back by [`col2im`].
+//! - bias gradient: the table's `bias_backward`.
+//!
+//! The bound on `K`: LeNet's conv2 (`K = 150`, 10-wide rows) forced onto the direct path ran
+//! its forward about as fast as the GEMM path but forward + backward 10-20% slower (its rows
+//! fill 10 of 16 AVX-512 lanes, and the per-image input-gradient GEMM is narrow), so it keeps
+//! the GEMM path. Between 25 and 150 the bound was not measured; 64 is a guess.
+//!
+//! ### im2col + GEMM (every other shape; LeNet's conv2)
 //!
 //! [`im2col`] unfolds an image into a column matrix `cols[K, N]` with `K = in_channels *
 //! kernel_h * kernel_w` rows (one per weight coordinate) and `N = out_h * out_w` columns (one per
@@ -30,7 +66,7 @@
 //! The GEMM is the table's `sgemm`, so the convolution runs on whichever ISA the [`Kernels`]
 //! table is. The bias gradient is the table's `bias_backward`.
 //!
-//! There is no per-ISA convolution file: im2col and col2im are generic row copies and adds
+//! This path has no per-ISA convolution file: im2col and col2im are generic row copies and adds
 //! (stride-1 rows up to 32 wide are copied with the width a constant, so each row is a few inline
 //! moves instead of a `memcpy` call; col2im's adds likewise, ~3% of conv2's fwd+bwd). They are
 //! a large share of LeNet's convolution time (conv2's columns are 9x its input), so an ISA
@@ -39,15 +75,21 @@
 //!
 //! ## Workspace
 //!
-//! The caller owns the scratch, [`Conv2dShape::workspace_len`] f32: one tile's columns
-//! (`tile * K * N`) and, when a tile holds several images, its output / output-gradient matrix
-//! (`tile * Cout * N`). The tile is enough images for [`TILE_COLUMNS`] output pixels, but no
-//! more than keep both within [`TILE_BUDGET`] (512 KiB), and at most the batch, so the buffer
-//! stays in cache and is never a column buffer for a whole batch; the same buffer serves the forward and the backward pass, and a training loop
-//! allocates nothing per step. The length grows with `batch` up to that bound, so a workspace
-//! sized for the largest batch serves smaller ones (a prefix of it). For LeNet-5 at batch 64:
-//! one image's 25 x 784 columns (conv1, whose GEMMs are wide already), and 6 images of 150 x 100
-//! columns plus a 16 x 600 output buffer (conv2).
+//! The caller owns the scratch, [`Conv2dShape::workspace_len`] f32; the same buffer serves the
+//! forward and the backward pass, and a training loop allocates nothing per step.
+//!
+//! - Direct path: one image's padded planes and slack, and 16 partial sums per weight, or one
+//!   image's columns (`K * N`, for the input gradient) if that is more. It does not depend on
+//!   the batch. LeNet-5's conv1: the 25 x 784 columns.
+//! - GEMM path: one tile's columns (`tile * K * N`) and, when a tile holds several images, its
+//!   output / output-gradient matrix (`tile * Cout * N`). The tile is enough images for
+//!   [`TILE_COLUMNS`] output pixels, but no more than keep both within [`TILE_BUDGET`] (512
+//!   KiB), and at most the batch, so the buffer stays in cache and is never a column buffer for
+//!   a whole batch. LeNet-5's conv2 at batch 64: 6 images of 150 x 100 columns plus a 16 x 600
+//!   output buffer.
+//!
+//! The length grows with `batch` up to that bound (or not at all), so a workspace sized for the
+//! largest batch serves smaller ones (a prefix of it).
 //!
 //! ```
 //! use simdnet_kernels::conv::Conv2dShape;

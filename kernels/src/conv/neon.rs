@@ -360,11 +360,13 @@ unsafe fn dw_block<const C: usize, const T: usize>(
             .as_ptr()
             .add(at.ci * plane + at.ky * d.padded_w + at.kx0);
         let grads = dy.as_ptr().add(at.co0 * out_plane);
-        for y in 0..d.out_h {
-            let row = rows.add(y * d.padded_w);
-            let grad = grads.add(y * d.out_w);
-            for v in 0..full {
-                let x = v * LANES;
+        // Column by column, each down all the rows: the rows are the long loop (a row holds
+        // only a few vectors).
+        for v in 0..full {
+            let x = v * LANES;
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [vdupq_n_f32(0.0); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = vld1q_f32(grad.add(c * out_plane + x));
@@ -376,8 +378,12 @@ unsafe fn dw_block<const C: usize, const T: usize>(
                     }
                 }
             }
-            if tail > 0 {
-                let x = full * LANES;
+        }
+        if tail > 0 {
+            let x = full * LANES;
+            for y in 0..d.out_h {
+                let row = rows.add(y * d.padded_w);
+                let grad = grads.add(y * d.out_w);
                 let mut g = [vdupq_n_f32(0.0); C];
                 for (c, g) in g.iter_mut().enumerate() {
                     *g = load_partial(grad.add(c * out_plane + x), tail);

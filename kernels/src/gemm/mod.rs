@@ -70,8 +70,8 @@
 //!   dY cols^T): every C element is a dot product of two contiguous rows, so nothing is packed;
 //!   a 3 x 4 block of C is 12 vector accumulators over k (8 steps of k per FMA, masked tail),
 //!   reduced horizontally at the end of each 512-long k block. AVX-512 does the same with a
-//!   4 x 4 block (16 steps of k per FMA) over 256-long k blocks, B's rows outside so A's stay
-//!   in L1.
+//!   4 x 4 block (16 steps of k per FMA), B's rows in the outer loop so a k block of A's rows
+//!   (up to 24 KiB: 256 to 2048 long) stays in L1, and the sums go to C with masked stores.
 //!
 //! Packing buffers are thread-local and only grow, so steady-state calls do not allocate.
 

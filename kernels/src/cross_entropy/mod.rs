@@ -507,7 +507,7 @@ pub(crate) fn plan<T: Real>(
 ) -> Result<Plan, CrossEntropyError> {
     assert!(classes > 0, "cross_entropy: classes must be at least 1");
     assert!(
-        logits_len % classes == 0,
+        logits_len.is_multiple_of(classes),
         "cross_entropy: logits: length {logits_len} is not a multiple of classes {classes}"
     );
     let rows = logits_len / classes;

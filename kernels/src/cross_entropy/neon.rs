@@ -178,12 +178,12 @@ unsafe fn exp_one(d: f32) -> f32 {
     unsafe { vgetq_lane_f32::<0>(exp4_nonpositive(vdupq_n_f32(d))) }
 }
 
-/// Pass 1 over a row of `n` logits at `x` (module docs): block by block, the block's maximum;
-/// when it is above the running maximum, the sums so far are rescaled to it and a new segment
-/// starts in `segments`; then `e_j = exp(x_j - r)` against the current reference `r`, stored at
-/// `out` when `STORE` (which may equal `x`), summed, and `c_j (x_j - r)` accumulated. Returns
-/// the running maximum at the end (`-inf` when there is none), `sum e_j` and
-/// `sum c_j (x_j - max)`, both against that maximum.
+/// Pass 1 over a row of `n` logits at `x` (module docs): the maximum of the row's head is the
+/// first reference `r`; block by block, a block past the head whose maximum is above it moves
+/// `r` there (the sums so far rescaled, a new segment in `segments`); then `e_j = exp(x_j - r)`
+/// is stored at `out` when `STORE` (which may equal `x`), summed, and `c_j (x_j - r)`
+/// accumulated. Returns the final maximum (`-inf` when there is none), `sum e_j` and
+/// `sum c_j (x_j - max)`, both against that maximum (against 0 when it is `-inf`).
 ///
 /// # Safety
 /// NEON; `x` readable and (when `STORE`) `out` writable for `n` floats; the coefficients

@@ -22,7 +22,7 @@
 //! (`in + 2 * pad` per axis) in the workspace, followed by 16 zeroed floats of slack, so the
 //! loops have no border branches and a row's last vector may load past the row's end without
 //! leaving the buffer. One file per ISA (`avx2.rs`, `avx512.rs`, `neon.rs`, in the folder's
-//! [`Kernels`] table; the scalar table runs the [`scalar`] reference loops):
+//! [`Kernels`] table; the scalar table has plain-Rust loops of the same shape in `mod.rs`):
 //!
 //! - forward: for each output row, a block of output channels x vectors across the row (AVX-512
 //!   6 x 2 x 16 lanes, AVX2 6 x 2 x 8, NEON 6 x 4 x 4) held in registers, starting at the bias;
@@ -137,32 +137,88 @@ kernel_table! {
     }
 }
 
-/// Safety: the reference is safe for any checked arguments.
+/// The scalar table's direct forward: the SIMD files' padded planes and loop order in plain
+/// Rust (each tap adds one weight times a shifted input row into a row of outputs), about as
+/// fast as the scalar im2col + GEMM path, where the reference loops are several times slower.
+///
+/// Safety: safe for arguments the caller checked (plain slice indexing).
 unsafe fn scalar_direct_forward(
     d: &Direct,
     input: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     output: &mut [f32],
-    _workspace: &mut [f32],
+    workspace: &mut [f32],
 ) {
-    scalar::forward(&d.shape, input, weight, bias, output);
+    let s = &d.shape;
+    let padded = &mut workspace[..d.padded_len()];
+    d.clear_padded(padded);
+    let (image_len, out_plane, k_len) = (s.image_len(), d.out_h * d.out_w, s.col_rows());
+    let out_image = s.out_channels * out_plane;
+    for b in 0..s.batch {
+        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let out = &mut output[b * out_image..][..out_image];
+        for (co, plane) in out.chunks_exact_mut(out_plane).enumerate() {
+            plane.fill(bias.map_or(0.0, |bias| bias[co]));
+            let taps = &weight[co * k_len..][..k_len];
+            for (y, row) in plane.chunks_exact_mut(d.out_w).enumerate() {
+                for ci in 0..s.in_channels {
+                    for ky in 0..s.kernel_h {
+                        let at = ci * d.plane_len() + (y + ky) * d.padded_w;
+                        let src = &padded[at..][..d.padded_w];
+                        for kx in 0..s.kernel_w {
+                            let w = taps[(ci * s.kernel_h + ky) * s.kernel_w + kx];
+                            for (o, &x) in row.iter_mut().zip(&src[kx..]) {
+                                *o += w * x;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Safety: the reference is safe for any checked arguments.
+/// The scalar table's direct weight gradient: per image and weight, a sum of row dot products
+/// of the output gradient with a shifted padded input row.
+///
+/// Safety: safe for arguments the caller checked (plain slice indexing).
 unsafe fn scalar_direct_backward_weight(
     d: &Direct,
     input: &[f32],
     grad_output: &[f32],
     grad_weight: &mut [f32],
-    _workspace: &mut [f32],
+    workspace: &mut [f32],
 ) {
-    scalar::backward_weight(&d.shape, input, grad_output, grad_weight);
+    let s = &d.shape;
+    let padded = &mut workspace[..d.padded_len()];
+    d.clear_padded(padded);
+    grad_weight.fill(0.0);
+    let (image_len, out_plane, k_len) = (s.image_len(), d.out_h * d.out_w, s.col_rows());
+    let out_image = s.out_channels * out_plane;
+    for b in 0..s.batch {
+        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let dy = &grad_output[b * out_image..][..out_image];
+        for (co, grads) in dy.chunks_exact(out_plane).enumerate() {
+            for ci in 0..s.in_channels {
+                for ky in 0..s.kernel_h {
+                    for kx in 0..s.kernel_w {
+                        let mut sum = 0.0;
+                        for (y, g) in grads.chunks_exact(d.out_w).enumerate() {
+                            let at = ci * d.plane_len() + (y + ky) * d.padded_w + kx;
+                            let x = &padded[at..][..d.out_w];
+                            sum += g.iter().zip(x).map(|(g, x)| g * x).sum::<f32>();
+                        }
+                        grad_weight[co * k_len + (ci * s.kernel_h + ky) * s.kernel_w + kx] += sum;
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn table(isa: Isa) -> Table {
     match isa {
-        // The scalar table runs the reference loops for the direct path's shapes.
         Isa::Scalar => Table {
             direct_forward: scalar_direct_forward,
             direct_backward_weight: scalar_direct_backward_weight,

@@ -39,10 +39,13 @@
 //!   weight^T x dy`, folded back by [`col2im`].
 //! - bias gradient: the table's `bias_backward`.
 //!
-//! The bound on `K`: LeNet's conv2 (`K = 150`, 10-wide rows) forced onto the direct path ran
-//! its forward about as fast as the GEMM path but forward + backward 10-20% slower (its rows
-//! fill 10 of 16 AVX-512 lanes, and the per-image input-gradient GEMM is narrow), so it keeps
-//! the GEMM path. Between 25 and 150 the bound was not measured; 64 is a guess.
+//! The bound on `K`, from forward + backward (input gradient included) at batch 32, min of 60
+//! calls, AVX-512 (AVX2 alike), direct vs GEMM path: `K = 27` (3 -> 16, 32x32, 3x3, pad 1, no
+//! input gradient) 0.81 vs 1.22 ms; `K = 54` (6 -> 16, 14x14, 3x3) 0.43 vs 0.45; `K = 75` and
+//! `K = 100` (28x28, 5x5, pad 2) 2.1 vs 3.0 and 1.7 vs 2.6; `K = 144` (16 -> 32, 14x14, 3x3,
+//! pad 1) 2.4 vs 2.5; LeNet's conv2 (`K = 150`, rows 10 wide) 0.98 vs 0.84. Rows narrower than
+//! a vector waste lanes on the direct path and its per-image input-gradient GEMM is narrow, so
+//! deep layers with small planes keep the GEMM path; `K <= 100` takes every measured win.
 //!
 //! ### im2col + GEMM (every other shape; LeNet's conv2)
 //!
@@ -245,7 +248,7 @@ pub(crate) fn table(isa: Isa) -> Table {
 
 /// The most unfolded rows `K = in_channels * kernel_h * kernel_w` a stride-1, dilation-1
 /// convolution may have to take the direct path (see the module docs).
-pub const DIRECT_MAX_K: usize = 64;
+pub const DIRECT_MAX_K: usize = 100;
 
 /// The widest vector any ISA's direct path loads, in f32: the padded planes are followed by
 /// this much zeroed slack, so a row's last vector may load past the row's end (its extra lanes

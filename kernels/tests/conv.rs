@@ -330,7 +330,6 @@ fn workspace_grows_with_the_batch_up_to_a_bound() {
     assert!(lens.windows(2).all(|w| w[0] <= w[1]), "{lens:?}");
     assert_eq!(lens[64], 6 * (one + 16 * 100));
     assert_eq!(lens[70], lens[64]);
-    assert_eq!(conv1(64).workspace_len(), conv1(1).col_len());
 }
 
 /// Rows wider than 32 (im2col's run-time-width copy) and the other widths around it.
@@ -362,15 +361,25 @@ fn direct_path_rule() {
 }
 
 /// The direct path's workspace does not depend on the batch (so a buffer sized for one batch
-/// serves every other), and is exactly what the passes check for: conv1's is one image's
-/// columns (the input gradient's GEMM), a small layer's the padded planes and partial sums.
+/// serves every other): the padded planes and partial sums, or the input gradient's flipped
+/// weight and padded output-gradient planes (conv1), or one image's columns for its GEMM.
 #[test]
 fn direct_workspace_is_the_same_for_every_batch() {
     let lens: Vec<usize> = (0..=70).map(|b| conv1(b).workspace_len()).collect();
-    assert!(lens.iter().all(|&l| l == conv1(1).col_len()), "{lens:?}");
+    // Flipped weight 150, output gradient 6 x 32 x 32 padded by 5 - 1 - 2, 16 slack.
+    assert!(
+        lens.iter().all(|&l| l == 150 + 6 * 32 * 32 + 16),
+        "{lens:?}"
+    );
     let s = |b| Conv2dShape::new(b, 2, 3, (4, 5), (1, 1)).with_padding(1, 0);
-    // Padded planes 2 x 6 x 5 + 16 slack, 16 partial sums per weight (6).
+    // Padded planes 2 x 6 x 5 + 16 slack, 16 partial sums per weight (6); the input gradient
+    // (padding 1 >= kernel 1) goes through GEMM and col2im: 2 x 6 x 5 columns.
     assert_eq!(s(1).workspace_len(), 2 * 6 * 5 + 16 + 16 * 6);
+    // Padding 2 >= kernel 2: the columns, 4 x 11 x 11, outweigh the 12 x 12 + 16 padded plane
+    // and 4 x 16 partial sums.
+    let cols = |b| Conv2dShape::new(b, 1, 1, (8, 8), (2, 2)).with_padding(2, 2);
+    assert_eq!(cols(2).workspace_len(), 4 * 11 * 11);
+    assert_eq!(cols(2).workspace_len(), cols(1).col_len());
     assert_eq!(s(0).workspace_len(), s(9).workspace_len());
     // A workspace sized for a larger batch: its prefix serves a smaller one.
     let mut ws = vec![f32::NAN; s(9).workspace_len()];

@@ -35,8 +35,11 @@
 //!   then added into 16 partial sums per weight in the workspace, reduced once at the end. The
 //!   row's last vector loads both operands masked (or through zeroed stack arrays on NEON), so
 //!   an infinity beyond the row cannot make `0 * inf = NaN`.
-//! - input gradient (when asked for): the GEMM path's, one image at a time: `grad_cols =
-//!   weight^T x dy`, folded back by [`col2im`].
+//! - input gradient (when asked for): at stride 1 it is the forward convolution of `dy`, padded
+//!   by `kernel - 1 - pad`, with the weight's in and out channels swapped and its taps flipped
+//!   (a copy in the workspace), so it runs the forward kernel. Where a padding is not below
+//!   its kernel size (that padding would be negative) it is the GEMM path's instead, one image
+//!   at a time: `grad_cols = weight^T x dy`, folded back by [`col2im`].
 //! - bias gradient: the table's `bias_backward`.
 //!
 //! The bound on `K`, from forward + backward (input gradient included) at batch 32, min of 60
@@ -81,9 +84,10 @@
 //! The caller owns the scratch, [`Conv2dShape::workspace_len`] f32; the same buffer serves the
 //! forward and the backward pass, and a training loop allocates nothing per step.
 //!
-//! - Direct path: one image's padded planes and slack, and 16 partial sums per weight, or one
-//!   image's columns (`K * N`, for the input gradient) if that is more. It does not depend on
-//!   the batch. LeNet-5's conv1: the 25 x 784 columns.
+//! - Direct path: one image's padded planes and slack, and 16 partial sums per weight; or, if
+//!   more, what the input gradient needs: the flipped weight and one image's padded
+//!   output-gradient planes (or one image's columns, `K * N`, where it takes the GEMM). It does
+//!   not depend on the batch. LeNet-5's conv1: 150 + 6 x 32 x 32 + 16 f32.
 //! - GEMM path: one tile's columns (`tile * K * N`) and, when a tile holds several images, its
 //!   output / output-gradient matrix (`tile * Cout * N`). The tile is enough images for
 //!   [`TILE_COLUMNS`] output pixels, but no more than keep both within [`TILE_BUDGET`] (512
@@ -299,8 +303,62 @@ impl Direct {
     }
 
     /// The workspace the direct passes use: padded planes, then the partial sums.
+    /// The workspace the direct path uses: the padded planes and the partial sums for the
+    /// forward and weight-gradient passes, or, if more, what the input gradient needs after
+    /// them: the flipped weight and the padded output-gradient planes (see
+    /// [`Direct::transposed`]), else one image's columns for GEMM and col2im.
     fn workspace_len(&self) -> usize {
-        self.padded_len() + self.partials_len()
+        let passes = self.padded_len() + self.partials_len();
+        let input_gradient = match self.transposed() {
+            Some(t) => self.shape.weight_len() + t.padded_len(),
+            None => self.shape.col_len(),
+        };
+        passes.max(input_gradient)
+    }
+
+    /// The input gradient as a direct convolution: at stride 1 and dilation 1,
+    /// `grad_input[ci][y][x] = sum over co, ky, kx of dy[co][y + pad_h - ky][x + pad_w - kx] *
+    /// w[co][ci][ky][kx]` (zero outside `dy`), which is the forward convolution of `dy` padded
+    /// by `kernel - 1 - pad` with the weight's channels swapped and its taps flipped
+    /// ([`Direct::flip_weight`]). `None` when a padding is not below its kernel size (the
+    /// padding would be negative) or the input plane is empty.
+    fn transposed(&self) -> Option<Direct> {
+        let s = &self.shape;
+        if s.pad_h >= s.kernel_h || s.pad_w >= s.kernel_w || s.in_h == 0 || s.in_w == 0 {
+            return None;
+        }
+        let (pad_h, pad_w) = (s.kernel_h - 1 - s.pad_h, s.kernel_w - 1 - s.pad_w);
+        let shape = Conv2dShape::new(
+            s.batch,
+            s.out_channels,
+            s.in_channels,
+            (self.out_h, self.out_w),
+            (s.kernel_h, s.kernel_w),
+        )
+        .with_padding(pad_h, pad_w);
+        Some(Direct {
+            shape,
+            out_h: s.in_h,
+            out_w: s.in_w,
+            padded_h: self.out_h + 2 * pad_h,
+            padded_w: self.out_w + 2 * pad_w,
+        })
+    }
+
+    /// `flipped[ci][co][ky][kx] = weight[co][ci][kernel_h - 1 - ky][kernel_w - 1 - kx]`: the
+    /// weight of [`Direct::transposed`].
+    fn flip_weight(&self, weight: &[f32], flipped: &mut [f32]) {
+        let s = &self.shape;
+        let (cin, cout, kh, kw) = (s.in_channels, s.out_channels, s.kernel_h, s.kernel_w);
+        for co in 0..cout {
+            for ci in 0..cin {
+                let from = &weight[(co * cin + ci) * kh * kw..][..kh * kw];
+                let to = &mut flipped[(ci * cout + co) * kh * kw..][..kh * kw];
+                for (t, f) in to.iter_mut().zip(from.iter().rev()) {
+                    *t = *f;
+                }
+            }
+        }
     }
 
     /// Zeroes the padded buffer (the borders and the slack stay zero from then on: each image
@@ -532,10 +590,12 @@ impl Conv2dShape {
     /// Elements (f32) of the workspace the convolution needs. On the direct path (see
     /// [`Conv2dShape::is_direct`]) it does not depend on `batch`: the padded planes of one
     /// image, `in_channels * (in_h + 2 * pad_h) * (in_w + 2 * pad_w) + 16`, and 16 partial
-    /// sums per weight, or one image's columns ([`Conv2dShape::col_len`]) if that is more (the
-    /// input gradient's GEMM and col2im). Otherwise a column tile,
-    /// `images_per_tile * col_len`, and, when the tile holds several images, the tile's output
-    /// (or output-gradient) buffer, `images_per_tile * out_channels * out_h * out_w`. It grows
+    /// sums per weight; or, if more, the input gradient's: the weight and one image's output
+    /// gradient padded by `kernel - 1 - pad`, `out_channels * (out_h + 2 * (kernel_h - 1 -
+    /// pad_h)) * (out_w + 2 * (kernel_w - 1 - pad_w)) + 16`, or, where a padding is not below
+    /// its kernel size, one image's columns ([`Conv2dShape::col_len`]). Otherwise a column
+    /// tile, `images_per_tile * col_len`, and, when the tile holds several images, the tile's
+    /// output (or output-gradient) buffer, `images_per_tile * out_channels * out_h * out_w`. It grows
     /// with `batch` up to about [`TILE_BUDGET`] (or one image's columns, if larger), so a
     /// workspace sized for a batch serves every smaller batch: pass its first `workspace_len`
     /// elements (the convolution checks the length exactly).
@@ -545,9 +605,7 @@ impl Conv2dShape {
     #[track_caller]
     pub fn workspace_len(&self) -> usize {
         if let Some(direct) = Direct::new(self) {
-            // The input gradient, when asked for, goes through GEMM and col2im one image at a
-            // time, after the direct passes are done with their part of the buffer.
-            return direct.workspace_len().max(self.col_len());
+            return direct.workspace_len();
         }
         let tile = self.images_per_tile();
         let gather = if tile > 1 {
@@ -1002,7 +1060,16 @@ impl Kernels {
                     workspace,
                 )
             };
-            if let Some(gi) = grad_input {
+            let transposed = direct.transposed();
+            if let (Some(gi), Some(t)) = (grad_input.as_deref_mut(), transposed) {
+                let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
+                direct.flip_weight(weight, flipped);
+                // SAFETY: as above; `t` is the transposed convolution, whose input is
+                // grad_output, weight `flipped`, output grad_input (all checked above for
+                // `shape`, which fixes their lengths for `t`) and whose padded planes fit in
+                // `rest` (`Direct::workspace_len`).
+                unsafe { (self.conv.direct_forward)(&t, grad_output, flipped, None, gi, rest) };
+            } else if let Some(gi) = grad_input {
                 // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N] per image, folded back.
                 let cols = &mut workspace[..shape.col_len()];
                 for b in 0..shape.batch {

@@ -1,13 +1,14 @@
 //! conv2d benchmarks: LeNet-5's two convolutions at batch 64, forward and forward+backward, on
-//! each ISA side by side (the ISA picks the GEMM; im2col/col2im are the same on every table).
+//! each ISA side by side. conv1 takes the direct path (the ISA's direct kernels), conv2 im2col
+//! and GEMM (the ISA picks the GEMM; im2col/col2im are the same on every table).
 //!
 //! - conv1: 1 -> 6 channels, 28x28, 5x5, padding 2, with bias; backward without the input
 //!   gradient (a first layer's input is the image).
 //! - conv2: 6 -> 16 channels, 14x14, 5x5, with bias; backward with every gradient.
 //!
-//! Throughput is `Elements(FLOPs)` (2 per multiply-add of the GEMMs), so criterion's "Gelem/s"
-//! reads as GFLOP/s. PyTorch's figures for the same calls come from
-//! `../shared/anchors/pytorch_kernels.py --threads 1`.
+//! Throughput is `Elements(FLOPs)` (2 per multiply-add of the GEMMs, which the direct path
+//! does as well), so criterion's "Gelem/s" reads as GFLOP/s. PyTorch's figures for the same
+//! calls come from `../shared/anchors/pytorch_kernels.py --threads 1`.
 //!
 //! After criterion, a summary table gives the minimum and the median milliseconds per call over
 //! short timed runs (the minimum is the steadier figure on a shared, loaded machine).

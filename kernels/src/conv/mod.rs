@@ -43,12 +43,13 @@
 //! - bias gradient: the table's `bias_backward`.
 //!
 //! The bound on `K`, from forward + backward (input gradient included) at batch 32, min of 60
-//! calls, AVX-512 (AVX2 alike), direct vs GEMM path: `K = 27` (3 -> 16, 32x32, 3x3, pad 1, no
-//! input gradient) 0.81 vs 1.22 ms; `K = 54` (6 -> 16, 14x14, 3x3) 0.43 vs 0.45; `K = 75` and
-//! `K = 100` (28x28, 5x5, pad 2) 2.1 vs 3.0 and 1.7 vs 2.6; `K = 144` (16 -> 32, 14x14, 3x3,
-//! pad 1) 2.4 vs 2.5; LeNet's conv2 (`K = 150`, rows 10 wide) 0.98 vs 0.84. Rows narrower than
-//! a vector waste lanes on the direct path and its per-image input-gradient GEMM is narrow, so
-//! deep layers with small planes keep the GEMM path; `K <= 100` takes every measured win.
+//! calls, AVX-512 (AVX2 alike), direct vs GEMM path, two runs each on a loaded machine:
+//! `K = 27` (3 -> 16, 32x32, 3x3, pad 1, no input gradient) 0.85 vs 1.28 ms; `K = 54` (6 -> 16,
+//! 14x14, 3x3) 0.43 vs 0.45; `K = 75` and `K = 100` (3 -> 16 and 4 -> 8, 28x28, 5x5, pad 2)
+//! 2.3 vs 3.0 and 1.2 vs 2.7; `K = 144` (16 -> 32, 14x14, 3x3, pad 1) 2.6 vs 2.6; LeNet's
+//! conv2 (`K = 150`, rows 10 wide) 0.93 vs 0.87. Rows narrower than a vector waste lanes on the
+//! direct path, so deep layers with small planes keep the GEMM path; `K <= 100` takes every
+//! measured win.
 //!
 //! ### im2col + GEMM (every other shape; LeNet's conv2)
 //!

@@ -68,15 +68,18 @@
 //! [32, 32000] (4 MB of logits, 4 MB of gradient, more than L2) a separate maximum pass
 //! streamed each row from memory with the exponential unit idle, and the gradient's first
 //! stores then waited for their lines. Folding the maximum into the exp pass lets memory and
-//! arithmetic overlap: the separate-buffer call went from about 760 to 560-600 us, in place
-//! from about 710 to 560, with [256, 1000] and [64, 10] unchanged. Measured and not taken:
+//! arithmetic overlap: on a loaded 2-vCPU machine, old and new side by side, the
+//! separate-buffer call took 0.71-0.78x the time of the three plain passes (e.g. 777 -> 604 us),
+//! in place 0.82-0.92x, with [256, 1000] and [64, 10] unchanged within the noise (about 5%).
+//! Measured and not taken:
 //!
 //! - writing the gradient only once, with non-temporal stores (exponentials into a scratch
 //!   row, or recomputed): slower here — a 4 MB non-temporal fill took about 540 us against
 //!   170 us with ordinary stores, as the machine's large L3 holds the whole working set and
 //!   non-temporal stores bypass it;
 //! - the online form with a second exponential per element to write the gradient once (no
-//!   scale pass): 1.2-1.5x slower, the exponential being the bottleneck;
+//!   scale pass): 1.2-1.3x slower than even the old three passes, the exponential being the
+//!   bottleneck;
 //! - scaling a row's gradient during the next row's first pass: no gain.
 //!
 //! The gradient is thus written twice, the second time from cache.

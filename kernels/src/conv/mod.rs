@@ -135,8 +135,8 @@ use crate::gemm::Transpose;
 use crate::{check_len, kernel_table, Isa, Kernels, Real};
 
 kernel_table! {
-    /// Per-ISA entries of the direct path (lengths checked by the caller, the shape one that
-    /// [`Direct::new`] accepted): `direct_forward(geometry, input, weight, bias, output,
+    /// Per-ISA entries of the direct path (lengths checked by the caller against the
+    /// geometry, which comes from [`Direct::new`] or [`Direct::transposed`]): `direct_forward(geometry, input, weight, bias, output,
     /// workspace)` overwrites the output; `direct_backward_weight(geometry, input, grad_output,
     /// grad_weight, workspace)` overwrites the weight gradient.
     pub(crate) struct Table {

@@ -389,8 +389,13 @@ unsafe fn row_body<const WRITE: bool, C: Coefs + Copy>(
         if WRITE {
             let mul = args.alpha / sum;
             for (start, end, reference) in segments.iter(n) {
-                // exp(reference - max) is 1 for the last segment, 0 for one without a maximum.
-                let moved = exp_one(reference - max);
+                // exp(reference - max): 1 for the last segment (the usual only one: no
+                // exponential on the way to the scale pass), 0 for one without a maximum.
+                let moved = if reference == max {
+                    1.0
+                } else {
+                    exp_one(reference - max)
+                };
                 scale_pass(out, start, end, mul * moved, args.beta, c);
             }
             if let Some((t, amount)) = args.fix {

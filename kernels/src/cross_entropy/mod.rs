@@ -68,10 +68,10 @@
 //! [32, 32000] (4 MB of logits, 4 MB of gradient, more than L2) a separate maximum pass
 //! streamed each row from memory with the exponential unit idle, and the gradient's first
 //! stores then waited for their lines. Folding the maximum into the exp pass lets memory and
-//! arithmetic overlap: on a loaded 2-vCPU machine, old and new side by side, the
-//! separate-buffer call took 0.71-0.78x the time of the three plain passes (e.g. 777 -> 604 us),
-//! in place 0.82-0.92x, with [256, 1000] and [64, 10] unchanged within the noise (about 5%).
-//! Measured and not taken:
+//! arithmetic overlap: on a loaded 2-vCPU machine, old and new interleaved in one process,
+//! the separate-buffer call took 0.7-0.85x the time of the three plain passes (e.g. 710 -> 600
+//! us run back to back), in place 0.8-0.9x, with [256, 1000] and [64, 10] unchanged within
+//! the noise (about 5%). Measured and not taken:
 //!
 //! - writing the gradient only once, with non-temporal stores (exponentials into a scratch
 //!   row, or recomputed): slower here — a 4 MB non-temporal fill took about 540 us against

@@ -9,7 +9,7 @@
 //!   the workspace's partial sums, which are reduced once at the end. The row's last vector
 //!   loads both operands masked, so no lane outside the row is read.
 
-use super::Direct;
+use super::{Block, Direct, Taps};
 use core::arch::x86_64::*;
 
 /// f32 lanes per zmm vector.
@@ -100,16 +100,6 @@ unsafe fn forward_body(
             }
         }
     }
-}
-
-/// Where a forward block lies: output channels from `co0`, row `y`, columns `x0..x0 + cols`
-/// (`1 <= cols <= FWD_VECS * LANES`).
-#[derive(Clone, Copy)]
-struct Block {
-    co0: usize,
-    y: usize,
-    x0: usize,
-    cols: usize,
 }
 
 /// Runs the forward block instantiated for `channels` output channels and the block's vectors.
@@ -252,16 +242,6 @@ unsafe fn backward_weight_body(
         // SAFETY: AVX-512F is enabled by the caller; the chunk holds exactly 16 f32.
         *g = unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(p.as_ptr())) };
     }
-}
-
-/// Which weights a gradient block accumulates: input channel `ci`, kernel row `ky`, output
-/// channels from `co0`, kernel columns from `kx0`.
-#[derive(Clone, Copy)]
-struct Taps {
-    ci: usize,
-    ky: usize,
-    co0: usize,
-    kx0: usize,
 }
 
 /// Runs the gradient block instantiated for `channels` x `taps`.

@@ -260,6 +260,26 @@ pub const DIRECT_MAX_K: usize = 100;
 /// are never stored) without leaving the workspace.
 const DIRECT_SLACK: usize = 16;
 
+/// Where a forward block of the direct path lies: output channels from `co0`, row `y`, columns
+/// `x0..x0 + cols` (`1 <= cols <=` the ISA's block width, its vectors times its lanes).
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub co0: usize,
+    pub y: usize,
+    pub x0: usize,
+    pub cols: usize,
+}
+
+/// Which weights a gradient block of the direct path accumulates: input channel `ci`, kernel
+/// row `ky`, output channels from `co0`, kernel columns from `kx0`.
+#[derive(Clone, Copy)]
+pub(crate) struct Taps {
+    pub ci: usize,
+    pub ky: usize,
+    pub co0: usize,
+    pub kx0: usize,
+}
+
 /// The geometry of the direct path: a shape with stride 1, dilation 1 and `1 <= K <=`
 /// [`DIRECT_MAX_K`], and the sizes of its zero-padded planes.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,7 @@
 //! B and broadcasts six elements of A, for 12 FMAs. That uses 15 of the 16 ymm registers and
 //! hides the 4-cycle FMA latency behind 12 independent chains (two FMA ports need >= 8).
 
-use super::driver::{self, assert_tile_fits, Blocking, Microkernel};
+use super::driver::{self, assert_dot_tile_fits, assert_tile_fits, Blocking, Microkernel};
 use super::{GemmArgs, Transpose};
 use core::arch::x86_64::*;
 
@@ -431,14 +431,7 @@ impl Fma6x16 {
         alpha: f32,
         beta: f32,
     ) {
-        assert!((1..=DOT_MR).contains(&rows) && (1..=DOT_NR).contains(&cols) && k > 0);
-        // Rows `< rows` of A and `< cols` of B, `k` elements each.
-        let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
-        assert!(
-            extent(rows, lda).is_some_and(|e| e <= a.len())
-                && extent(cols, ldb).is_some_and(|e| e <= b.len()),
-            "gemm dot tile: operand slice too short"
-        );
+        assert_dot_tile_fits(k, a.len(), lda, rows, b.len(), ldb, cols, (DOT_MR, DOT_NR));
         let mut sums = [[0.0f32; DOT_NR]; DOT_MR];
         // SAFETY: `self` proves AVX2 and FMA; the asserts proved rows `< rows` of A and rows
         // `< cols` of B hold `k` elements each.

@@ -12,7 +12,7 @@
 //! a loop instantiated for exactly that many rows (6 for conv1), and at most 16 or 32 columns
 //! left run one or two vectors instead of three.
 
-use super::driver::{self, assert_tile_fits, Blocking, Microkernel};
+use super::driver::{self, assert_dot_tile_fits, assert_tile_fits, Blocking, Microkernel};
 use super::{avx2, GemmArgs};
 use core::arch::x86_64::*;
 
@@ -404,14 +404,7 @@ impl Fma8x48 {
         alpha: f32,
         beta: f32,
     ) {
-        assert!((1..=DOT_MR).contains(&rows) && (1..=DOT_NR).contains(&cols) && k > 0);
-        // Rows `< rows` of A and `< cols` of B, `k` elements each.
-        let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
-        assert!(
-            extent(rows, lda).is_some_and(|e| e <= a.len())
-                && extent(cols, ldb).is_some_and(|e| e <= b.len()),
-            "gemm dot tile: operand slice too short"
-        );
+        assert_dot_tile_fits(k, a.len(), lda, rows, b.len(), ldb, cols, (DOT_MR, DOT_NR));
         assert!(
             (rows - 1)
                 .checked_mul(ldc)

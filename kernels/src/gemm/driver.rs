@@ -144,6 +144,32 @@ pub(crate) fn assert_tile_fits<const MR: usize, const NR: usize>(
     );
 }
 
+/// Panics unless a dot-product tile's operands fit: rows `< rows` of A (stride `lda`) and rows
+/// `< cols` of B (stride `ldb`) hold `k > 0` elements each, inside their slices. The dot paths
+/// (A B^T, every C element one dot product of two contiguous rows) call this before their
+/// unchecked SIMD loads (AVX2 and AVX-512 have such paths).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn assert_dot_tile_fits(
+    k: usize,
+    a_len: usize,
+    lda: usize,
+    rows: usize,
+    b_len: usize,
+    ldb: usize,
+    cols: usize,
+    max: (usize, usize),
+) {
+    assert!((1..=max.0).contains(&rows) && (1..=max.1).contains(&cols) && k > 0);
+    let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
+    assert!(
+        extent(rows, lda).is_some_and(|e| e <= a_len)
+            && extent(cols, ldb).is_some_and(|e| e <= b_len),
+        "gemm dot tile: operand slice too short"
+    );
+}
+
 /// Packing buffers of this thread. They grow to the largest size needed and are then reused,
 /// so a steady stream of GEMM calls allocates nothing.
 #[derive(Default)]

@@ -13,9 +13,12 @@ mod common;
 
 use common::{all_kernels, cases, random_vec, widen};
 use proptest::prelude::*;
-use simdnet_kernels::conv::{col2im, im2col, scalar, Conv2dShape, DIRECT_MAX_K};
+use simdnet_kernels::conv::{
+    col2im, im2col, scalar, Conv2dShape, CHANNEL_MAX_KERNEL, CHANNEL_MAX_OUT_W,
+    CHANNEL_MIN_OUT_CHANNELS, DIRECT_MAX_K,
+};
 use simdnet_kernels::gradcheck::{GradCheck, Tensor};
-use simdnet_kernels::Kernels;
+use simdnet_kernels::{Isa, Kernels};
 
 fn gamma(n: usize) -> f64 {
     let nu = n as f64 * f32::EPSILON as f64 / 2.0;
@@ -180,8 +183,53 @@ fn direct_shape() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
+/// A stride-1 shape around the channel path's rule: 1..=40 output channels (below the rule's
+/// 8, partial groups of 16 and whole ones), 1..=7 input channels, kernels 1..=7, paddings
+/// 0..=3, output rows 1..=20 wide (the rule takes up to 16) and 1..=9 high (every forward
+/// block height and its tails).
+fn channel_shape() -> impl Strategy<Value = Conv2dShape> {
+    let kernel = || (1usize..=7, 0usize..=3);
+    (
+        (0usize..=3, 1usize..=40, 1usize..=7),
+        kernel(),
+        kernel(),
+        1usize..=9,
+        1usize..=20,
+    )
+        .prop_map(|((n, co, ci), (kh, ph), (kw, pw), oh, ow)| {
+            let in_h = (oh + kh - 1).saturating_sub(2 * ph);
+            let in_w = (ow + kw - 1).saturating_sub(2 * pw);
+            Conv2dShape::new(n, ci, co, (in_h, in_w), (kh, kw)).with_padding(ph, pw)
+        })
+}
+
+/// The channel path's rule for a stride-1, dilation-1 shape with kernels up to 7.
+fn expect_channel_path(s: &Conv2dShape) -> bool {
+    s.out_channels >= CHANNEL_MIN_OUT_CHANNELS && s.out_w() <= CHANNEL_MAX_OUT_W
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(96)))]
+
+    #[test]
+    fn channel_path_forward_matches_reference(
+        s in channel_shape(), seed in any::<u64>(), bias in any::<bool>()
+    ) {
+        prop_assert_eq!(s.takes_channel_path(Isa::Avx512), expect_channel_path(&s));
+        prop_assert!(!s.takes_channel_path(Isa::Avx2) && !s.takes_channel_path(Isa::Scalar));
+        check_forward(&s, seed, bias);
+    }
+
+    #[test]
+    fn channel_path_backward_matches_reference(
+        s in channel_shape(),
+        seed in any::<u64>(),
+        want_input in any::<bool>(),
+        want_bias in any::<bool>(),
+    ) {
+        prop_assert_eq!(s.takes_channel_path(Isa::Avx512), expect_channel_path(&s));
+        check_backward(&s, seed, want_input, want_bias);
+    }
 
     #[test]
     fn direct_forward_matches_reference(
@@ -349,7 +397,10 @@ fn wide_rows_match_reference() {
 #[test]
 fn direct_path_rule() {
     assert!(conv1(64).is_direct());
-    assert!(!conv2(64).is_direct(), "K = 150 keeps the GEMM path");
+    assert!(
+        !conv2(64).is_direct(),
+        "K = 150 keeps the GEMM path (on tables without the channel path)"
+    );
     let base = Conv2dShape::new(2, 1, 4, (9, 9), (3, 3));
     assert!(base.is_direct());
     assert!(!base.with_stride(1, 2).is_direct());
@@ -477,6 +528,106 @@ fn direct_path_keeps_nonfinite_values_where_they_belong() {
             k.conv2d_backward(&s, &x, &wt, &dy, None, &mut gw, None, &mut ws);
             let what = format!("{} grad_weight width {w}", k.isa());
             assert_within_nonfinite(&what, &gw, &gw_want, &gw_mag, s.batch * oh * ow);
+        }
+    }
+}
+
+/// Which shapes the AVX-512 table runs on the channel path: LeNet-5's conv2 (and conv1 not:
+/// its rows are 28 wide), and each bound of the rule; no other table has the path.
+#[test]
+fn channel_path_rule() {
+    assert!(conv2(64).takes_channel_path(Isa::Avx512));
+    assert!(conv2(1).takes_channel_path(Isa::Avx512));
+    assert!(!conv1(64).takes_channel_path(Isa::Avx512));
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
+        assert!(!conv2(64).takes_channel_path(isa), "{isa}");
+    }
+    let avx512 = |s: Conv2dShape| s.takes_channel_path(Isa::Avx512);
+    assert!(!avx512(conv2(64).with_stride(1, 2)));
+    assert!(!avx512(conv2(64).with_stride(2, 1)));
+    assert!(!avx512(conv2(64).with_dilation(1, 2)));
+    assert!(!avx512(conv2(64).with_dilation(2, 1)));
+    let co = |c| Conv2dShape::new(2, 6, c, (14, 14), (5, 5));
+    assert!(avx512(co(CHANNEL_MIN_OUT_CHANNELS)));
+    assert!(!avx512(co(CHANNEL_MIN_OUT_CHANNELS - 1)));
+    assert!(avx512(co(200)));
+    let width = |w| Conv2dShape::new(2, 3, 16, (4, w), (3, 3));
+    assert!(avx512(width(CHANNEL_MAX_OUT_W + 2)));
+    assert!(!avx512(width(CHANNEL_MAX_OUT_W + 3)));
+    let k = CHANNEL_MAX_KERNEL;
+    let kernel = |kh, kw| Conv2dShape::new(2, 3, 16, (9, 9), (kh, kw));
+    assert!(avx512(kernel(k, k)));
+    assert!(!avx512(kernel(k + 1, 1)));
+    assert!(!avx512(kernel(1, k + 1)));
+    assert!(!avx512(Conv2dShape::new(2, 0, 16, (9, 9), (3, 3))));
+    // Any K: conv2's 150 and a shape of the direct path alike.
+    assert!(avx512(Conv2dShape::new(2, 1, 16, (9, 9), (3, 3))));
+    assert!(avx512(Conv2dShape::new(2, 64, 16, (9, 9), (3, 3))));
+}
+
+/// LeNet-5's conv2 at batch 64 (the path's reason to exist) against the reference, every
+/// gradient, on every ISA; on AVX-512 it runs the channel path.
+#[test]
+fn lenet_conv2_batch_64_matches_reference() {
+    let s = conv2(if cfg!(target_arch = "aarch64") { 8 } else { 64 });
+    check_forward(&s, 90, true);
+    check_backward(&s, 91, true, true);
+}
+
+/// Infinities and NaN in the input and the output gradient on the channel path (and the others
+/// where the shape takes them): each reaches only the outputs and gradients that read it (the
+/// padded output channels, the rows repeated past a block's end and the lanes past a row's
+/// end must not carry it elsewhere). Output channels 15, 16, 17 and 33; rows 3 to 16 wide
+/// (input rows 5 to 18).
+#[test]
+fn channel_path_keeps_nonfinite_values_where_they_belong() {
+    for (i, (co, w)) in [(15, 3), (16, 10), (17, 7), (33, 16), (16, 14)]
+        .into_iter()
+        .enumerate()
+    {
+        // No padding: a padded zero times an infinite output gradient is NaN on every path
+        // that multiplies the padding (as PyTorch's unfolded one does), where the reference
+        // skips it.
+        let s = Conv2dShape::new(2, 3, co, (5, w + 2), (2, 3));
+        assert!(s.takes_channel_path(Isa::Avx512), "{s:?}");
+        let (mut x, wt, b, mut dy) = data(&s, 100 + i as u64);
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let at = |n: usize, c: usize, y: usize, x: usize| ((n * 3 + c) * 5 + y) * (w + 2) + x;
+        x[at(0, 1, 1, 0)] = f32::INFINITY;
+        x[at(0, 2, 4, w + 1)] = f32::NAN;
+        x[at(1, 0, 0, 1)] = f32::NEG_INFINITY;
+        let out_at = |n: usize, c: usize, y: usize, x: usize| ((n * co + c) * oh + y) * ow + x;
+        dy[out_at(0, co - 1, 0, 0)] = f32::INFINITY;
+        dy[out_at(1, 2, oh - 1, ow - 1)] = f32::NAN;
+        let (xd, wd, bd, dyd) = (widen(&x), widen(&wt), widen(&b), widen(&dy));
+        let mut want = vec![0.0; s.output_len()];
+        let mut mag = want.clone();
+        scalar::forward(&s, &xd, &wd, Some(&bd), &mut want);
+        scalar::forward(&s, &abs(&xd), &abs(&wd), Some(&abs(&bd)), &mut mag);
+        let mut gw_want = vec![0.0; s.weight_len()];
+        let mut gw_mag = gw_want.clone();
+        scalar::backward_weight(&s, &xd, &dyd, &mut gw_want);
+        scalar::backward_weight(&s, &abs(&xd), &abs(&dyd), &mut gw_mag);
+        let mut gi_want = vec![0.0; s.input_len()];
+        let mut gi_mag = gi_want.clone();
+        scalar::backward_input(&s, &wd, &dyd, &mut gi_want);
+        scalar::backward_input(&s, &abs(&wd), &abs(&dyd), &mut gi_mag);
+        for v in [&want, &gw_want, &gi_want] {
+            assert!(v.iter().any(|v| v.is_finite()) && v.iter().any(|v| !v.is_finite()));
+        }
+        for k in all_kernels() {
+            let mut ws = vec![f32::NAN; s.workspace_len()];
+            let mut out = vec![f32::NAN; s.output_len()];
+            k.conv2d_forward(&s, &x, &wt, Some(&b), &mut out, &mut ws);
+            let what = |t: &str| format!("{} {t} {s:?}", k.isa());
+            assert_within_nonfinite(&what("forward"), &out, &want, &mag, s.col_rows() + 1);
+            let mut gw = vec![f32::NAN; s.weight_len()];
+            let mut gi = vec![f32::NAN; s.input_len()];
+            k.conv2d_backward(&s, &x, &wt, &dy, Some(&mut gi), &mut gw, None, &mut ws);
+            let terms = s.batch * oh * ow;
+            assert_within_nonfinite(&what("grad_weight"), &gw, &gw_want, &gw_mag, terms);
+            let terms = co * s.kernel_h * s.kernel_w;
+            assert_within_nonfinite(&what("grad_input"), &gi, &gi_want, &gi_mag, terms);
         }
     }
 }

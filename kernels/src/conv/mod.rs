@@ -255,6 +255,19 @@ pub(crate) fn table(isa: Isa) -> Table {
 /// convolution may have to take the direct path (see the module docs).
 pub const DIRECT_MAX_K: usize = 100;
 
+/// Output channels per group of the channel path: one AVX-512 vector of f32.
+const CHANNEL_GROUP: usize = 16;
+
+/// The widest output row the channel path takes (its pixel blocks are whole rows).
+pub const CHANNEL_MAX_OUT_W: usize = 16;
+
+/// The largest kernel height and width the channel path takes.
+pub const CHANNEL_MAX_KERNEL: usize = 7;
+
+/// The fewest output channels the channel path takes (fewer would leave most of each vector's
+/// 16 lanes idle).
+pub const CHANNEL_MIN_OUT_CHANNELS: usize = 8;
+
 /// The widest vector any ISA's direct path loads, in f32: the padded planes are followed by
 /// this much zeroed slack, so a row's last vector may load past the row's end (its extra lanes
 /// are never stored) without leaving the workspace.
@@ -296,16 +309,83 @@ pub(crate) struct Direct {
 impl Direct {
     /// The geometry if `shape` takes the direct path.
     fn new(shape: &Conv2dShape) -> Option<Direct> {
+        Direct::unit(shape).filter(|_| shape.col_rows() <= DIRECT_MAX_K)
+    }
+
+    /// The padded-plane geometry of any stride-1, dilation-1 shape with `K >= 1` (the direct
+    /// path's and the channel path's).
+    fn unit(shape: &Conv2dShape) -> Option<Direct> {
         let s = shape;
-        let k = s.col_rows();
         let unit = s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
-        (unit && (1..=DIRECT_MAX_K).contains(&k)).then(|| Direct {
+        (unit && s.col_rows() >= 1).then(|| Direct {
             shape: *s,
             out_h: s.out_h(),
             out_w: s.out_w(),
             padded_h: s.in_h + 2 * s.pad_h,
             padded_w: s.in_w + 2 * s.pad_w,
         })
+    }
+
+    /// The geometry if `shape` fits the channel path's rule (see
+    /// [`Conv2dShape::takes_channel_path`]; the ISA is not checked here).
+    fn channels(shape: &Conv2dShape) -> Option<Direct> {
+        let s = shape;
+        let kernel = 1..=CHANNEL_MAX_KERNEL;
+        let fits = kernel.contains(&s.kernel_h)
+            && kernel.contains(&s.kernel_w)
+            && s.out_channels >= CHANNEL_MIN_OUT_CHANNELS;
+        Direct::unit(shape).filter(|d| fits && d.out_w <= CHANNEL_MAX_OUT_W)
+    }
+
+    /// Output channels rounded up to whole groups of 16 (one AVX-512 vector each).
+    fn channels_padded(&self) -> usize {
+        self.shape.out_channels.div_ceil(CHANNEL_GROUP) * CHANNEL_GROUP
+    }
+
+    /// The channel path's workspace for the forward and weight-gradient passes: one image's
+    /// padded planes, the weight (or its gradient's partial sums) as `[group][K][16]`, and one
+    /// image's output (or output gradient) channels-last, `[group][pixel][16]`.
+    fn channel_passes_len(&self) -> usize {
+        let n = self.out_h * self.out_w;
+        self.padded_len() + self.channels_padded() * (self.shape.col_rows() + n)
+    }
+
+    /// The channel path's workspace: its passes', or the input gradient's if more (as the
+    /// direct path's, [`Direct::workspace_len`]).
+    fn channel_workspace_len(&self) -> usize {
+        self.channel_passes_len().max(self.input_gradient_len())
+    }
+
+    /// The channel path's workspace in its three parts: padded planes, weight taps
+    /// `[group][K][16]`, pixels `[group][pixel][16]` (see [`Direct::channel_passes_len`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn channel_split<'a>(
+        &self,
+        workspace: &'a mut [f32],
+    ) -> (&'a mut [f32], &'a mut [f32], &'a mut [f32]) {
+        let cp = self.channels_padded();
+        let (padded, rest) = workspace.split_at_mut(self.padded_len());
+        let (taps, rest) = rest.split_at_mut(cp * self.shape.col_rows());
+        (padded, taps, &mut rest[..cp * self.out_h * self.out_w])
+    }
+
+    /// The weight as the channel path reads it: `taps[g][k][c] = weight[g * 16 + c][k]`, zero
+    /// for channels past `out_channels`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn channel_weights(&self, weight: &[f32], taps: &mut [f32]) {
+        let (k_len, cout) = (self.shape.col_rows(), self.shape.out_channels);
+        for (g, group) in taps.chunks_exact_mut(k_len * CHANNEL_GROUP).enumerate() {
+            for (k, lanes) in group.chunks_exact_mut(CHANNEL_GROUP).enumerate() {
+                for (c, t) in lanes.iter_mut().enumerate() {
+                    let co = g * CHANNEL_GROUP + c;
+                    *t = if co < cout {
+                        weight[co * k_len + k]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
     }
 
     /// Elements of one padded plane.
@@ -323,18 +403,21 @@ impl Direct {
         self.shape.weight_len() * DIRECT_SLACK
     }
 
-    /// The workspace the direct passes use: padded planes, then the partial sums.
     /// The workspace the direct path uses: the padded planes and the partial sums for the
     /// forward and weight-gradient passes, or, if more, what the input gradient needs after
     /// them: the flipped weight and the padded output-gradient planes (see
     /// [`Direct::transposed`]), else one image's columns for GEMM and col2im.
     fn workspace_len(&self) -> usize {
-        let passes = self.padded_len() + self.partials_len();
-        let input_gradient = match self.transposed() {
+        (self.padded_len() + self.partials_len()).max(self.input_gradient_len())
+    }
+
+    /// The workspace the input gradient needs (after the other passes, so it reuses theirs):
+    /// the flipped weight and the padded output-gradient planes, or one image's columns.
+    fn input_gradient_len(&self) -> usize {
+        match self.transposed() {
             Some(t) => self.shape.weight_len() + t.padded_len(),
             None => self.shape.col_len(),
-        };
-        passes.max(input_gradient)
+        }
     }
 
     /// The input gradient as a direct convolution: at stride 1 and dilation 1,
@@ -625,6 +708,29 @@ impl Conv2dShape {
     /// As [`Conv2dShape::out_h`].
     #[track_caller]
     pub fn workspace_len(&self) -> usize {
+        let other = self.unfolded_or_direct_workspace_len();
+        match Direct::channels(self) {
+            Some(channels) => other.max(channels.channel_workspace_len()),
+            None => other,
+        }
+    }
+
+    /// Whether the table of `isa` runs this convolution on the channel path (see the module
+    /// docs): only the AVX-512 table has one, and it takes stride-1, dilation-1 shapes with
+    /// `1 <= in_channels`, `1 <= kernel_h, kernel_w <=` [`CHANNEL_MAX_KERNEL`],
+    /// `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] and `out_w <=` [`CHANNEL_MAX_OUT_W`]
+    /// (whatever `K`; such a shape on another table takes the direct or the GEMM path as
+    /// [`Conv2dShape::is_direct`] says). LeNet-5's conv2 does on AVX-512.
+    ///
+    /// # Panics
+    /// As [`Conv2dShape::out_h`].
+    #[track_caller]
+    pub fn takes_channel_path(&self, isa: Isa) -> bool {
+        isa == Isa::Avx512 && Direct::channels(self).is_some()
+    }
+
+    /// The workspace of the direct or the GEMM path.
+    fn unfolded_or_direct_workspace_len(&self) -> usize {
         if let Some(direct) = Direct::new(self) {
             return direct.workspace_len();
         }
@@ -951,6 +1057,15 @@ impl Kernels {
             shape.workspace_len(),
             workspace.len(),
         );
+        #[cfg(target_arch = "x86_64")]
+        if let Some(channels) = self.channel_path(shape) {
+            // SAFETY: this table is AVX-512's (`channel_path`), which `Kernels::for_isa` built
+            // only after checking the CPU supports it; `channels` satisfies the channel-path
+            // rule; every length was checked above against its shape, and the workspace is at
+            // least `channel_workspace_len` (part of `workspace_len`).
+            unsafe { avx512::channels_forward(&channels, input, weight, bias, output, workspace) };
+            return;
+        }
         if let Some(direct) = Direct::new(shape) {
             // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
             // table's ISA; every length was checked above against the shape `direct` describes.
@@ -1069,6 +1184,36 @@ impl Kernels {
         }
         let (k, cout) = (shape.col_rows(), shape.out_channels);
         let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(channels) = self.channel_path(shape) {
+            // SAFETY: as in `conv2d_forward`: an AVX-512 table on a CPU checked for it, a shape
+            // satisfying the channel-path rule, lengths checked above.
+            unsafe {
+                avx512::channels_backward_weight(
+                    &channels,
+                    input,
+                    grad_output,
+                    grad_weight,
+                    workspace,
+                )
+            };
+            match (grad_input, channels.transposed()) {
+                (Some(gi), Some(t)) => {
+                    let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
+                    channels.flip_weight(weight, flipped);
+                    // SAFETY: as above; `t` is the transposed convolution of a channel-path
+                    // shape, whose input is grad_output, weight `flipped`, output grad_input
+                    // (lengths fixed by `shape`, checked above) and whose padded planes fit in
+                    // `rest` (`Direct::input_gradient_len`, part of the workspace).
+                    unsafe { avx512::channels_backward_input(&t, grad_output, flipped, gi, rest) };
+                }
+                (Some(gi), None) => {
+                    self.direct_backward_input(&channels, weight, grad_output, gi, workspace)
+                }
+                (None, _) => {}
+            }
+            return;
+        }
         if let Some(direct) = Direct::new(shape) {
             // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
             // table's ISA; every length was checked above against the shape `direct` describes.
@@ -1081,38 +1226,8 @@ impl Kernels {
                     workspace,
                 )
             };
-            let transposed = direct.transposed();
-            if let (Some(gi), Some(t)) = (grad_input.as_deref_mut(), transposed) {
-                let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
-                direct.flip_weight(weight, flipped);
-                // SAFETY: as above; `t` is the transposed convolution, whose input is
-                // grad_output, weight `flipped`, output grad_input (all checked above for
-                // `shape`, which fixes their lengths for `t`) and whose padded planes fit in
-                // `rest` (`Direct::workspace_len`).
-                unsafe { (self.conv.direct_forward)(&t, grad_output, flipped, None, gi, rest) };
-            } else if let Some(gi) = grad_input {
-                // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N] per image, folded back.
-                let cols = &mut workspace[..shape.col_len()];
-                for b in 0..shape.batch {
-                    let dy = &grad_output[b * out_image_len..][..out_image_len];
-                    let image = &mut gi[b * image_len..][..image_len];
-                    self.sgemm(
-                        Transpose::Yes,
-                        Transpose::No,
-                        k,
-                        n,
-                        cout,
-                        1.0,
-                        weight,
-                        k,
-                        dy,
-                        n,
-                        0.0,
-                        cols,
-                        n,
-                    );
-                    col2im_strided(shape, cols, n, image);
-                }
+            if let Some(gi) = grad_input {
+                self.direct_backward_input(&direct, weight, grad_output, gi, workspace);
             }
             return;
         }
@@ -1171,6 +1286,74 @@ impl Kernels {
                     col2im_strided(shape, &cols[i * n..], ld, image);
                 }
             }
+        }
+    }
+}
+
+impl Kernels {
+    /// The channel path's geometry if this table takes it for `shape`.
+    #[cfg(target_arch = "x86_64")]
+    fn channel_path(&self, shape: &Conv2dShape) -> Option<Direct> {
+        if self.isa() == Isa::Avx512 {
+            Direct::channels(shape)
+        } else {
+            None
+        }
+    }
+
+    /// The input gradient of a stride-1, dilation-1 convolution (the direct and the channel
+    /// paths): the transposed convolution on the table's direct forward kernel, or, where a
+    /// padding is not below its kernel size, GEMM and col2im one image at a time. Overwrites
+    /// `grad_input`. The caller checked every length against `direct.shape`, and `workspace`
+    /// holds at least `direct.input_gradient_len()`.
+    fn direct_backward_input(
+        &self,
+        direct: &Direct,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        workspace: &mut [f32],
+    ) {
+        let shape = &direct.shape;
+        if let Some(t) = direct.transposed() {
+            let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
+            direct.flip_weight(weight, flipped);
+            // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+            // table's ISA; `t` is the transposed convolution, whose input is grad_output, weight
+            // `flipped`, output grad_input (checked by the caller for `shape`, which fixes
+            // their lengths for `t`) and whose padded planes fit in `rest`
+            // (`Direct::input_gradient_len`).
+            unsafe { (self.conv.direct_forward)(&t, grad_output, flipped, None, grad_input, rest) };
+            return;
+        }
+        // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N] per image, folded back.
+        let (k, cout, n) = (
+            shape.col_rows(),
+            shape.out_channels,
+            direct.out_h * direct.out_w,
+        );
+        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        let cols = &mut workspace[..shape.col_len()];
+        grad_input.fill(0.0);
+        for b in 0..shape.batch {
+            let dy = &grad_output[b * out_image_len..][..out_image_len];
+            let image = &mut grad_input[b * image_len..][..image_len];
+            self.sgemm(
+                Transpose::Yes,
+                Transpose::No,
+                k,
+                n,
+                cout,
+                1.0,
+                weight,
+                k,
+                dy,
+                n,
+                0.0,
+                cols,
+                n,
+            );
+            col2im_strided(shape, cols, n, image);
         }
     }
 }

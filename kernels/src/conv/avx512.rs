@@ -900,11 +900,12 @@ unsafe fn dx_block<const C: usize, const R: usize, const V: usize>(
                 for kx in 0..kw {
                     let wv: [__m512; C] =
                         core::array::from_fn(|c| _mm512_set1_ps(*w[c].add(tap + kx)));
-                    for r in 0..R {
-                        for j in 0..V {
-                            let x = _mm512_loadu_ps(src[r].add(at + kx + j * LANES));
-                            for c in 0..C {
-                                acc[c][r][j] = _mm512_fmadd_ps(x, wv[c], acc[c][r][j]);
+                    for (r, src) in src.iter().enumerate() {
+                        let x: [__m512; V] =
+                            core::array::from_fn(|j| _mm512_loadu_ps(src.add(at + kx + j * LANES)));
+                        for (acc, &w) in acc.iter_mut().zip(&wv) {
+                            for (acc, &x) in acc[r].iter_mut().zip(&x) {
+                                *acc = _mm512_fmadd_ps(x, w, *acc);
                             }
                         }
                     }

@@ -661,11 +661,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
-    /// Batches of at least eight short rows (the block kernel, eight rows side by side, and
-    /// its tail through the row kernel), with -inf, +inf and NaN logits sprinkled in.
+    /// Batches of short rows (the block kernel, sixteen rows side by side, whole blocks and a
+    /// padded last one), with -inf, +inf and NaN logits sprinkled in.
     #[test]
     fn short_row_batches_match_the_reference(
-        rows in 8usize..27,
+        rows in 1usize..40,
         classes in 1usize..36,
         kind in 0u8..4,
         seed in any::<u64>(),
@@ -694,6 +694,87 @@ proptest! {
         let grad_output = if per_row && reduction == Reduction::None { GradOutput::PerRow(&go[..]) } else { GradOutput::Scalar(0.7) };
         for k in all_kernels() {
             check_against_reference(&k, &logits, classes, Targets::Indices(&idx), &options, grad_output);
+        }
+    }
+}
+
+/// Rows of every length up to 40 and around the SIMD kernels' vector, block and head sizes
+/// (16, 64, 128, 1024 and past it, with the maximum in the last, partial block so the reference
+/// moves there), through the block kernel (no smoothing, C <= 32) and the row kernel (smoothing
+/// and weights: every coefficient tail): every ISA matches the reference, and a gradient
+/// written into a slice of a larger buffer leaves the elements around it untouched (no masked
+/// load or store strays past a row's end).
+#[test]
+fn every_tail_length_matches_the_reference_and_writes_only_its_slice() {
+    let lengths = (1..=40).chain([
+        47, 48, 49, 63, 64, 65, 127, 128, 129, 1023, 1024, 1025, 1039, 1040, 1041, 1151, 1152, 1153,
+    ]);
+    const SENTINEL: f32 = 12345.0;
+    const PAD: usize = 37;
+    for classes in lengths {
+        let rows = if classes <= 40 { 19 } else { 3 };
+        let mut logits = logits_of(0, rows * classes, classes as u64);
+        if classes > 1024 {
+            for r in 0..rows {
+                logits[r * classes + classes - 1 - r] = 30.0;
+            }
+        }
+        let weight: Vec<f32> = random_vec(classes, 3)
+            .iter()
+            .map(|v| v.abs() + 0.5)
+            .collect();
+        let idx: Vec<i64> = (0..rows).map(|r| ((r * 5) % classes) as i64).collect();
+        for smoothing in [0.0f32, 0.1] {
+            let options = CrossEntropyOptions {
+                label_smoothing: smoothing,
+                weight: (smoothing > 0.0).then_some(&weight[..]),
+                ..Default::default()
+            };
+            let targets = Targets::Indices(&idx);
+            for k in all_kernels() {
+                check_against_reference(
+                    &k,
+                    &logits,
+                    classes,
+                    targets,
+                    &options,
+                    GradOutput::Scalar(0.7),
+                );
+                let what = format!("{} C={classes} smoothing {smoothing}", k.isa());
+                let n = logits.len();
+                let mut buf = vec![SENTINEL; n + 2 * PAD];
+                k.cross_entropy_forward_backward(
+                    &logits,
+                    classes,
+                    targets,
+                    &options,
+                    GradOutput::Scalar(1.0),
+                    &mut buf[PAD..PAD + n],
+                    None,
+                )
+                .unwrap();
+                let untouched = |b: &[f32]| b.iter().all(|&v| v == SENTINEL);
+                assert!(
+                    untouched(&buf[..PAD]) && untouched(&buf[PAD + n..]),
+                    "{what}: separate"
+                );
+                assert!(buf[PAD..PAD + n].iter().all(|g| g.is_finite()), "{what}");
+                let mut buf = vec![SENTINEL; n + 2 * PAD];
+                buf[PAD..PAD + n].copy_from_slice(&logits);
+                k.cross_entropy_forward_backward_in_place(
+                    &mut buf[PAD..PAD + n],
+                    classes,
+                    targets,
+                    &options,
+                    GradOutput::Scalar(1.0),
+                    None,
+                )
+                .unwrap();
+                assert!(
+                    untouched(&buf[..PAD]) && untouched(&buf[PAD + n..]),
+                    "{what}: in place"
+                );
+            }
         }
     }
 }

@@ -421,25 +421,32 @@ pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats
     unsafe { row_any::<true, false>(ptr, ptr, x.len(), args) }
 }
 
-/// Eight rows of `c <= BLOCK_MAX_CLASSES` logits at `x`, one per lane (element `j` of every
-/// row gathered at once): maximum, exponentials and sums without horizontal operations, one
-/// vector logarithm and one vector division for the eight rows. The gradient goes through a
-/// stack tile, transposed back into rows, at `out` when `WRITE` (which may equal `x`: every
-/// read precedes the first write). Returns the rows' losses.
+/// Rows of the block kernel per vector.
+const LANES: usize = 8;
+
+/// Eight rows of `c <= BLOCK_MAX_CLASSES` logits at `x`, rows `first..first + 8` of the
+/// block's arguments, one per lane (element `j` of every row gathered at once): maximum,
+/// exponentials and sums without horizontal operations, one vector logarithm and one vector
+/// division for the eight rows. The gradient goes through a stack tile, transposed back into
+/// rows, at `out` when `WRITE` (which may equal `x`: every read precedes the first write).
+/// The rows' losses go to `losses[first..first + 8]`.
 ///
 /// # Safety
 /// AVX2 and FMA; `x` readable and (when `WRITE`) `out` writable for `8 * c` floats;
-/// `1 <= c <= BLOCK_MAX_CLASSES`; every `args.target` in `[0, c)`.
+/// `1 <= c <= BLOCK_MAX_CLASSES`; `first + 8 <= BLOCK_ROWS`; every target in `[0, c)`.
 #[inline(always)]
-unsafe fn block_body<const WRITE: bool>(
+unsafe fn block8<const WRITE: bool>(
     x: *const f32,
     out: *mut f32,
     c: usize,
     args: &BlockArgs,
-) -> [f32; BLOCK_ROWS] {
+    first: usize,
+    losses: &mut [f32; BLOCK_ROWS],
+) {
     // SAFETY: gathers read x[r * c + j] with r < 8, j < c (or j = target < c), all inside the
     // 8 * c floats; the tile holds BLOCK_MAX_CLASSES x 8 floats and j < c <= that; the writes
-    // cover out[r * c + j], inside the block.
+    // cover out[r * c + j], inside the block; the arguments and losses are read and written at
+    // [first, first + 8), inside their arrays.
     unsafe {
         let rows = _mm256_mullo_epi32(
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -447,7 +454,7 @@ unsafe fn block_body<const WRITE: bool>(
         );
         let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
         // Columns are gathered once into the tile (element j of the eight rows per entry).
-        let mut tile = [[0.0f32; BLOCK_ROWS]; BLOCK_MAX_CLASSES];
+        let mut tile = [[0.0f32; LANES]; BLOCK_MAX_CLASSES];
         let mut mx = neg_inf;
         for (j, lane) in tile.iter_mut().enumerate().take(c) {
             let v = _mm256_i32gather_ps::<4>(x.add(j), rows);
@@ -465,15 +472,14 @@ unsafe fn block_body<const WRITE: bool>(
             s = _mm256_add_ps(s, e);
         }
         let s = _mm256_blendv_ps(s, _mm256_set1_ps(f32::NAN), none);
-        let target = _mm256_loadu_si256(args.target.as_ptr().cast());
-        let keep = _mm256_castsi256_ps(_mm256_loadu_si256(args.keep.as_ptr().cast()));
+        let target = _mm256_loadu_si256(args.target.as_ptr().add(first).cast());
+        let keep = _mm256_castsi256_ps(_mm256_loadu_si256(args.keep.as_ptr().add(first).cast()));
         let x_t = _mm256_i32gather_ps::<4>(x, _mm256_add_epi32(rows, target));
-        let weight = _mm256_loadu_ps(args.weight.as_ptr());
+        let weight = _mm256_loadu_ps(args.weight.as_ptr().add(first));
         let loss = _mm256_mul_ps(weight, _mm256_sub_ps(ln8(s), _mm256_sub_ps(x_t, m)));
-        let mut losses = [0.0f32; BLOCK_ROWS];
-        _mm256_storeu_ps(losses.as_mut_ptr(), _mm256_and_ps(loss, keep));
+        _mm256_storeu_ps(losses.as_mut_ptr().add(first), _mm256_and_ps(loss, keep));
         if WRITE {
-            let alpha = _mm256_loadu_ps(args.alpha.as_ptr());
+            let alpha = _mm256_loadu_ps(args.alpha.as_ptr().add(first));
             let mul = _mm256_div_ps(alpha, s);
             for (j, lane) in tile.iter_mut().enumerate().take(c) {
                 let hit = _mm256_cmpeq_epi32(target, _mm256_set1_epi32(j as i32));
@@ -501,14 +507,42 @@ unsafe fn block_body<const WRITE: bool>(
                 }
                 j0 += 8;
             }
-            for r in 0..BLOCK_ROWS {
+            for r in 0..LANES {
                 for (j, lane) in tile.iter().enumerate().take(c).skip(j0) {
                     *out.add(r * c + j) = lane[r];
                 }
             }
         }
-        losses
     }
+}
+
+/// The block's rows, eight at a time.
+///
+/// # Safety
+/// As [`block8`], for `BLOCK_ROWS * c` floats.
+#[inline(always)]
+unsafe fn block_body<const WRITE: bool>(
+    x: *const f32,
+    out: *mut f32,
+    c: usize,
+    args: &BlockArgs,
+) -> [f32; BLOCK_ROWS] {
+    let mut losses = [0.0f32; BLOCK_ROWS];
+    for first in (0..BLOCK_ROWS).step_by(LANES) {
+        // SAFETY: rows `first..first + 8` start `first * c` floats in, inside the block; `out`
+        // is only offset when it is written.
+        unsafe {
+            block8::<WRITE>(
+                x.add(first * c),
+                if WRITE { out.add(first * c) } else { out },
+                c,
+                args,
+                first,
+                &mut losses,
+            );
+        }
+    }
+    losses
 }
 
 /// Transposes an 8x8 tile: vector `r` of the result holds lane `r` of every input.
@@ -551,7 +585,7 @@ unsafe fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
 /// The block kernel, the gradient into `out` (or, forward only, nowhere).
 ///
 /// # Safety
-/// AVX2 and FMA; `x` (and `out`) hold `8 * classes` floats, `1 <= classes <=
+/// AVX2 and FMA; `x` (and `out`) hold `BLOCK_ROWS * classes` floats, `1 <= classes <=
 /// BLOCK_MAX_CLASSES`; targets inside the rows.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn block(

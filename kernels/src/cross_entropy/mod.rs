@@ -39,10 +39,10 @@
 //! # Pass structure
 //!
 //! One exponential per element, and each row comes from memory once. The SIMD row kernels
-//! (AVX2, NEON) make two passes over a row:
+//! (AVX-512, AVX2, NEON) make two passes over a row:
 //!
 //! 1. The maximum of the row's first 1024 logits (the whole row when it is shorter) is the
-//!    first reference `r`. Then, block by block (64 logits on AVX2, 32 on NEON),
+//!    first reference `r`. Then, block by block (128 logits on AVX-512, 64 on AVX2, 32 on NEON),
 //!    `e_j = exp(x_j - r)` is written to the gradient buffer (over the logits in place), summed
 //!    into `S`, and `sum_c a_c (x_c - r)` accumulated for the smoothing and probability terms.
 //!    A block past the first 1024 whose maximum is above `r` first moves the reference up to
@@ -50,7 +50,7 @@
 //!    `(r_old - r) * sum a`, and a new *segment* of the row starts. The 15th move takes the
 //!    maximum of the whole rest of the row, so a row has at most 16 segments. The head's and
 //!    each block's maximum are read again from L1 by the exponentials. When the gradient
-//!    buffer is not the logits, its lines are fetched 2 KiB ahead of the stores (AVX2), so no
+//!    buffer is not the logits, its lines are fetched 2 KiB ahead of the stores (x86), so no
 //!    store waits for its line.
 //! 2. `dx_j = e_j * (g * sum(a) / S * exp(r_k - m)) - g * a_j` over the gradient buffer, which
 //!    the row has just left in L1/L2, segment by segment: `m` is the row's maximum, the last
@@ -85,13 +85,15 @@
 //! The gradient is thus written twice, the second time from cache.
 //!
 //! Short rows (`C <= 32`) with class-index targets and no smoothing — a classifier's usual
-//! batch, e.g. [64, 10] — go eight rows at a time through a block kernel that puts one row in
-//! each lane: element `j` of the eight rows is gathered into one vector, so the maximum, the
-//! exponentials and the sums need no horizontal operations, and the eight logarithms and
-//! divisions are one vector operation each; the gradient is transposed back into rows through
-//! a small stack tile. Maximum, then exp-and-sum, then scale, with the same results within
-//! rounding. The last rows of a batch (fewer than eight) go through it too, padded in a stack
-//! buffer, so a row's numbers do not depend on how a batch is split.
+//! batch, e.g. [64, 10] — go sixteen rows at a time through a block kernel that puts one row
+//! in each lane: element `j` of the rows is gathered into one vector, so the maximum, the
+//! exponentials and the sums need no horizontal operations, and the logarithms and divisions
+//! are one vector operation per vector of rows; the gradient is transposed back into rows
+//! (AVX-512: sixteen 16-lane columns by one in-register 16x16 transpose, stored with a lane
+//! mask of `C` lanes; AVX2 and NEON: two or four sub-blocks of eight or four rows through a
+//! small stack tile). Maximum, then exp-and-sum, then scale, with the same results within
+//! rounding. The last rows of a batch (fewer than sixteen) go through it too, padded in a
+//! stack buffer, so a row's numbers do not depend on how a batch is split.
 //!
 //! ```
 //! use simdnet_kernels::cross_entropy::{CrossEntropyOptions, GradOutput, Targets};
@@ -116,6 +118,8 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -355,13 +359,14 @@ impl Segments {
 }
 
 /// Rows handled together by the block kernel (one row per lane).
-pub(crate) const BLOCK_ROWS: usize = 8;
+pub(crate) const BLOCK_ROWS: usize = 16;
 /// Rows at most this long, with class-index targets and no smoothing, go through the block
-/// kernel: eight rows side by side, one per lane, so short rows need no horizontal operations
-/// and their logarithms and divisions are done eight at a time.
+/// kernel: sixteen rows side by side, one per lane (one zmm vector; two ymm or four NEON
+/// vectors), so short rows need no horizontal operations and their logarithms and divisions
+/// are done a vector at a time.
 pub(crate) const BLOCK_MAX_CLASSES: usize = 32;
 
-/// Eight rows' targets for the block kernel. Row `r`'s gradient is
+/// A block's targets for the block kernel. Row `r`'s gradient is
 /// `exp(x_j - m) / S * alpha[r] - alpha[r] * [j == target[r]]`, its loss
 /// `weight[r] * (log S - (x_t - m))`, or exactly 0 when `keep[r]` is 0 (an ignored row, whose
 /// `target` is then 0 and `alpha` 0).
@@ -381,7 +386,7 @@ kernel_table! {
         row: unsafe fn(&[f32], Option<&mut [f32]>, &RowArgs<'_>) -> RowStats,
         // The same, the gradient over the logits.
         row_in_place: unsafe fn(&mut [f32], &RowArgs<'_>) -> RowStats,
-        // Eight rows of `classes <= BLOCK_MAX_CLASSES` logits side by side (class indices, no
+        // `BLOCK_ROWS` rows of `classes <= BLOCK_MAX_CLASSES` logits side by side (class indices, no
         // smoothing); returns the rows' losses.
         block: unsafe fn(&[f32], usize, Option<&mut [f32]>, &BlockArgs) -> [f32; BLOCK_ROWS],
         // The same, the gradient over the logits.
@@ -469,11 +474,18 @@ pub(crate) fn table(isa: Isa) -> Table {
             block_in_place: scalar_block_in_place,
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
+        Isa::Avx2 => Table {
             row: avx2::row,
             row_in_place: avx2::row_in_place,
             block: avx2::block,
             block_in_place: avx2::block_in_place,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Table {
+            row: avx512::row,
+            row_in_place: avx512::row_in_place,
+            block: avx512::block,
+            block_in_place: avx512::block_in_place,
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table {
@@ -762,7 +774,7 @@ impl Kernels {
         };
         let kernels = &self.cross_entropy;
         let (mut sum_nll, mut sum_smooth) = (0.0f64, 0.0f64);
-        // Short rows with class indices and no smoothing: eight at a time, one per lane.
+        // Short rows with class indices and no smoothing: a block at a time, one per lane.
         let mut first_row = 0;
         if let Targets::Indices(t) = targets {
             if e == 0.0 && c <= BLOCK_MAX_CLASSES {
@@ -794,7 +806,7 @@ impl Kernels {
                     let span = rows.start * c..rows.end * c;
                     let losses = if rows.len() == BLOCK_ROWS {
                         // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA);
-                        // the slices hold the eight rows; targets were checked by `plan`.
+                        // the slices hold the block's rows; targets were checked by `plan`.
                         unsafe {
                             match &mut logits {
                                 Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
@@ -816,7 +828,7 @@ impl Kernels {
                             Logits::InPlace(x) => x,
                         };
                         padded[..used].copy_from_slice(&x[span.clone()]);
-                        // SAFETY: as above; `padded` holds eight rows.
+                        // SAFETY: as above; `padded` holds a block's rows.
                         let losses = unsafe {
                             match logits {
                                 Logits::ForwardOnly(_) => (kernels.block)(padded, c, None, &args),

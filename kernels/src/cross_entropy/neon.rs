@@ -536,7 +536,7 @@ unsafe fn block4<const WRITE: bool>(
 }
 
 /// # Safety
-/// As [`block4`], for eight rows.
+/// As [`block4`], for the block's `BLOCK_ROWS` rows.
 #[inline(always)]
 unsafe fn block_body<const WRITE: bool>(
     x: *const f32,
@@ -545,14 +545,14 @@ unsafe fn block_body<const WRITE: bool>(
     args: &BlockArgs,
 ) -> [f32; BLOCK_ROWS] {
     let mut losses = [0.0f32; BLOCK_ROWS];
-    for half in 0..2 {
-        let lanes = 4 * half..4 * half + 4;
-        // SAFETY: the second half starts 4 * c floats in, inside the 8 * c of the block; `out`
+    for first in (0..BLOCK_ROWS).step_by(4) {
+        let lanes = first..first + 4;
+        // SAFETY: rows `first..first + 4` start `first * c` floats in, inside the block; `out`
         // is only offset when it is written.
         unsafe {
             block4::<WRITE>(
-                x.add(4 * half * c),
-                if WRITE { out.add(4 * half * c) } else { out },
+                x.add(first * c),
+                if WRITE { out.add(first * c) } else { out },
                 c,
                 &args.target[lanes.clone()],
                 &args.alpha[lanes.clone()],
@@ -568,7 +568,7 @@ unsafe fn block_body<const WRITE: bool>(
 /// The block kernel, the gradient into `out` (or, forward only, nowhere).
 ///
 /// # Safety
-/// NEON; `x` (and `out`) hold `8 * classes` floats, `1 <= classes <= BLOCK_MAX_CLASSES`;
+/// NEON; `x` (and `out`) hold `BLOCK_ROWS * classes` floats, `1 <= classes <= BLOCK_MAX_CLASSES`;
 /// targets inside the rows.
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn block(

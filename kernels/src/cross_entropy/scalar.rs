@@ -220,7 +220,7 @@ pub(crate) fn row<G: Fn(usize) -> f32, S: FnMut(usize, f32)>(
     RowStats { m, sum, acc }
 }
 
-/// The scalar table's block kernel: eight rows of `classes` logits (`get(i)` reads element `i`
+/// The scalar table's block kernel: `BLOCK_ROWS` rows of `classes` logits (`get(i)` reads element `i`
 /// of the block), the gradient handed to `set` when given; returns the rows' losses.
 pub(crate) fn block<S: FnMut(usize, f32)>(
     classes: usize,

@@ -19,6 +19,13 @@
 //! finite input (denormals included); `ln(0) = -inf`, `ln(x < 0) = NaN`, `ln(inf) = inf`, NaN
 //! stays NaN.
 //!
+//! Per ISA: AVX2 (8 lanes) and NEON (4 lanes) add `n` to the exponent field of `p` with
+//! integer arithmetic; AVX-512 (16 lanes) uses `vscalefps` (`p * 2^n` in one instruction) in
+//! its zero-masking form, so the lanes below the range come out as 0 without a separate
+//! select, and softmax's `exp(x - max)` needs no clamp at all. The polynomial and the
+//! reduction use the same constants on every ISA (`consts`), so they cannot drift apart. Tails: masked loads and stores on x86 (AVX2 lane masks,
+//! AVX-512 `__mmask16`), a padded stack buffer on NEON.
+//!
 //! The scalar table entries are the references: `std`'s `exp` / `ln` with the same edge rules
 //! ([`scalar::exp`], [`scalar::ln`]).
 
@@ -26,6 +33,8 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 
@@ -91,11 +100,15 @@ pub(crate) fn table(isa: Isa) -> Table {
             exp: scalar_exp,
             ln: scalar_ln,
         },
-        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
+        Isa::Avx2 => Table {
             exp: avx2::exp,
             ln: avx2::ln,
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Table {
+            exp: avx512::exp,
+            ln: avx512::ln,
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table {

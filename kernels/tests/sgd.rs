@@ -170,11 +170,12 @@ proptest! {
 
     /// Every ISA gives the reference's bits (the same fused operations in the same order), for
     /// every length (all tails), every switch, over several steps, with the three buffers at
-    /// independent offsets (so the AVX2 kernel's alignment head is taken with every length,
-    /// and with `g` and `b` aligned differently from `p`).
+    /// independent offsets (so the AVX2 and AVX-512 kernels' alignment heads are taken with
+    /// every length, and with `g` and `b` aligned differently from `p`), and sentinels on both
+    /// sides of every buffer.
     #[test]
     fn every_isa_is_bit_identical_to_the_reference(
-        n in 0usize..70,
+        n in 0usize..100,
         seed in any::<u64>(),
         lr in prop::sample::select(vec![0.1f64, 0.01, 0.05, 1.0]),
         momentum in prop::sample::select(vec![0.0f64, 0.9, 0.5]),
@@ -182,14 +183,14 @@ proptest! {
         weight_decay in prop::sample::select(vec![0.0f64, 0.01, 5e-4]),
         nesterov in any::<bool>(),
         maximize in any::<bool>(),
-        offsets in (0usize..8, 0usize..8, 0usize..8),
+        offsets in (0usize..16, 0usize..16, 0usize..16),
     ) {
         let (po, go, bo) = offsets;
         let options = SgdOptions { lr, momentum, dampening, weight_decay, nesterov: nesterov && momentum > 0.0 && dampening == 0.0, maximize };
         let p0: Vec<f32> = random_vec(n, seed).iter().map(|v| v * 3.0).collect();
         let mut want_p = p0.clone();
         let mut want_b = vec![0.0f32; n];
-        let padded = |v: &[f32], off: usize| [vec![7.0f32; off], v.to_vec()].concat();
+        let padded = |v: &[f32], off: usize| [vec![7.0f32; off], v.to_vec(), vec![7.0f32; 16]].concat();
         let mut runs: Vec<(Kernels, Vec<f32>, Vec<f32>)> = all_kernels().into_iter().map(|k| (k, padded(&p0, po), padded(&vec![0.0; n], bo))).collect();
         for s in 0..3u64 {
             let grad = random_vec(n, seed ^ (s + 1));
@@ -197,11 +198,12 @@ proptest! {
             let use_buf = momentum != 0.0;
             scalar::step::<f32>(&options, &mut want_p, &grad, use_buf.then_some(&mut want_b[..]), s == 0);
             for (k, p_at, b_at) in runs.iter_mut() {
-                let (p, b) = (&mut p_at[po..], &mut b_at[bo..]);
-                k.sgd_step(&options, p, &grad_at[go..], use_buf.then_some(&mut b[..]), s == 0);
-                // Nothing before the slices is touched.
-                prop_assert!(p_at[..po].iter().chain(&b_at[..bo]).all(|&v| v == 7.0));
-                let (p, b) = (&p_at[po..], &b_at[bo..]);
+                let (p, b) = (&mut p_at[po..po + n], &mut b_at[bo..bo + n]);
+                k.sgd_step(&options, p, &grad_at[go..go + n], use_buf.then_some(&mut b[..]), s == 0);
+                // Nothing outside the slices is touched.
+                let outside = |v: &[f32], off: usize| v[..off].iter().chain(&v[off + n..]).all(|&x| x == 7.0);
+                prop_assert!(outside(p_at, po) && outside(b_at, bo));
+                let (p, b) = (&p_at[po..po + n], &b_at[bo..bo + n]);
                 for i in 0..n {
                     prop_assert_eq!(p[i].to_bits(), want_p[i].to_bits(), "{} param[{}] step {}", k.isa(), i, s);
                     prop_assert_eq!(b[i].to_bits(), want_b[i].to_bits(), "{} buffer[{}] step {}", k.isa(), i, s);

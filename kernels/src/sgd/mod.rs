@@ -36,10 +36,25 @@
 //! same test, lr 0.05 dropped to 0.005 at step 20: a relative gap of 0.7 within the next 20
 //! steps, asserted above 1e-2).
 
+//!
+//! # Kernels
+//!
+//! Scalar (the reference), AVX2+FMA (8 lanes), AVX-512 (16 lanes) and NEON (4 lanes) do the
+//! same operations per element, so every ISA gives the reference's bits. The x86 kernels
+//! first peel the lanes before `p`'s vector-size boundary (32 or 64 bytes) with a masked
+//! vector, so the main loop never splits a cache line when `g` and the buffer share `p`'s
+//! offset (as `simdnet::optim::Sgd` arranges); the tail is masked too. The step moves 20
+//! bytes per parameter, so it runs at the speed of the cache or memory holding the buffers:
+//! on this project's 2-vCPU Xeon (AVX-512), at LeNet-5's 61,706 parameters (1.2 MB, L2), the
+//! AVX-512 step took 12.1-12.2 us against `machine_peak.c`'s cache-resident pattern
+//! 12.0 us; AVX2 took 12.5-13.1 us (two runs side by side of `cargo bench --bench sgd`).
+
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -169,7 +184,9 @@ pub(crate) fn table(isa: Isa) -> Table {
     match isa {
         Isa::Scalar => Table { step: scalar_step },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table { step: avx2::step }, // AVX-512 CPUs run the AVX2 code
+        Isa::Avx2 => Table { step: avx2::step },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Table { step: avx512::step },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Table { step: neon::step },
         #[allow(unreachable_patterns)]

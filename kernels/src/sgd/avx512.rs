@@ -3,7 +3,7 @@
 //! The same operations and roundings as the AVX2 and scalar steps; the switches are const
 //! generics, so each combination is its own branch-free loop.
 
-use super::Coefficients;
+use super::{with_switches, Coefficients};
 use std::arch::x86_64::*;
 
 /// The low `n` lanes of a 16-lane mask (`n <= 16`).
@@ -112,18 +112,5 @@ pub(super) unsafe fn step(
     let b = buffer.map_or(core::ptr::null_mut(), |b| b.as_mut_ptr());
     // SAFETY: features enabled here; every pointer covers n floats (the caller's contract),
     // and `b` is only used when momentum is on, when it is non-null.
-    unsafe {
-        match (c.use_weight_decay, c.use_momentum, first, c.nesterov) {
-            (false, false, _, _) => run::<false, false, false, false>(c, p, g, b, n),
-            (true, false, _, _) => run::<true, false, false, false>(c, p, g, b, n),
-            (false, true, false, false) => run::<false, true, false, false>(c, p, g, b, n),
-            (false, true, false, true) => run::<false, true, false, true>(c, p, g, b, n),
-            (false, true, true, false) => run::<false, true, true, false>(c, p, g, b, n),
-            (false, true, true, true) => run::<false, true, true, true>(c, p, g, b, n),
-            (true, true, false, false) => run::<true, true, false, false>(c, p, g, b, n),
-            (true, true, false, true) => run::<true, true, false, true>(c, p, g, b, n),
-            (true, true, true, false) => run::<true, true, true, false>(c, p, g, b, n),
-            (true, true, true, true) => run::<true, true, true, true>(c, p, g, b, n),
-        }
-    }
+    unsafe { with_switches!(c, first, run(c, p, g, b, n)) }
 }

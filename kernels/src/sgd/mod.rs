@@ -162,6 +162,26 @@ pub struct Coefficients {
     pub maximize: bool,
 }
 
+/// `$run::<WD, MOM, FIRST, NEST>(args)` for a step's switches (weight decay, momentum, first
+/// step, Nesterov): each ISA's loop is compiled once per combination, with no branch inside.
+macro_rules! with_switches {
+    ($c:expr, $first:expr, $run:ident($($arg:expr),*)) => {
+        match ($c.use_weight_decay, $c.use_momentum, $first, $c.nesterov) {
+            (false, false, _, _) => $run::<false, false, false, false>($($arg),*),
+            (true, false, _, _) => $run::<true, false, false, false>($($arg),*),
+            (false, true, false, false) => $run::<false, true, false, false>($($arg),*),
+            (false, true, false, true) => $run::<false, true, false, true>($($arg),*),
+            (false, true, true, false) => $run::<false, true, true, false>($($arg),*),
+            (false, true, true, true) => $run::<false, true, true, true>($($arg),*),
+            (true, true, false, false) => $run::<true, true, false, false>($($arg),*),
+            (true, true, false, true) => $run::<true, true, false, true>($($arg),*),
+            (true, true, true, false) => $run::<true, true, true, false>($($arg),*),
+            (true, true, true, true) => $run::<true, true, true, true>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_switches;
+
 kernel_table! {
     /// Per-ISA SGD step.
     pub(crate) struct Table {

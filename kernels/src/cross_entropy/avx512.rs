@@ -131,6 +131,10 @@ const PREFETCH_AHEAD: usize = 512;
 /// The first pass starts from the maximum of the row's first `HEAD` logits (whole blocks), as
 /// on AVX2.
 const HEAD: usize = 1024;
+/// How far ahead of pass 1 (in floats) the logits' lines are fetched: one head, so while a row
+/// up to `HEAD` long is exponentiated the next row's head (whose maximum is read first, with
+/// nothing to overlap it) comes in.
+const PREFETCH_LOGITS_AHEAD: usize = HEAD;
 
 /// `exp(d)` of one `d <= 0` (or NaN) with the vector algorithm.
 ///
@@ -210,6 +214,12 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                 }
             }
             if len == BLOCK {
+                let logits_ahead = x.wrapping_add(i + PREFETCH_LOGITS_AHEAD);
+                for line in 0..BLOCK / LANES {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        logits_ahead.wrapping_add(LANES * line) as *const i8
+                    );
+                }
                 if PREFETCH {
                     let ahead = out.wrapping_add(i + PREFETCH_AHEAD);
                     for line in 0..BLOCK / LANES {

@@ -599,16 +599,30 @@ pub(crate) fn plan<T: Real>(
                 });
             }
             check_weight(false)?;
-            let mut divisor = 0.0f64;
+            // A class index is in bounds when it is below C as an unsigned number (negative
+            // ones wrap above). One pass that counts and checks without a branch per row; the
+            // first offender is looked for only when there is one.
+            let ignore = options.ignore_index;
+            let (mut kept, mut bad) = (0usize, false);
             for &ti in t {
-                if ti == options.ignore_index {
-                    continue;
-                }
-                if ti < 0 || ti as u64 >= classes as u64 {
-                    return Err(CrossEntropyError::TargetOutOfBounds(ti));
-                }
-                divisor += options.weight.map_or(1.0, |w| w[ti as usize].to_f64());
+                let counted = ti != ignore;
+                kept += counted as usize;
+                bad |= counted & (ti as u64 >= classes as u64);
             }
+            if bad {
+                let ti = t
+                    .iter()
+                    .find(|&&ti| ti != ignore && ti as u64 >= classes as u64)
+                    .expect("an out-of-bounds target was seen");
+                return Err(CrossEntropyError::TargetOutOfBounds(*ti));
+            }
+            let divisor = match options.weight {
+                None => kept as f64,
+                Some(w) => t
+                    .iter()
+                    .filter(|&&ti| ti != ignore)
+                    .fold(0.0f64, |sum, &ti| sum + w[ti as usize].to_f64()),
+            };
             Ok(Plan {
                 rows,
                 smoothing,
@@ -778,79 +792,16 @@ impl Kernels {
         let mut first_row = 0;
         if let Targets::Indices(t) = targets {
             if e == 0.0 && c <= BLOCK_MAX_CLASSES {
-                // Every such row goes through the block kernel, the last few padded to a
-                // whole block in a stack buffer, so a row's numbers never depend on how the
-                // batch was split (lanes do not mix rows).
-                while first_row < plan.rows {
-                    let rows = first_row..(first_row + BLOCK_ROWS).min(plan.rows);
-                    let mut args = BlockArgs {
-                        target: [0; BLOCK_ROWS],
-                        alpha: [0.0; BLOCK_ROWS],
-                        weight: [0.0; BLOCK_ROWS],
-                        keep: [0; BLOCK_ROWS],
-                    };
-                    for (lane, n) in rows.clone().enumerate() {
-                        if t[n] == options.ignore_index {
-                            continue;
-                        }
-                        let scale = match grad_output {
-                            GradOutput::PerRow(g) => g[n] as f64,
-                            GradOutput::Scalar(_) => batch_scale,
-                        };
-                        let w_t = options.weight.map_or(1.0, |w| w[t[n] as usize]);
-                        args.target[lane] = t[n] as i32;
-                        args.alpha[lane] = (scale * w_t as f64) as f32;
-                        args.weight[lane] = w_t;
-                        args.keep[lane] = -1;
-                    }
-                    let span = rows.start * c..rows.end * c;
-                    let losses = if rows.len() == BLOCK_ROWS {
-                        // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA);
-                        // the slices hold the block's rows; targets were checked by `plan`.
-                        unsafe {
-                            match &mut logits {
-                                Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
-                                Logits::Separate(x, g) => {
-                                    (kernels.block)(&x[span.clone()], c, Some(&mut g[span]), &args)
-                                }
-                                Logits::InPlace(x) => {
-                                    (kernels.block_in_place)(&mut x[span], c, &args)
-                                }
-                            }
-                        }
-                    } else {
-                        // The padding rows are zeros with no loss and no gradient kept.
-                        let mut padded = [0.0f32; BLOCK_ROWS * BLOCK_MAX_CLASSES];
-                        let padded = &mut padded[..BLOCK_ROWS * c];
-                        let used = span.len();
-                        let x: &[f32] = match &logits {
-                            Logits::ForwardOnly(x) | Logits::Separate(x, _) => x,
-                            Logits::InPlace(x) => x,
-                        };
-                        padded[..used].copy_from_slice(&x[span.clone()]);
-                        // SAFETY: as above; `padded` holds a block's rows.
-                        let losses = unsafe {
-                            match logits {
-                                Logits::ForwardOnly(_) => (kernels.block)(padded, c, None, &args),
-                                Logits::Separate(..) | Logits::InPlace(_) => {
-                                    (kernels.block_in_place)(padded, c, &args)
-                                }
-                            }
-                        };
-                        match &mut logits {
-                            Logits::ForwardOnly(_) => {}
-                            Logits::Separate(_, g) => g[span].copy_from_slice(&padded[..used]),
-                            Logits::InPlace(x) => x[span].copy_from_slice(&padded[..used]),
-                        }
-                        losses
-                    };
-                    let losses = &losses[..rows.len()];
-                    if let Some(r) = row_losses.as_deref_mut() {
-                        r[rows.clone()].copy_from_slice(losses);
-                    }
-                    sum_nll += losses.iter().map(|&l| l as f64).sum::<f64>();
-                    first_row = rows.end;
-                }
+                sum_nll = self.cross_entropy_blocks(
+                    &mut logits,
+                    c,
+                    t,
+                    options,
+                    grad_output,
+                    batch_scale,
+                    row_losses.as_deref_mut(),
+                );
+                first_row = plan.rows;
             }
         }
         for n in first_row..plan.rows {
@@ -922,6 +873,137 @@ impl Kernels {
         };
         Ok(total as f32)
     }
+}
+
+impl Kernels {
+    /// Every row through the block kernel (class indices, no smoothing, `C <=
+    /// BLOCK_MAX_CLASSES`): the last few rows padded to a whole block in a stack buffer, so a
+    /// row's numbers never depend on how the batch was split (lanes do not mix rows). Returns
+    /// the sum of the row losses.
+    #[allow(clippy::too_many_arguments)]
+    fn cross_entropy_blocks(
+        &self,
+        logits: &mut Logits<'_>,
+        c: usize,
+        t: &[i64],
+        options: &CrossEntropyOptions<'_>,
+        grad_output: GradOutput<'_>,
+        batch_scale: f64,
+        mut row_losses: Option<&mut [f32]>,
+    ) -> f64 {
+        let kernels = &self.cross_entropy;
+        let rows_total = t.len();
+        // The sums of the row losses lane by lane: sixteen independent additions per block,
+        // not one chain through the batch.
+        let mut lane_sums = [0.0f64; BLOCK_ROWS];
+        let mut first_row = 0;
+        while first_row < rows_total {
+            let rows = first_row..(first_row + BLOCK_ROWS).min(rows_total);
+            let args = block_args(
+                &t[rows.clone()],
+                rows.start,
+                options,
+                grad_output,
+                batch_scale,
+            );
+            let span = rows.start * c..rows.end * c;
+            let losses = if rows.len() == BLOCK_ROWS {
+                // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA); the
+                // slices hold the block's rows; targets were checked by `plan`.
+                unsafe {
+                    match logits {
+                        Logits::ForwardOnly(x) => (kernels.block)(&x[span], c, None, &args),
+                        Logits::Separate(x, g) => {
+                            (kernels.block)(&x[span.clone()], c, Some(&mut g[span]), &args)
+                        }
+                        Logits::InPlace(x) => (kernels.block_in_place)(&mut x[span], c, &args),
+                    }
+                }
+            } else {
+                // The padding rows are zeros with no loss and no gradient kept.
+                let mut padded = [0.0f32; BLOCK_ROWS * BLOCK_MAX_CLASSES];
+                let padded = &mut padded[..BLOCK_ROWS * c];
+                let used = span.len();
+                let x: &[f32] = match logits {
+                    Logits::ForwardOnly(x) | Logits::Separate(x, _) => x,
+                    Logits::InPlace(x) => x,
+                };
+                padded[..used].copy_from_slice(&x[span.clone()]);
+                // SAFETY: as above; `padded` holds a block's rows.
+                let losses = unsafe {
+                    match logits {
+                        Logits::ForwardOnly(_) => (kernels.block)(padded, c, None, &args),
+                        Logits::Separate(..) | Logits::InPlace(_) => {
+                            (kernels.block_in_place)(padded, c, &args)
+                        }
+                    }
+                };
+                match logits {
+                    Logits::ForwardOnly(_) => {}
+                    Logits::Separate(_, g) => g[span].copy_from_slice(&padded[..used]),
+                    Logits::InPlace(x) => x[span].copy_from_slice(&padded[..used]),
+                }
+                losses
+            };
+            if let Some(r) = row_losses.as_deref_mut() {
+                r[rows.clone()].copy_from_slice(&losses[..rows.len()]);
+            }
+            // (Padding rows have a loss of exactly 0.)
+            for (sum, &loss) in lane_sums.iter_mut().zip(&losses) {
+                *sum += loss as f64;
+            }
+            first_row = rows.end;
+        }
+        lane_sums.iter().sum()
+    }
+}
+
+/// A block's arguments for rows `first..first + t.len()` (at most `BLOCK_ROWS`; the lanes past
+/// them are padding: no loss, no gradient). The options are looked at once per block, not per
+/// row: without weights or per-row gradients every kept lane has the same `alpha`.
+fn block_args(
+    t: &[i64],
+    first: usize,
+    options: &CrossEntropyOptions<'_>,
+    grad_output: GradOutput<'_>,
+    batch_scale: f64,
+) -> BlockArgs {
+    let mut args = BlockArgs {
+        target: [0; BLOCK_ROWS],
+        alpha: [0.0; BLOCK_ROWS],
+        weight: [0.0; BLOCK_ROWS],
+        keep: [0; BLOCK_ROWS],
+    };
+    let ignore = options.ignore_index;
+    match (options.weight, grad_output) {
+        (None, GradOutput::Scalar(_)) => {
+            let alpha = batch_scale as f32;
+            for (lane, &ti) in t.iter().enumerate() {
+                let kept = ti != ignore;
+                args.target[lane] = if kept { ti as i32 } else { 0 };
+                args.alpha[lane] = if kept { alpha } else { 0.0 };
+                args.weight[lane] = 1.0;
+                args.keep[lane] = -(kept as i32);
+            }
+        }
+        (weight, _) => {
+            for (lane, &ti) in t.iter().enumerate() {
+                if ti == ignore {
+                    continue;
+                }
+                let scale = match grad_output {
+                    GradOutput::PerRow(g) => g[first + lane] as f64,
+                    GradOutput::Scalar(_) => batch_scale,
+                };
+                let w_t = weight.map_or(1.0, |w| w[ti as usize]);
+                args.target[lane] = ti as i32;
+                args.alpha[lane] = (scale * w_t as f64) as f32;
+                args.weight[lane] = w_t;
+                args.keep[lane] = -1;
+            }
+        }
+    }
+    args
 }
 
 /// What a row's loss needs besides `log S`, `m` and the accumulated `sum c_j (x_j - m)`.

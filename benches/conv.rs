@@ -1,6 +1,8 @@
 //! conv2d benchmarks: LeNet-5's two convolutions at batch 64, forward and forward+backward, on
-//! each ISA side by side. conv1 takes the direct path (the ISA's direct kernels), conv2 im2col
-//! and GEMM (the ISA picks the GEMM; im2col/col2im are the same on every table).
+//! each ISA side by side. conv1 takes the direct path (the ISA's direct kernels); conv2 takes
+//! the channel path on the avx512 table (16 output channels per vector, its 10-wide rows in
+//! whole-row blocks) and im2col and GEMM on the others (the ISA picks the GEMM; im2col/col2im
+//! are the same on every table).
 //!
 //! - conv1: 1 -> 6 channels, 28x28, 5x5, padding 2, with bias; backward without the input
 //!   gradient (a first layer's input is the image).

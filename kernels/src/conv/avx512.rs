@@ -1,4 +1,7 @@
-//! The direct convolution on AVX-512 (16 f32 lanes, 32 zmm registers, lane masks).
+//! The direct convolution and the channel path on AVX-512 (16 f32 lanes, 32 zmm registers,
+//! lane masks).
+//!
+//! The direct path (vectors along output rows):
 //!
 //! - Forward: a block of up to 6 output channels x 2 vectors (32 columns) of one output row,
 //!   12 accumulators starting at the bias; each kernel tap loads 2 input vectors and
@@ -8,6 +11,11 @@
 //!   over every row of an image (3 output-gradient and 5 input loads per 15 FMAs), added into
 //!   the workspace's partial sums, which are reduced once at the end. The row's last vector
 //!   loads both operands masked, so no lane outside the row is read.
+//!
+//! The channel path (16 output channels per vector; see the module docs of `conv`):
+//! `channels_forward` and `channels_backward_weight` (whole-row pixel blocks, tap blocks, a
+//! 16 x 16 register transpose between channels-last and NCHW), `channels_backward_input`
+//! (input channels x rows x row vectors, skipping kernel rows that read only padding).
 
 use super::{Block, Direct, Taps};
 use core::arch::x86_64::*;

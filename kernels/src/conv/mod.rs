@@ -1,5 +1,6 @@
-//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): a direct path for small stride-1
-//! layers, im2col and GEMM for the rest.
+//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): on AVX-512 a channel-vectorised path
+//! for stride-1 layers with narrow rows, a direct path for small stride-1 layers, im2col and
+//! GEMM for the rest.
 //!
 //! ## Layout
 //!
@@ -11,8 +12,59 @@
 //!
 //! ## Method
 //!
-//! The shape alone picks one of two paths ([`Conv2dShape::is_direct`]); both give PyTorch's
-//! results to within f32 summation error, in different orders.
+//! The shape and the table pick one of three paths: the AVX-512 table takes the channel path
+//! where [`Conv2dShape::takes_channel_path`] says so; otherwise (and on every other table) the
+//! shape alone picks the direct path or im2col + GEMM ([`Conv2dShape::is_direct`]). All give
+//! PyTorch's results to within f32 summation error, in different orders.
+//!
+//! ### Channel path (AVX-512 only: stride 1, dilation 1, `out_w <= 16`, kernels `<= 7`, `Cout >= 8`; LeNet's conv2)
+//!
+//! Rows of 10 output pixels (LeNet's conv2) fill a 16-lane vector badly, and conv2's GEMMs
+//! (`16 x 150 x 100` per image) are small and need their columns unfolded (9x the input), so
+//! this path puts the *output channels* in the lanes instead: 16 per zmm, a group of 16 at a
+//! time (`__mmask16` on the last group's bias load and stores; its missing channels' weights
+//! are zero). It unfolds nothing: each image is copied into zero-padded planes as on the
+//! direct path. The rule ([`Conv2dShape::takes_channel_path`]): the AVX-512 table, stride 1,
+//! dilation 1, `in_channels >= 1`, kernels of 1..=[`CHANNEL_MAX_KERNEL`] (7) per axis,
+//! `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] (8: half a vector) and `out_w <=`
+//! [`CHANNEL_MAX_OUT_W`] (16: a block is whole rows), whatever `K` (it also takes the direct
+//! path's shapes that fit: each one measured was faster, below). The AVX2 and NEON tables keep
+//! their direct and GEMM paths (8 and 4 lanes leave less to gain; not measured).
+//!
+//! - forward: the weight re-laid out once per call (in the workspace) as `[group][ci][ky][kx][16
+//!   channels]`; a register block of `R` whole output rows (`R x out_w <= 28` accumulators,
+//!   `R <= 8`; conv2: 2 x 10) starts at the bias, and each tap loads one weight vector and
+//!   multiplies it by one broadcast input value per pixel (an embedded-broadcast FMA). A block
+//!   past the last row repeats that row's inputs and does not store it. The channels-last
+//!   block goes to `[pixel][16]` in the workspace, and the image's group is transposed 16 x 16
+//!   at a time (in registers) to the NCHW output.
+//! - weight gradient: each image's output gradient transposed (16 x 16 in registers) to
+//!   `[group][pixel][16]` in the workspace; for each input channel, a block of kernel rows by
+//!   the whole kernel width (`G x kernel_w <= 28`, conv2: all 5 x 5 taps) of accumulators
+//!   runs over every output pixel, one gradient vector loaded per pixel and multiplied by one
+//!   broadcast input value per tap; the sums (`[group][K][16]`, in the workspace) are carried
+//!   over the batch and transposed to `[Cout, K]` once at the end.
+//! - input gradient: as on the direct path, the forward correlation of `dy` padded by `kernel -
+//!   1 - pad` with the flipped, channel-swapped weight, but with its own AVX-512 block: 6 input
+//!   channels x 2 rows, a row being one vector (two when the input row is wider than 16), the
+//!   6 weights of a tap broadcast once into registers for the 2 rows, and only the kernel rows
+//!   that reach a real row of `dy` for some row of the block (the rest read the zero padding;
+//!   for conv2 this skips 23% of the work). Where a padding is not below its kernel size, GEMM
+//!   and col2im as on the direct path. A Cout-vectorised input gradient (sums over the channel
+//!   lanes, reduced per pixel) was not tried.
+//! - bias gradient: the table's `bias_backward`.
+//!
+//! LeNet-5's conv2 at batch 64, one thread, this machine (Sapphire Rapids class, loaded by
+//! other work; medians of 200 calls): forward 0.23 ms (~133 GFLOP/s), weight + bias gradient
+//! 0.23 ms, input gradient 0.36 ms (it does ~1.7x the forward's multiplies: 14 of 16 lanes,
+//! and the padded border columns), forward + backward 0.81 ms, against 1.10 ms with the input
+//! gradient on the direct path's kernel (blocks of one row) and 1.72 ms on the GEMM path (the
+//! same table with the channel path switched off). Other shapes, fwd+bwd with every gradient,
+//! channel vs the table's old path (direct for `K <= 100`, else GEMM), ms: 6 -> 16, 14x14,
+//! 3x3, pad 1: 0.58 vs 0.96; 3 -> 16, 12x12, 3x3: 0.27 vs 0.48; 1 -> 16, 8x8, 3x3: 0.13 vs
+//! 0.19; 16 -> 32, 8x8, 3x3, pad 1: 1.27 vs 2.16 (its input gradient, 8-wide rows, 0.60 vs
+//! 0.55 on GEMM + col2im: the one part measured slower); 8 -> 8, 16x16, 5x5, pad 2: 2.0 vs
+//! 4.0. Against PyTorch (oneDNN, AVX-512), see the benchmark `benches/conv.rs`.
 //!
 //! ### Direct (stride 1, dilation 1, `1 <= K <=` [`DIRECT_MAX_K`]; LeNet's conv1, `K = 25`)
 //!
@@ -51,7 +103,7 @@
 //! direct path, so deep layers with small planes keep the GEMM path; `K <= 100` takes every
 //! measured win.
 //!
-//! ### im2col + GEMM (every other shape; LeNet's conv2)
+//! ### im2col + GEMM (every other shape; LeNet's conv2 on the tables without the channel path)
 //!
 //! [`im2col`] unfolds an image into a column matrix `cols[K, N]` with `K = in_channels *
 //! kernel_h * kernel_w` rows (one per weight coordinate) and `N = out_h * out_w` columns (one per
@@ -83,8 +135,16 @@
 //! ## Workspace
 //!
 //! The caller owns the scratch, [`Conv2dShape::workspace_len`] f32; the same buffer serves the
-//! forward and the backward pass, and a training loop allocates nothing per step.
+//! forward and the backward pass, and a training loop allocates nothing per step. The length
+//! depends on the shape only, not on the table: a shape the channel path takes gets the larger
+//! of that path's workspace and the one its other path (direct or GEMM) needs.
 //!
+//! - Channel path: one image's padded planes, the weight (or its gradient's sums) as `[group][K][16]`
+//!   and one image's output (or output gradient) as `[group][pixel][16]`, `groups =
+//!   ceil(Cout / 16)`; or, if more, the input gradient's (as the direct path's). It does not
+//!   depend on the batch. LeNet-5's conv2: the passes' 6 x 14 x 14 + 16 + 16 x (150 + 100) =
+//!   5192 f32, the input gradient's 2400 + 16 x 18 x 18 + 16 = 7600; less than its GEMM path's,
+//!   which therefore sets the length.
 //! - Direct path: one image's padded planes and slack, and 16 partial sums per weight; or, if
 //!   more, what the input gradient needs: the flipped weight and one image's padded
 //!   output-gradient planes (or one image's columns, `K * N`, where it takes the GEMM). It does
@@ -1175,9 +1235,6 @@ impl Kernels {
         if let Some(gb) = grad_bias {
             self.bias_backward(grad_output, gb, shape.batch, n);
         }
-        if let Some(gi) = grad_input.as_deref_mut() {
-            gi.fill(0.0);
-        }
         if shape.batch == 0 {
             grad_weight.fill(0.0);
             return;
@@ -1230,6 +1287,10 @@ impl Kernels {
                 self.direct_backward_input(&direct, weight, grad_output, gi, workspace);
             }
             return;
+        }
+        // col2im adds into the input gradient: it starts at zero.
+        if let Some(gi) = grad_input.as_deref_mut() {
+            gi.fill(0.0);
         }
         let per_tile = shape.images_per_tile();
         let (cols, tile_dy) = workspace.split_at_mut(per_tile * shape.col_len());

@@ -424,7 +424,7 @@ pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats
 /// Rows of the block kernel per vector.
 const LANES: usize = 8;
 
-/// Eight rows of `c <= BLOCK_MAX_CLASSES` logits at `x`, rows `first..first + 8` of the
+/// Eight rows of `c <= COLS` logits at `x`, rows `first..first + 8` of the
 /// block's arguments, one per lane (element `j` of every row gathered at once): maximum,
 /// exponentials and sums without horizontal operations, one vector logarithm and one vector
 /// division for the eight rows. The gradient goes through a stack tile, transposed back into
@@ -433,9 +433,9 @@ const LANES: usize = 8;
 ///
 /// # Safety
 /// AVX2 and FMA; `x` readable and (when `WRITE`) `out` writable for `8 * c` floats;
-/// `1 <= c <= BLOCK_MAX_CLASSES`; `first + 8 <= BLOCK_ROWS`; every target in `[0, c)`.
+/// `1 <= c <= COLS`; `first + 8 <= BLOCK_ROWS`; every target in `[0, c)`.
 #[inline(always)]
-unsafe fn block8<const WRITE: bool>(
+unsafe fn block8<const WRITE: bool, const COLS: usize>(
     x: *const f32,
     out: *mut f32,
     c: usize,
@@ -444,7 +444,7 @@ unsafe fn block8<const WRITE: bool>(
     losses: &mut [f32; BLOCK_ROWS],
 ) {
     // SAFETY: gathers read x[r * c + j] with r < 8, j < c (or j = target < c), all inside the
-    // 8 * c floats; the tile holds BLOCK_MAX_CLASSES x 8 floats and j < c <= that; the writes
+    // 8 * c floats; the tile holds COLS x 8 floats and j < c <= COLS; the writes
     // cover out[r * c + j], inside the block; the arguments and losses are read and written at
     // [first, first + 8), inside their arrays.
     unsafe {
@@ -454,7 +454,7 @@ unsafe fn block8<const WRITE: bool>(
         );
         let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
         // Columns are gathered once into the tile (element j of the eight rows per entry).
-        let mut tile = [[0.0f32; LANES]; BLOCK_MAX_CLASSES];
+        let mut tile = [[0.0f32; LANES]; COLS];
         let mut mx = neg_inf;
         for (j, lane) in tile.iter_mut().enumerate().take(c) {
             let v = _mm256_i32gather_ps::<4>(x.add(j), rows);
@@ -532,14 +532,16 @@ unsafe fn block_body<const WRITE: bool>(
         // SAFETY: rows `first..first + 8` start `first * c` floats in, inside the block; `out`
         // is only offset when it is written.
         unsafe {
-            block8::<WRITE>(
+            let (x, out) = (
                 x.add(first * c),
                 if WRITE { out.add(first * c) } else { out },
-                c,
-                args,
-                first,
-                &mut losses,
             );
+            // The tile only as wide as the rows need: less to zero for the shortest rows.
+            if c <= 16 {
+                block8::<WRITE, 16>(x, out, c, args, first, &mut losses);
+            } else {
+                block8::<WRITE, BLOCK_MAX_CLASSES>(x, out, c, args, first, &mut losses);
+            }
         }
     }
     losses

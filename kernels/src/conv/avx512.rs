@@ -541,7 +541,7 @@ unsafe fn channels_forward_body(
     let image_len = s.image_len();
     let out_image = cout * n;
     for b in 0..s.batch {
-        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
         let out = &mut output[b * out_image..][..out_image];
         for (g, taps) in taps.chunks_exact(k_len * LANES).enumerate() {
             let channels = LANES.min(cout - g * LANES);
@@ -556,7 +556,7 @@ unsafe fn channels_forward_body(
                     }
                     None => _mm512_setzero_ps(),
                 };
-                forward_width(d, padded, taps, start, pixels);
+                forward_width(d, planes, taps, start, pixels);
                 pixels_to_planes(pixels, n, &mut out[g * LANES * n..], n, channels);
             }
         }
@@ -602,7 +602,8 @@ unsafe fn forward_width(
 ///
 /// # Safety
 /// AVX-512F must be enabled; `C == d.out_w`, `y0 < out_h`; `padded` holds one image's padded
-/// planes, `taps` the group's `K * 16` weights, `pixels` `out_h * out_w * 16` f32.
+/// planes (`in_channels * padded_h * padded_w` f32, no slack needed), `taps` the group's
+/// `K * 16` weights, `pixels` `out_h * out_w * 16` f32.
 #[inline(always)]
 unsafe fn forward_rows<const R: usize, const C: usize>(
     d: &Direct,
@@ -616,6 +617,7 @@ unsafe fn forward_rows<const R: usize, const C: usize>(
     let (kh, kw, width, plane) = (s.kernel_h, s.kernel_w, d.padded_w, d.plane_len());
     let rows = R.min(d.out_h - y0);
     debug_assert!(C == d.out_w && rows > 0 && taps.len() >= s.col_rows() * LANES);
+    debug_assert!(padded.len() >= s.in_channels * plane);
     // SAFETY: AVX-512F is enabled by the caller. Reads: padded row y0 + min(r, rows - 1) + ky
     // < out_h + kernel_h - 1 = padded_h of channel ci, columns x + kx < out_w + kernel_w - 1 =
     // padded_w; weight vector (ci, ky, kx) < K of `taps`. Writes: pixels (y0 + r) * C + x <
@@ -668,7 +670,7 @@ unsafe fn channels_backward_weight_body(
     let image_len = s.image_len();
     let out_image = cout * n;
     for b in 0..s.batch {
-        d.pad_image(&input[b * image_len..][..image_len], padded);
+        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
         let dy = &grad_output[b * out_image..][..out_image];
         for (g, grads) in grads.chunks_exact_mut(n * LANES).enumerate() {
             let channels = LANES.min(cout - g * LANES);
@@ -682,9 +684,9 @@ unsafe fn channels_backward_weight_body(
         for (sums, grads) in groups {
             for ci in 0..s.in_channels {
                 // SAFETY: AVX-512F is enabled by the caller; `sums` holds the group's K * 16
-                // partial sums, `grads` its n * 16 output gradients, `padded` the image's
+                // partial sums, `grads` its n * 16 output gradients, `planes` the image's
                 // padded planes, and ci < in_channels (the rule bounds the kernel by 7).
-                unsafe { dw_kernel_width(d, padded, grads, sums, ci) };
+                unsafe { dw_kernel_width(d, planes, grads, sums, ci) };
             }
         }
     }
@@ -721,7 +723,9 @@ unsafe fn dw_kernel_width(d: &Direct, padded: &[f32], grads: &[f32], sums: &mut 
                     for ky0 in (0..kh).step_by(MOST) {
                         match MOST.min(kh - ky0) {
                             // SAFETY: forwarded from the caller.
-                            $($g => unsafe { dw_rows::<$g, $kw>(d, padded, grads, sums, ci, ky0) },)*
+                            $($g => unsafe {
+                                dw_rows::<$g, $kw>(d, padded, grads, sums, ci, ky0)
+                            },)*
                             _ => unreachable!("kernel rows per block are 1..=7"),
                         }
                     }
@@ -748,7 +752,8 @@ unsafe fn dw_kernel_width(d: &Direct, padded: &[f32], grads: &[f32], sums: &mut 
 ///
 /// # Safety
 /// AVX-512F must be enabled; `KW == kernel_w`, `ky0 + G <= kernel_h`, `ci < in_channels`;
-/// `padded` holds one image's padded planes, `grads` `out_h * out_w * 16` f32 and `sums` the
+/// `padded` holds one image's padded planes (no slack needed), `grads` `out_h * out_w * 16`
+/// f32 and `sums` the
 /// group's `K * 16` partial sums.
 #[inline(always)]
 unsafe fn dw_rows<const G: usize, const KW: usize>(
@@ -762,6 +767,7 @@ unsafe fn dw_rows<const G: usize, const KW: usize>(
     let s = &d.shape;
     let (kh, width) = (s.kernel_h, d.padded_w);
     debug_assert!(KW == s.kernel_w && ky0 + G <= kh && ci < s.in_channels);
+    debug_assert!(padded.len() >= s.in_channels * d.plane_len());
     debug_assert!(grads.len() >= d.out_h * d.out_w * LANES && sums.len() >= s.col_rows() * LANES);
     // SAFETY: AVX-512F is enabled by the caller. Sums: taps (ci, ky0 + gy, kx) < K, 16 lanes
     // each. Reads: padded row y + ky0 + gy < out_h + kernel_h - 1 = padded_h of channel ci,

@@ -17,7 +17,7 @@
 //! shape alone picks the direct path or im2col + GEMM ([`Conv2dShape::is_direct`]). All give
 //! PyTorch's results to within f32 summation error, in different orders.
 //!
-//! ### Channel path (AVX-512 only: stride 1, dilation 1, `out_w <= 16`, kernels `<= 7`, `Cout >= 8`; LeNet's conv2)
+//! ### Channel path (AVX-512; stride 1, `out_w <= 16`, `Cout >= 8`; LeNet's conv2)
 //!
 //! Rows of 10 output pixels (LeNet's conv2) fill a 16-lane vector badly, and conv2's GEMMs
 //! (`16 x 150 x 100` per image) are small and need their columns unfolded (9x the input), so
@@ -427,6 +427,19 @@ impl Direct {
         let (padded, rest) = workspace.split_at_mut(self.padded_len());
         let (taps, rest) = rest.split_at_mut(cp * self.shape.col_rows());
         (padded, taps, &mut rest[..cp * self.out_h * self.out_w])
+    }
+
+    /// One image's planes as the channel path's forward and weight gradient read them: the
+    /// image itself when there is no padding (its planes are then the padded planes, and those
+    /// passes read nothing past a plane's end), else its copy into `padded`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn channel_planes<'a>(&self, image: &'a [f32], padded: &'a mut [f32]) -> &'a [f32] {
+        if self.shape.pad_h == 0 && self.shape.pad_w == 0 {
+            image
+        } else {
+            self.pad_image(image, padded);
+            padded
+        }
     }
 
     /// The weight as the channel path reads it: `taps[g][k][c] = weight[g * 16 + c][k]`, zero

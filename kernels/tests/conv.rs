@@ -565,6 +565,23 @@ fn channel_path_rule() {
     assert!(avx512(Conv2dShape::new(2, 64, 16, (9, 9), (3, 3))));
 }
 
+/// The channel path at every output-channel count around its groups of 16 (and below its
+/// bound of 8, where AVX-512 keeps the other paths), each with a row width and kernel of its
+/// own, forward and backward with and without the bias and the input gradient.
+#[test]
+fn channel_path_every_group_tail() {
+    for (i, co) in [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 48]
+        .into_iter()
+        .enumerate()
+    {
+        let (k, w) = (1 + i % 7, 1 + (i * 5) % 16);
+        let s = Conv2dShape::new(1 + i % 3, 1 + i % 7, co, (k + 2, w + k - 1), (k, k));
+        assert_eq!(s.takes_channel_path(Isa::Avx512), co >= 8, "{s:?}");
+        check_forward(&s, 120 + i as u64, i % 2 == 0);
+        check_backward(&s, 140 + i as u64, i % 3 != 1, i % 2 == 1);
+    }
+}
+
 /// LeNet-5's conv2 at batch 64 (the path's reason to exist) against the reference, every
 /// gradient, on every ISA; on AVX-512 it runs the channel path.
 #[test]

@@ -54,17 +54,20 @@
 //!   lanes, reduced per pixel) was not tried.
 //! - bias gradient: the table's `bias_backward`.
 //!
-//! LeNet-5's conv2 at batch 64, one thread, this machine (Sapphire Rapids class, loaded by
-//! other work; medians of 200 calls): forward 0.23 ms (~133 GFLOP/s), weight + bias gradient
-//! 0.23 ms, input gradient 0.36 ms (it does ~1.7x the forward's multiplies: 14 of 16 lanes,
-//! and the padded border columns), forward + backward 0.81 ms, against 1.10 ms with the input
-//! gradient on the direct path's kernel (blocks of one row) and 1.72 ms on the GEMM path (the
-//! same table with the channel path switched off). Other shapes, fwd+bwd with every gradient,
-//! channel vs the table's old path (direct for `K <= 100`, else GEMM), ms: 6 -> 16, 14x14,
-//! 3x3, pad 1: 0.58 vs 0.96; 3 -> 16, 12x12, 3x3: 0.27 vs 0.48; 1 -> 16, 8x8, 3x3: 0.13 vs
-//! 0.19; 16 -> 32, 8x8, 3x3, pad 1: 1.27 vs 2.16 (its input gradient, 8-wide rows, 0.60 vs
-//! 0.55 on GEMM + col2im: the one part measured slower); 8 -> 8, 16x16, 5x5, pad 2: 2.0 vs
-//! 4.0. Against PyTorch (oneDNN, AVX-512), see the benchmark `benches/conv.rs`.
+//! LeNet-5's conv2 at batch 64, one thread, this machine (Sapphire Rapids class, shared with
+//! other work; medians of 200 calls): forward 0.21 ms (~145 GFLOP/s), weight + bias gradient
+//! 0.215 ms, input gradient 0.35 ms (it does ~1.7x the forward's multiplies: 14 of 16 lanes,
+//! and the padded border columns), forward + backward 0.78 ms; with the input gradient on the
+//! direct path's kernel (blocks of one row) it was 1.10 ms, and the GEMM path on the same table
+//! takes 1.72 ms. Against PyTorch 2.15 (oneDNN, AVX-512, one thread), three interleaved rounds
+//! of `cargo bench --bench conv` and `pytorch_kernels.py --threads 1`: forward 0.223-0.225 ms
+//! (summary median; criterion 0.238-0.242) vs 0.281-0.288, 1.18-1.28x; forward + backward
+//! 0.797-0.813 ms (criterion 0.835-0.879) vs 1.93-2.04 ms, 2.2-2.5x. Other shapes, fwd+bwd
+//! with every gradient, channel vs the table's old path (direct for `K <= 100`, else GEMM),
+//! ms: 6 -> 16, 14x14, 3x3, pad 1: 0.58 vs 0.96; 3 -> 16, 12x12, 3x3: 0.27 vs 0.48; 1 -> 16,
+//! 8x8, 3x3: 0.13 vs 0.19; 16 -> 32, 8x8, 3x3, pad 1: 1.27 vs 2.16 (its input gradient,
+//! 8-wide rows, 0.60 vs 0.55 on GEMM + col2im: the one part measured slower); 8 -> 8, 16x16,
+//! 5x5, pad 2: 2.0 vs 4.0.
 //!
 //! ### Direct (stride 1, dilation 1, `1 <= K <=` [`DIRECT_MAX_K`]; LeNet's conv1, `K = 25`)
 //!
@@ -755,7 +758,8 @@ impl Conv2dShape {
 
     /// Whether this convolution takes the direct path (stride 1, dilation 1, and
     /// `1 <= in_channels * kernel_h * kernel_w <=` [`DIRECT_MAX_K`]) rather than im2col and
-    /// GEMM; see the module docs.
+    /// GEMM, on a table that does not take the channel path for it
+    /// ([`Conv2dShape::takes_channel_path`]); see the module docs.
     ///
     /// # Panics
     /// As [`Conv2dShape::out_h`].

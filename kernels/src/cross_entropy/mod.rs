@@ -90,7 +90,9 @@
 //!   most runs (about 400 against 420 us at [32, 32000]), but in the kernel the gradient's first write overlaps
 //!   with the exponentials, while from a scratch row the gradient's stores wait alone. Streaming
 //!   stores from the scratch row took the same time as ordinary ones (about 405 us in that
-//!   model), so no memory traffic is saved.
+//!   model), so no memory traffic is saved;
+//! - (AVX-512) the prefetches of pass 1 into L2 only (`_MM_HINT_T1`): no gain, side by side
+//!   over three rounds ([256, 1000] 92-94 against 88-90 us, [32, 32000] within the noise).
 //!
 //! The gradient is thus written twice, the second time from cache. At [32, 32000] with a
 //! separate gradient the call moves 12 MB (logits read, gradient fetched for ownership and

@@ -582,6 +582,21 @@ fn channel_path_every_group_tail() {
     }
 }
 
+/// The workspace covers the channel path's needs on every table, and does not grow with the
+/// batch: conv2's is still its GEMM tile's; a 1x1 kernel to 40 channels over 8 x 16 pixels
+/// needs the channel path's most (padded planes 128 + 16, then 48 channels x (K 1 + 128
+/// pixels)), more than the direct path's (its input gradient: 40 + 40 x 128 + 16).
+#[test]
+fn channel_path_workspace() {
+    assert_eq!(conv2(64).workspace_len(), 6 * (150 * 100 + 16 * 100));
+    let s = |b| Conv2dShape::new(b, 1, 40, (8, 16), (1, 1));
+    assert!(s(1).takes_channel_path(Isa::Avx512) && s(1).is_direct());
+    assert_eq!(s(1).workspace_len(), 128 + 16 + 48 * (1 + 128));
+    assert_eq!(s(0).workspace_len(), s(9).workspace_len());
+    check_forward(&s(3), 160, true);
+    check_backward(&s(3), 161, true, true);
+}
+
 /// LeNet-5's conv2 at batch 64 (the path's reason to exist) against the reference, every
 /// gradient, on every ISA; on AVX-512 it runs the channel path.
 #[test]

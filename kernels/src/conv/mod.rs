@@ -781,6 +781,11 @@ impl Conv2dShape {
     /// workspace sized for a batch serves every smaller batch: pass its first `workspace_len`
     /// elements (the convolution checks the length exactly).
     ///
+    /// The length depends on the shape, not on the table: a shape the channel path fits (see
+    /// [`Conv2dShape::takes_channel_path`]) gets at least that path's workspace too, one
+    /// image's padded planes plus `ceil(out_channels / 16) * 16 * (K + out_h * out_w)`, or the
+    /// input gradient's as above if more.
+    ///
     /// # Panics
     /// As [`Conv2dShape::out_h`].
     #[track_caller]

@@ -74,8 +74,9 @@ pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C4));
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C3));
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C2));
-        let p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
-        let p = _mm256_add_ps(p, _mm256_set1_ps(1.0));
+        // 1 + r (1 + r q): one chain of fused multiply-adds (module docs).
+        let one = _mm256_set1_ps(1.0);
+        let p = _mm256_fmadd_ps(_mm256_fmadd_ps(q, r, one), r, one);
         // p is in [0.7, 1.42]: adding n to its exponent field gives p * 2^n, normal for every
         // n in [-126, 128] that the clamp allows (p < 1 exactly when n = 128 is reached).
         let scale = _mm256_slli_epi32::<23>(_mm256_cvtps_epi32(n));
@@ -110,8 +111,9 @@ pub(crate) unsafe fn exp8_nonpositive(x: __m256) -> __m256 {
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C4));
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C3));
         q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(C2));
-        let p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
-        let p = _mm256_add_ps(p, _mm256_set1_ps(1.0));
+        // 1 + r (1 + r q): one chain of fused multiply-adds (module docs).
+        let one = _mm256_set1_ps(1.0);
+        let p = _mm256_fmadd_ps(_mm256_fmadd_ps(q, r, one), r, one);
         // The low 9 bits of t's pattern are n (two's complement): shifted up, 2^n's exponent.
         let scale = _mm256_slli_epi32::<23>(_mm256_castps_si256(t));
         let y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));

@@ -5,7 +5,10 @@
 //! `exp` uses range reduction and a polynomial: `x = n*ln2 + r` with `n = round(x / ln2)` and
 //! `|r| <= ln2/2` (Cody-Waite: `ln2` split in a short high part, so `n*ln2_hi` is exact, and a
 //! low part), `exp(r) = 1 + r + r^2*q(r)` with a degree-4 `q` fitted to `(exp(r) - 1 - r)/r^2`,
-//! evaluated by Horner with fused multiply-adds, and `2^n` put in the exponent bits.
+//! evaluated by Horner with fused multiply-adds as `1 + r*(1 + r*q(r))` (one chain of six; the
+//! earlier order, `(r + r^2*q) + 1`, took one operation more, was 3% (AVX2) and 8% (AVX-512)
+//! slower on an L1-resident softmax exp pass, and had a worst error of 0.98 ulp against
+//! 0.85), and `2^n` put in the exponent bits.
 //!
 //! - For `x` in `[-87.33654, 88.72283]` the result is within 2 ulp of `exp(x)` computed in f64
 //!   (the tests measure at most 1 ulp on every ISA).
@@ -22,9 +25,7 @@
 //! Per ISA: AVX2 (8 lanes) and NEON (4 lanes) add `n` to the exponent field of `p` with
 //! integer arithmetic; AVX-512 (16 lanes) uses `vscalefps` (`p * 2^n` in one instruction) in
 //! its zero-masking form, so the lanes below the range come out as 0 without a separate
-//! select, and softmax's `exp(x - max)` needs no clamp at all; it also evaluates the
-//! polynomial as `1 + r (1 + r q(r))` (one fused multiply-add fewer; worst error 0.85 ulp
-//! against 0.98, and an exp pass 8% faster). The polynomial and the
+//! select, and softmax's `exp(x - max)` needs no clamp at all. The polynomial and the
 //! reduction use the same constants on every ISA (`consts`), so they cannot drift apart. Tails: masked loads and stores on x86 (AVX2 lane masks,
 //! AVX-512 `__mmask16`), a padded stack buffer on NEON.
 //!

@@ -53,8 +53,9 @@ pub(crate) unsafe fn exp4(x: float32x4_t) -> float32x4_t {
         q = vfmaq_f32(vdupq_n_f32(C4), q, r);
         q = vfmaq_f32(vdupq_n_f32(C3), q, r);
         q = vfmaq_f32(vdupq_n_f32(C2), q, r);
-        let p = vfmaq_f32(r, q, vmulq_f32(r, r));
-        let p = vaddq_f32(p, vdupq_n_f32(1.0));
+        // 1 + r (1 + r q): one chain of fused multiply-adds (module docs).
+        let one = vdupq_n_f32(1.0);
+        let p = vfmaq_f32(one, vfmaq_f32(one, q, r), r);
         // p * 2^n through the exponent field (normal for every n the clamp allows).
         let y = vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32::<23>(ni)));
         let below = vcltq_f32(x, lo);
@@ -85,8 +86,9 @@ pub(crate) unsafe fn exp4_nonpositive(x: float32x4_t) -> float32x4_t {
         q = vfmaq_f32(vdupq_n_f32(C4), q, r);
         q = vfmaq_f32(vdupq_n_f32(C3), q, r);
         q = vfmaq_f32(vdupq_n_f32(C2), q, r);
-        let p = vfmaq_f32(r, q, vmulq_f32(r, r));
-        let p = vaddq_f32(p, vdupq_n_f32(1.0));
+        // 1 + r (1 + r q): one chain of fused multiply-adds (module docs).
+        let one = vdupq_n_f32(1.0);
+        let p = vfmaq_f32(one, vfmaq_f32(one, q, r), r);
         let y = vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32::<23>(ni)));
         let below = vcltq_f32(x, lo);
         vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), below))

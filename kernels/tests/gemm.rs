@@ -386,6 +386,101 @@ fn lenet_shapes() {
     }
 }
 
+/// B read in place because all of it is small (at most 8 Ki floats) although its leading
+/// dimension is a multiple of 64 floats (which otherwise makes the driver pack it), with m
+/// past the tiny-m rule (more than four row tiles): k x n on both sides of 8 Ki floats
+/// (64 x 128 in place, 65 x 128 packed), row lengths 64 and 60 (padded to 64) and 128.
+#[test]
+fn small_b_read_in_place() {
+    let mut seed = 2000;
+    for kernels in Kernels::all()
+        .into_iter()
+        .filter(|k| k.isa() != Isa::Scalar)
+    {
+        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        for m in [4 * b.mr + 1, 64, 100] {
+            for (k, n, pad_b) in [
+                (64, 64, 0),
+                (64, 60, 4),
+                (33, 64, 0),
+                (64, 128, 0),
+                (65, 128, 0),
+            ] {
+                for tb in [Transpose::No, Transpose::Yes] {
+                    seed += 1;
+                    check_case(
+                        &kernels,
+                        &Case {
+                            ta: if seed % 2 == 0 {
+                                Transpose::No
+                            } else {
+                                Transpose::Yes
+                            },
+                            tb,
+                            m,
+                            n,
+                            k,
+                            pad_a: seed as usize % 3,
+                            pad_b: if tb == Transpose::No { pad_b } else { 0 },
+                            pad_c: seed as usize % 2,
+                            trim: seed % 4 == 0,
+                            alpha: if seed % 3 == 0 { 1.0 } else { 0.5 },
+                            beta: [0.0, 1.0, -0.5][seed as usize % 3],
+                            seed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Short k blocks (at most 32) with more than one row tile walk C row panel by row panel, while
+/// the packed B panel (kc x nc) stays within 64 Ki floats: m at one tile plus one row and at
+/// three tiles minus one, k on both sides of 32, n a few slivers plus a tail and on both sides
+/// of the 64 Ki-float panel (n ~ 2048 at k = 32), for every transpose pair.
+#[test]
+fn short_k_row_panels() {
+    let pairs = if cfg!(target_arch = "aarch64") {
+        &TRANSPOSES[..2]
+    } else {
+        &TRANSPOSES[..]
+    };
+    for kernels in Kernels::all()
+        .into_iter()
+        .filter(|k| k.isa() != Isa::Scalar)
+    {
+        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        let mut seed = 1000;
+        for m in [b.mr + 1, 3 * b.mr - 1] {
+            for k in [1, 16, 32, 33] {
+                for n in [3 * b.nr + 5, 1900, 2200] {
+                    for &(ta, tb) in pairs {
+                        seed += 1;
+                        check_case(
+                            &kernels,
+                            &Case {
+                                ta,
+                                tb,
+                                m,
+                                n,
+                                k,
+                                pad_a: seed as usize % 2,
+                                pad_b: (seed as usize / 2) % 2,
+                                pad_c: (seed as usize % 3) * 2,
+                                trim: seed % 5 == 0,
+                                alpha: if seed % 2 == 0 { 1.0 } else { -0.75 },
+                                beta: [0.0, 1.0, 0.5][seed as usize % 3],
+                                seed,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `A B^T` with few rows or columns and k >= 64 (the dot-product path of the x86 ISAs): every
 /// row and column count up to three dot tiles (row and column blocks split evenly, the last
 /// one short), k at the vector tails (8 and 16 lanes) and around the k blocks (256, 512).

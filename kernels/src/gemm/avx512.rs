@@ -297,13 +297,15 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
 /// table).
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
-    // A C larger than L2 written after a short k loop (conv2's column gradient,
-    // 150 x 16 x 6400: 3.8 MB of C, 16 steps of k) waits on C's lines from L3; with m at
+    // A C larger than L2 written after a short k loop waits on C's lines from L3; with m at
     // least four tiles tall the driver's next tiles lie below this one, so the microkernel
-    // prefetches them (78 instead of 65 GFLOP/s there; shapes whose C fits L2 ran slower).
+    // prefetches them (shapes whose C fits L2 ran slower). Not when the driver walks C by
+    // row panels (k blocks of at most 32, as conv2's column gradient 150 x 16 x 6400): its
+    // next tiles lie to the right, where the hardware prefetcher already reads ahead.
     let prefetch_next_c = args.k < PREFETCH_C_MIN_K
         && args.m >= 4 * MR
-        && args.m.saturating_mul(args.n) >= PREFETCH_NEXT_C_MIN_FLOATS;
+        && args.m.saturating_mul(args.n) >= PREFETCH_NEXT_C_MIN_FLOATS
+        && !driver::walks_row_panels(BLOCKING, args);
     let kernel = Fma8x48 {
         _cpu_checked: (),
         prefetch_next_c,

@@ -214,8 +214,31 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
     }
 }
 
+/// The deepest k block that walks C row panel by row panel (see [`rows_outer`]).
+const ROWS_OUTER_MAX_KC: usize = 32;
+/// The largest packed B panel (floats, 256 KiB) that [`rows_outer`] lets every row panel
+/// re-read from L2.
+const ROWS_OUTER_MAX_PANEL: usize = 64 * 1024;
+
+/// Whether the tiles of an m block run row panel by row panel (each `MR`-tall panel of C
+/// left to right across the whole n block) instead of sliver by sliver (down each
+/// `NR`-wide column of C). With short k blocks a tile is mostly its pass over C, so C's
+/// order decides the speed: row panels write each row of C front to back, which the hardware
+/// prefetcher follows, while a column walk jumps `ldc` floats per row (conv2's column
+/// gradient, 150 x 16 x 6400, C 3.8 MB: ~75 -> ~97 GFLOP/s on AVX-512). B's whole panel is
+/// then re-read per row panel, so it must stay small enough for L2.
+pub(crate) fn rows_outer(kc: usize, nc: usize, mc: usize, mr: usize) -> bool {
+    mc > mr && kc <= ROWS_OUTER_MAX_KC && kc * nc <= ROWS_OUTER_MAX_PANEL
+}
+
 /// The k block for B read in place with rows on distinct pages (see `blocked`).
 const DIRECT_B_FAR_ROWS_KC: usize = 48;
+
+/// B read in place whatever its leading dimension when it has at most this many floats
+/// (32 KiB): all of it then stays in L1 (no set conflicts to avoid), and copying it would be
+/// a large share of so small a multiply (64 x 64 x 64: 4096 floats copied for 64 per FMA
+/// row).
+const DIRECT_B_SMALL_FLOATS: usize = 8 * 1024;
 
 /// Which operands are read in place instead of packed.
 #[derive(Clone, Copy, Debug)]
@@ -243,9 +266,10 @@ fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
     // rows 256 B apart (or a power-of-two multiple) falls into a handful of L1 sets and
     // evicts itself, which packing avoids.
     let tiny_m = args.m <= 4 * bl.mr;
+    let small_b = args.k * args.n <= DIRECT_B_SMALL_FLOATS;
     let direct_b = args.transb == Transpose::No
         && args.m <= mc_limit
-        && (tiny_m || !args.ldb.is_multiple_of(64));
+        && (tiny_m || small_b || !args.ldb.is_multiple_of(64));
     // A in place pays when n is small: packing costs ~1.5 cycles per element of A, the
     // multiply ~n/32, so below n ~ 512 the copy is a visible share (48/n). Broadcasting from
     // rows `lda` apart touches as many lines as a packed sliver, unless rows 4 KiB apart pile
@@ -287,6 +311,29 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
     WORKSPACE.set(ws);
 }
 
+/// The k block `blocked` uses.
+fn k_block(bl: Blocking, plan: Plan, args: &GemmArgs<'_>) -> usize {
+    // B read in place with rows 4 KiB or more apart: every row of a sliver is on its own
+    // page, and kc of them overflow the L1 data TLB (64 entries); shorter k blocks keep a
+    // sliver's pages resident (conv2 forward, 16 x 150 x 6400, ran 1.5x faster with kc 38).
+    let kc_limit = if plan.direct_b && args.ldb >= 1024 {
+        DIRECT_B_FAR_ROWS_KC
+    } else {
+        bl.kc
+    };
+    balanced_block(args.k, kc_limit, 1)
+}
+
+/// Whether `gemm` with these arguments walks C row panel by row panel (see [`rows_outer`]):
+/// the microkernel's look-ahead prefetch of the tile below is useless then (only AVX-512
+/// has that prefetch).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn walks_row_panels(bl: Blocking, args: &GemmArgs<'_>) -> bool {
+    let kc = k_block(bl, plan(args, bl), args);
+    let mc = balanced_block(args.m, m_block_limit(bl, kc), bl.mr);
+    rows_outer(kc, balanced_block(args.n, bl.nc, bl.nr), mc, bl.mr)
+}
+
 /// The five loops around the microkernel (Goto / BLIS order): n blocks, k blocks (pack B), m
 /// blocks (pack A), then `NR`-wide slivers of B and `MR`-tall slivers of A.
 #[inline(always)]
@@ -313,15 +360,7 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         beta,
         ldc,
     } = *args;
-    // B read in place with rows 4 KiB or more apart: every row of a sliver is on its own
-    // page, and kc of them overflow the L1 data TLB (64 entries); shorter k blocks keep a
-    // sliver's pages resident (conv2 forward, 16 x 150 x 6400, ran 1.5x faster with kc 38).
-    let kc_limit = if plan.direct_b && ldb >= 1024 {
-        DIRECT_B_FAR_ROWS_KC
-    } else {
-        bl.kc
-    };
-    let kc_max = balanced_block(k, kc_limit, 1);
+    let kc_max = k_block(bl, plan, args);
     let mc_max = balanced_block(m, m_block_limit(bl, kc_max), MR);
     let nc_max = balanced_block(n, bl.nc, NR);
     // Packed B holds a kc x nc panel, packed A an mc x kc block (nothing when read in place).
@@ -344,14 +383,23 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                 if !plan.direct_a {
                     pack_a::<MR>(transa, a, lda, ic, mc, pc, kc, apack);
                 }
-                for jr in (0..nc).step_by(NR) {
-                    let nr = NR.min(nc - jr);
-                    let (b_tile, b_rs): (&[f32], usize) = if plan.direct_b {
-                        (&b[pc * ldb + jc + jr..], ldb)
-                    } else {
-                        (&bpack[jr * kc..][..kc * NR], NR)
-                    };
-                    for ir in (0..mc).step_by(MR) {
+                let (col_tiles, row_tiles) = (nc.div_ceil(NR), mc.div_ceil(MR));
+                let by_rows = rows_outer(kc_max, nc_max, mc, MR);
+                let (outer, inner) = if by_rows {
+                    (row_tiles, col_tiles)
+                } else {
+                    (col_tiles, row_tiles)
+                };
+                for o in 0..outer {
+                    for t in 0..inner {
+                        let (jt, it) = if by_rows { (t, o) } else { (o, t) };
+                        let (jr, ir) = (jt * NR, it * MR);
+                        let nr = NR.min(nc - jr);
+                        let (b_tile, b_rs): (&[f32], usize) = if plan.direct_b {
+                            (&b[pc * ldb + jc + jr..], ldb)
+                        } else {
+                            (&bpack[jr * kc..][..kc * NR], NR)
+                        };
                         let mr = MR.min(mc - ir);
                         let row = ic + ir;
                         let (a_tile, a_rs, a_cs): (&[f32], usize, usize) = if !plan.direct_a {

@@ -61,10 +61,22 @@
 //!   is not a multiple of 64 floats (such rows fall into a handful of L1 sets; packing avoids
 //!   the conflict misses). When those rows are 4 KiB or more apart, k blocks shrink to 48 so a
 //!   sliver's rows (one page each) stay within the L1 data TLB.
+//! - B is also read in place, whatever `ldb`, when all of it is at most 8 Ki floats (32 KiB,
+//!   within L1, so no set conflicts to avoid): 64 x 64 x 64 packed 4096 floats for a multiply
+//!   of 64 FMAs per element (AVX-512, best of ~300 ms of calls by thread CPU time, side by
+//!   side: 95 -> 103..116 GFLOP/s; AVX2 ~60 -> ~70).
 //! - A is read in place (broadcasts with strides `lda` and 1) when n is small: not transposed,
 //!   n <= 512 and `lda` not a multiple of 1024 floats (packing costs ~48/n of the multiply;
 //!   the fc layers, one image of conv2), or any A when n is at most two B slivers (conv1's
 //!   weight gradient, 6 x 50176 x 25, where packing A would cost as much as the multiply).
+//! - Short k blocks (at most 32) walk C row panel by row panel: each `MR`-tall panel of C left
+//!   to right across the n block, instead of down each `NR`-wide column. A tile of 16 k steps
+//!   is mostly its pass over C, and a column walk jumps `ldc` floats per row, which the
+//!   hardware prefetcher does not follow once C outgrows L2; a row panel writes each row of C
+//!   front to back. The packed B panel (kc x nc, at most 64 Ki floats) is re-read from L2 per
+//!   panel. conv2's column gradient, 150 x 16 x 6400 (C 3.8 MB): ~75 -> ~95 GFLOP/s on AVX-512
+//!   (NN and TN alike; PyTorch ~72 in the same minutes), where the look-ahead prefetch of the
+//!   tile below (which had taken it from 65 to 78) is now switched off.
 //! - Huge k is split into KC blocks, each a long dot product per C element held in registers.
 //! - AVX2, `A B^T` with m <= 24 or n <= 32 and k >= 64 (a convolution's weight gradient,
 //!   dY cols^T): every C element is a dot product of two contiguous rows, so nothing is packed;

@@ -190,8 +190,10 @@ fn main() {
         conv_benches();
         Criterion::default().configure_from_args().final_summary();
     }
-    // `cargo bench -- --test` (and `cargo test --benches`) only smoke-test: skip the table.
-    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+    // `cargo bench -- --test` (and `cargo test --benches`) only smoke-test, and a
+    // `--profile-time` run profiles one benchmark: skip the table.
+    let skip = ["--test", "--list", "--profile-time"];
+    if !std::env::args().any(|a| skip.contains(&a.as_str())) {
         summary();
     }
 }

@@ -532,6 +532,42 @@ fn direct_path_keeps_nonfinite_values_where_they_belong() {
     }
 }
 
+/// The bias gradient of the direct path (which the AVX-512 table sums in its weight-gradient
+/// pass, image by image): batches 0..=3, planes of 1 to 120 pixels (every tail of its 16-lane
+/// vectors and 64-pixel chunks), and an infinity and a NaN in the output gradient, which reach
+/// only their own channel's sum.
+#[test]
+fn direct_path_bias_gradient_every_batch_and_plane() {
+    for batch in 0..=3 {
+        for w in 1..=40 {
+            let h = 1 + (w + batch) % 3;
+            let s = Conv2dShape::new(batch, 1, 3, (h, w), (1, 3)).with_padding(0, 1);
+            assert!(s.is_direct());
+            let seed = (batch * 100 + w) as u64;
+            check_backward(&s, seed, false, true);
+            if batch == 0 {
+                continue;
+            }
+            let (x, wt, _, mut dy) = data(&s, seed);
+            let plane = h * w;
+            dy[plane - 1] = f32::INFINITY; // channel 0's last pixel (a tail lane)
+            dy[(batch - 1) * 3 * plane + plane] = f32::NAN; // channel 1 of the last image
+            let mut want = vec![0.0; 3];
+            let mut mag = want.clone();
+            scalar::backward_bias(&s, &widen(&dy), &mut want);
+            scalar::backward_bias(&s, &abs(&widen(&dy)), &mut mag);
+            assert!(want[0].is_infinite() && want[1].is_nan() && want[2].is_finite());
+            for k in all_kernels() {
+                let mut ws = vec![f32::NAN; s.workspace_len()];
+                let (mut gw, mut gb) = (vec![f32::NAN; 9], vec![f32::NAN; 3]);
+                k.conv2d_backward(&s, &x, &wt, &dy, None, &mut gw, Some(&mut gb), &mut ws);
+                let what = format!("{} grad_bias {s:?}", k.isa());
+                assert_within_nonfinite(&what, &gb, &want, &mag, batch * plane);
+            }
+        }
+    }
+}
+
 /// Which shapes the AVX-512 table runs on the channel path: LeNet-5's conv2 (and conv1 not:
 /// its rows are 28 wide), and each bound of the rule; no other table has the path.
 #[test]

@@ -59,7 +59,35 @@ pub(super) unsafe fn direct_backward_weight(
     workspace: &mut [f32],
 ) {
     // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { backward_weight_body(d, input, grad_output, grad_weight, workspace) }
+    unsafe { backward_weight_body(d, input, grad_output, grad_weight, None, workspace) }
+}
+
+/// The weight gradient as [`direct_backward_weight`], and the bias gradient in the same pass:
+/// each image's output-gradient planes are summed just before its weight-gradient blocks read
+/// them, so the batch's output gradient is read from memory once instead of twice.
+///
+/// # Safety
+/// As [`direct_backward_weight`]; `grad_bias` holds `out_channels` f32.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn direct_backward_weight_bias(
+    d: &Direct,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    workspace: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
+    unsafe {
+        backward_weight_body(
+            d,
+            input,
+            grad_output,
+            grad_weight,
+            Some(grad_bias),
+            workspace,
+        )
+    }
 }
 
 /// The lanes of a vector holding `n` valid columns (all 16 when `n >= 16`).
@@ -128,10 +156,15 @@ unsafe fn forward_channels(
         ($c:literal) => {
             // SAFETY: forwarded from the caller.
             unsafe {
-                if at.cols > LANES {
-                    forward_block::<$c, 2>(d, padded, weight, bias, out, at)
-                } else {
-                    forward_block::<$c, 1>(d, padded, weight, bias, out, at)
+                // The kernel width a constant where it is a common one, so the tap loop
+                // unrolls (measured 6% faster on conv1's forward, side by side).
+                match (at.cols > LANES, d.shape.kernel_w) {
+                    (true, 3) => forward_block::<$c, 2, 3>(d, padded, weight, bias, out, at),
+                    (true, 5) => forward_block::<$c, 2, 5>(d, padded, weight, bias, out, at),
+                    (true, _) => forward_block::<$c, 2, 0>(d, padded, weight, bias, out, at),
+                    (false, 3) => forward_block::<$c, 1, 3>(d, padded, weight, bias, out, at),
+                    (false, 5) => forward_block::<$c, 1, 5>(d, padded, weight, bias, out, at),
+                    (false, _) => forward_block::<$c, 1, 0>(d, padded, weight, bias, out, at),
                 }
             }
         };
@@ -147,13 +180,14 @@ unsafe fn forward_channels(
 }
 
 /// One output row's block: `C` channels x `V` vectors of accumulators, every tap of every input
-/// channel, then masked stores of the block's `cols` columns.
+/// channel, then masked stores of the block's `cols` columns. `KW` is the kernel width, or 0
+/// to read it from the shape.
 ///
 /// # Safety
 /// AVX-512F must be enabled; `co0 + C <= out_channels`, `x0 + cols <= out_w`, `y < out_h`,
-/// `cols > (V - 1) * LANES`; `padded` holds `d.padded_len()` f32 and `out` one image's output.
+/// `cols > (V - 1) * LANES`, `KW` 0 or `kernel_w`; `padded` holds `d.padded_len()` f32 and `out` one image's output.
 #[inline(always)]
-unsafe fn forward_block<const C: usize, const V: usize>(
+unsafe fn forward_block<const C: usize, const V: usize, const KW: usize>(
     d: &Direct,
     padded: &[f32],
     weight: &[f32],
@@ -162,10 +196,11 @@ unsafe fn forward_block<const C: usize, const V: usize>(
     at: Block,
 ) {
     let s = &d.shape;
-    let (k_len, kh, kw) = (s.col_rows(), s.kernel_h, s.kernel_w);
+    let (k_len, kh) = (s.col_rows(), s.kernel_h);
+    let kw = if KW > 0 { KW } else { s.kernel_w };
     let (plane, out_plane) = (d.plane_len(), d.out_h * d.out_w);
     debug_assert!(at.co0 + C <= s.out_channels && at.x0 + at.cols <= d.out_w);
-    debug_assert!(at.cols > (V - 1) * LANES && at.cols <= V * LANES);
+    debug_assert!(at.cols > (V - 1) * LANES && at.cols <= V * LANES && kw == s.kernel_w);
     // SAFETY: AVX-512F is enabled by the caller. Reads: input channel ci, row y + ky <
     // padded_h, columns x0 + kx + j * LANES .. + LANES, the last of which is below
     // x0 + kx + cols + LANES - 1 <= padded_w + LANES - 1: past the row end by at most
@@ -218,6 +253,7 @@ unsafe fn backward_weight_body(
     input: &[f32],
     grad_output: &[f32],
     grad_weight: &mut [f32],
+    mut grad_bias: Option<&mut [f32]>,
     workspace: &mut [f32],
 ) {
     let s = &d.shape;
@@ -225,11 +261,21 @@ unsafe fn backward_weight_body(
     let partials = &mut rest[..d.partials_len()];
     d.clear_padded(padded);
     partials.fill(0.0);
+    if let Some(gb) = grad_bias.as_deref_mut() {
+        gb.fill(0.0);
+    }
     let image_len = s.image_len();
-    let out_image = s.out_channels * d.out_h * d.out_w;
+    let out_plane = d.out_h * d.out_w;
+    let out_image = s.out_channels * out_plane;
     for b in 0..s.batch {
         d.pad_image(&input[b * image_len..][..image_len], padded);
         let dy = &grad_output[b * out_image..][..out_image];
+        if let Some(gb) = grad_bias.as_deref_mut() {
+            for (g, plane) in gb.iter_mut().zip(dy.chunks_exact(out_plane)) {
+                // SAFETY: AVX-512F is enabled by the caller.
+                *g += unsafe { plane_sum(plane) };
+            }
+        }
         for ci in 0..s.in_channels {
             for ky in 0..s.kernel_h {
                 for co0 in (0..s.out_channels).step_by(DW_CHANNELS) {
@@ -249,6 +295,36 @@ unsafe fn backward_weight_body(
     for (g, p) in grad_weight.iter_mut().zip(partials.chunks_exact(LANES)) {
         // SAFETY: AVX-512F is enabled by the caller; the chunk holds exactly 16 f32.
         *g = unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(p.as_ptr())) };
+    }
+}
+
+/// The sum of a plane's values (four vectors of partial sums, so the adds do not wait on each
+/// other; a masked load for the tail).
+///
+/// # Safety
+/// AVX-512F must be enabled.
+#[inline(always)]
+unsafe fn plane_sum(plane: &[f32]) -> f32 {
+    let mut chunks = plane.chunks_exact(4 * LANES);
+    let tail = chunks.remainder();
+    // SAFETY: AVX-512F is enabled by the caller; each chunk holds 64 f32, so its four loads
+    // are in bounds, and the tail's loads are masked to its length.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for c in &mut chunks {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_add_ps(*acc, _mm512_loadu_ps(c.as_ptr().add(j * LANES)));
+            }
+        }
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let n = tail.len().saturating_sub(j * LANES);
+            if n > 0 {
+                let v = _mm512_maskz_loadu_ps(lane_mask(n), tail.as_ptr().add(j * LANES));
+                *acc = _mm512_add_ps(*acc, v);
+            }
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(sum)
     }
 }
 

@@ -1254,8 +1254,18 @@ impl Kernels {
             workspace.len(),
         );
 
-        if let Some(gb) = grad_bias {
-            self.bias_backward(grad_output, gb, shape.batch, n);
+        // The AVX-512 direct path sums the bias gradient in its weight-gradient pass.
+        #[cfg(target_arch = "x86_64")]
+        let fused_bias = self.isa() == Isa::Avx512
+            && self.channel_path(shape).is_none()
+            && Direct::new(shape).is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let fused_bias = false;
+        let mut grad_bias = grad_bias;
+        if !fused_bias || shape.batch == 0 {
+            if let Some(gb) = grad_bias.take() {
+                self.bias_backward(grad_output, gb, shape.batch, n);
+            }
         }
         if shape.batch == 0 {
             grad_weight.fill(0.0);
@@ -1294,17 +1304,14 @@ impl Kernels {
             return;
         }
         if let Some(direct) = Direct::new(shape) {
-            // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
-            // table's ISA; every length was checked above against the shape `direct` describes.
-            unsafe {
-                (self.conv.direct_backward_weight)(
-                    &direct,
-                    input,
-                    grad_output,
-                    grad_weight,
-                    workspace,
-                )
-            };
+            self.direct_backward_weight(
+                &direct,
+                input,
+                grad_output,
+                grad_weight,
+                grad_bias,
+                workspace,
+            );
             if let Some(gi) = grad_input {
                 self.direct_backward_input(&direct, weight, grad_output, gi, workspace);
             }
@@ -1382,6 +1389,49 @@ impl Kernels {
         } else {
             None
         }
+    }
+
+    /// The direct path's weight gradient, and the bias gradient with it where `grad_bias` is
+    /// given (only on the AVX-512 table: the others sum it in `bias_backward` beforehand). The
+    /// caller checked every length against `direct.shape`.
+    fn direct_backward_weight(
+        &self,
+        direct: &Direct,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+        workspace: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(gb) = grad_bias {
+            assert_eq!(
+                self.isa(),
+                Isa::Avx512,
+                "a fused bias gradient is AVX-512's"
+            );
+            // SAFETY: this table is AVX-512's (asserted), which `Kernels::for_isa` built only
+            // after checking the CPU supports it; the caller checked every length (grad_bias
+            // `out_channels`) against the shape `direct` describes.
+            unsafe {
+                avx512::direct_backward_weight_bias(
+                    direct,
+                    input,
+                    grad_output,
+                    grad_weight,
+                    gb,
+                    workspace,
+                )
+            };
+            return;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        debug_assert!(grad_bias.is_none());
+        // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
+        // table's ISA; the caller checked every length against the shape `direct` describes.
+        unsafe {
+            (self.conv.direct_backward_weight)(direct, input, grad_output, grad_weight, workspace)
+        };
     }
 
     /// The input gradient of a stride-1, dilation-1 convolution (the direct and the channel

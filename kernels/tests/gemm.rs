@@ -435,6 +435,44 @@ fn small_b_read_in_place() {
     }
 }
 
+/// B read in place (row length not a multiple of 64 floats) with more than one row tile takes
+/// k blocks of at most 128: m at one row tile (one k block up to the ISA's kc) and one row
+/// more, k on both sides of 128 and of two blocks, both transposes of A.
+#[test]
+fn direct_b_shared_k_blocks() {
+    let mut seed = 3000;
+    for kernels in Kernels::all()
+        .into_iter()
+        .filter(|k| k.isa() != Isa::Scalar)
+    {
+        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        for m in [b.mr, b.mr + 1, 3 * b.mr + 2] {
+            for k in [127, 128, 129, 256, 257, 300] {
+                for ta in [Transpose::No, Transpose::Yes] {
+                    seed += 1;
+                    check_case(
+                        &kernels,
+                        &Case {
+                            ta,
+                            tb: Transpose::No,
+                            m,
+                            n: 2 * b.nr + 3,
+                            k,
+                            pad_a: seed as usize % 2,
+                            pad_b: 1 + seed as usize % 3,
+                            pad_c: seed as usize % 3,
+                            trim: seed % 4 == 1,
+                            alpha: if seed % 2 == 0 { 1.0 } else { 1.5 },
+                            beta: [0.0, 1.0, 0.5][seed as usize % 3],
+                            seed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Short k blocks (at most 32) with more than one row tile walk C row panel by row panel, while
 /// the packed B panel (kc x nc) stays within 64 Ki floats: m at one tile plus one row and at
 /// three tiles minus one, k on both sides of 32, n a few slivers plus a tail and on both sides

@@ -240,6 +240,10 @@ const DIRECT_B_FAR_ROWS_KC: usize = 48;
 /// row).
 const DIRECT_B_SMALL_FLOATS: usize = 8 * 1024;
 
+/// The k block for B read in place (rows closer than 4 KiB) when more than one row tile
+/// uses each sliver (see `k_block`).
+const DIRECT_B_SHARED_KC: usize = 128;
+
 /// Which operands are read in place instead of packed.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
@@ -316,8 +320,13 @@ fn k_block(bl: Blocking, plan: Plan, args: &GemmArgs<'_>) -> usize {
     // B read in place with rows 4 KiB or more apart: every row of a sliver is on its own
     // page, and kc of them overflow the L1 data TLB (64 entries); shorter k blocks keep a
     // sliver's pages resident (conv2 forward, 16 x 150 x 6400, ran 1.5x faster with kc 38).
+    // B read in place with rows closer together, used by more than one row tile: its sliver
+    // (kc rows, each 192 B spread over up to four lines) should stay in L1 while the row
+    // tiles pass, which kc = 384 overflows.
     let kc_limit = if plan.direct_b && args.ldb >= 1024 {
         DIRECT_B_FAR_ROWS_KC
+    } else if plan.direct_b && args.m > bl.mr {
+        bl.kc.min(DIRECT_B_SHARED_KC)
     } else {
         bl.kc
     };

@@ -94,35 +94,38 @@
 //! One Sapphire Rapids core, shared machine (load ~4 on 2 cores, so rounds vary by up to 2x);
 //! `GEMM_SUMMARY_ONLY=1 GEMM_SUMMARY_MS=500 cargo bench --bench gemm` (median wall GFLOP/s)
 //! interleaved with `pytorch_kernels.py --threads 1` (PyTorch 2.15, MKL, median per call),
-//! three rounds; the table gives the quietest round and the range of the ratio over all three.
-//! % of peak against the best 512-bit FMA peak measured on this core, 169 GFLOP/s (the same
-//! probe read 95..122 while these rounds ran).
+//! three rounds after the changes above; the table gives the median of the three rounds of
+//! each and the range of the per-round ratio. % of peak against the best 512-bit FMA peak
+//! measured on this core, 169 GFLOP/s (the same probe read 95..122 while these rounds ran).
 //!
 //! | shape M x K x N | simdnet | PyTorch | ratio (range) | % of 169 |
 //! |---|---|---|---|---|
-//! | 64 x 64 x 64 | 128 | 70 | 1.83 (1.23..1.97) | 75 |
-//! | 256 x 256 x 256 | 135 | 135 | 1.00 (0.75..1.41) | 80 |
-//! | 1024 x 1024 x 1024 | 130 | 109 | 1.19 (0.60..1.19) | 77 |
-//! | conv1 fwd 6 x 25 x 50176 | 53 | 50 | 1.05 (1.05..1.25) | 31 |
-//! | conv2 fwd 16 x 150 x 6400 | 97 | 98 | 0.98 (0.90..1.66) | 57 |
-//! | fc1 fwd 64 x 400 x 120 | 128 | 147 | 0.87 (0.85..1.62) | 76 |
-//! | fc2 fwd 64 x 120 x 84 | 127 | 111 | 1.15 (0.84..2.03) | 75 |
-//! | fc3 fwd 64 x 84 x 10 | 54 | 32 | 1.69 (1.69..4.04) | 32 |
-//! | conv1 dW 6 x 50176 x 25 | 55 | 55 | 0.99 (0.99..1.41) | 32 |
-//! | conv2 dW 16 x 6400 x 150 | 75 | 91 | 0.82 (0.82..0.98) | 44 |
-//! | conv2 dCols 150 x 16 x 6400 | 93 | 78 | 1.20 (1.01..1.39) | 55 |
-//! | fc1 dX 64 x 120 x 400 | 139 | 137 | 1.02 (0.79..1.45) | 82 |
-//! | fc1 dW 120 x 64 x 400 | 137 | 120 | 1.14 (0.93..1.14) | 81 |
+//! | 64 x 64 x 64 | 113 | 69 | 1.63 (0.76..1.99) | 67 |
+//! | 128 x 128 x 128 | 123 | - | - | 73 |
+//! | 256 x 256 x 256 | 141 | 150 | 0.94 (0.81..0.96) | 84 |
+//! | 512 x 512 x 512 | 142 | - | - | 84 |
+//! | 1024 x 1024 x 1024 | 128 | 143 | 0.89 (0.83..1.01) | 75 |
+//! | conv1 fwd 6 x 25 x 50176 | 53 | 54 | 0.97 (0.84..1.06) | 31 |
+//! | conv2 fwd 16 x 150 x 6400 | 93 | 102 | 0.91 (0.86..1.00) | 55 |
+//! | fc1 fwd 64 x 400 x 120 | 134 | 152 | 0.88 (0.77..0.98) | 80 |
+//! | fc2 fwd 64 x 120 x 84 | 123 | 119 | 1.03 (0.95..1.33) | 73 |
+//! | fc3 fwd 64 x 84 x 10 | 53 | 33 | 1.60 (1.53..1.69) | 31 |
+//! | conv1 dW 6 x 50176 x 25 | 52 | 53 | 0.97 (0.91..1.05) | 31 |
+//! | conv2 dW 16 x 6400 x 150 | 75 | 93 | 0.81 (0.80..0.92) | 44 |
+//! | conv2 dCols 150 x 16 x 6400 | 90 | 83 | 1.08 (0.75..1.19) | 53 |
+//! | fc1 dX 64 x 120 x 400 | 138 | 154 | 0.90 (0.75..1.32) | 82 |
+//! | fc1 dW 120 x 64 x 400 | 149 | 151 | 0.99 (0.87..1.32) | 88 |
 //!
-//! The 1.5x goal holds only at 64^3 and fc3. Where both libraries run near the FMA peak
-//! (squares, fc1, fc1 dX and dW) 1.5x is out of reach by arithmetic; conv1 forward and
-//! weight gradient stream 6 MB per call (B or A read once, from L3) and run at that
-//! bandwidth in both libraries. conv2 dW (best of 400 ms by CPU time: 83..93 against
-//! PyTorch's ~90) is at parity.
+//! The 1.5x goal holds only at fc3 (and 64^3 in most rounds). Where both libraries run near
+//! the FMA peak (squares, fc1, fc1 dX and dW) 1.5x is out of reach by arithmetic; conv1
+//! forward and weight gradient stream 6 MB per call (B or A read once, from L3) and run at
+//! that bandwidth in both libraries. The largest gap left is conv2 dW (16 x 6400 x 150, A
+//! and B read in place, 50 k blocks of 128): ~0.8x PyTorch by median wall time (by best CPU time
+//! 83..93 against PyTorch's ~90), not understood; the variants below did not close it.
 //!
 //! Measured and not taken (side by side, best of ~400 ms by thread CPU time): for conv2 dW
-//! (16 x 6400 x 150, A and B read in place) k blocks of 128 or 768 instead of 384 (85..89
-//! against 83..93) and packing A (79..86); prefetching B read in place 768 or 2048 floats
+//! (16 x 6400 x 150, A and B read in place) k blocks of 768 or 128 instead of 384 (85..89
+//! against 83..93; 128 came with the shared-sliver rule above) and packing A (79..86); prefetching B read in place 768 or 2048 floats
 //! ahead instead of 192 (conv1 and conv2 forward and weight gradient: equal or slower);
 //! row-panel order up to k blocks of 64 (fc1 dW, 120 x 64 x 400, whose C fits L2: no
 //! difference beyond the noise, so the rule stays at 32).

@@ -91,44 +91,48 @@
 //!
 //! # Measured against PyTorch (AVX-512)
 //!
-//! One Sapphire Rapids core, shared machine (load ~4 on 2 cores, so rounds vary by up to 2x);
+//! One Sapphire Rapids core, shared machine (load ~2 on 2 cores while these ran; rounds under
+//! heavier load read up to 2x lower for either library);
 //! `GEMM_SUMMARY_ONLY=1 GEMM_SUMMARY_MS=500 cargo bench --bench gemm` (median wall GFLOP/s)
 //! interleaved with `pytorch_kernels.py --threads 1` (PyTorch 2.15, MKL, median per call),
 //! three rounds after the changes above; the table gives the median of the three rounds of
 //! each and the range of the per-round ratio. % of peak against the best 512-bit FMA peak
-//! measured on this core, 169 GFLOP/s (the same probe read 95..122 while these rounds ran).
+//! measured on this core, 169 GFLOP/s (the same probe read 119..134 in these minutes).
 //!
 //! | shape M x K x N | simdnet | PyTorch | ratio (range) | % of 169 |
 //! |---|---|---|---|---|
-//! | 64 x 64 x 64 | 113 | 69 | 1.63 (0.76..1.99) | 67 |
-//! | 128 x 128 x 128 | 123 | - | - | 73 |
-//! | 256 x 256 x 256 | 141 | 150 | 0.94 (0.81..0.96) | 84 |
-//! | 512 x 512 x 512 | 142 | - | - | 84 |
-//! | 1024 x 1024 x 1024 | 128 | 143 | 0.89 (0.83..1.01) | 75 |
-//! | conv1 fwd 6 x 25 x 50176 | 53 | 54 | 0.97 (0.84..1.06) | 31 |
-//! | conv2 fwd 16 x 150 x 6400 | 93 | 102 | 0.91 (0.86..1.00) | 55 |
-//! | fc1 fwd 64 x 400 x 120 | 134 | 152 | 0.88 (0.77..0.98) | 80 |
-//! | fc2 fwd 64 x 120 x 84 | 123 | 119 | 1.03 (0.95..1.33) | 73 |
-//! | fc3 fwd 64 x 84 x 10 | 53 | 33 | 1.60 (1.53..1.69) | 31 |
-//! | conv1 dW 6 x 50176 x 25 | 52 | 53 | 0.97 (0.91..1.05) | 31 |
-//! | conv2 dW 16 x 6400 x 150 | 75 | 93 | 0.81 (0.80..0.92) | 44 |
-//! | conv2 dCols 150 x 16 x 6400 | 90 | 83 | 1.08 (0.75..1.19) | 53 |
-//! | fc1 dX 64 x 120 x 400 | 138 | 154 | 0.90 (0.75..1.32) | 82 |
-//! | fc1 dW 120 x 64 x 400 | 149 | 151 | 0.99 (0.87..1.32) | 88 |
+//! | 64 x 64 x 64 | 137 | 101 | 1.36 (1.31..1.44) | 81 |
+//! | 128 x 128 x 128 | 144 | - | - | 85 |
+//! | 256 x 256 x 256 | 149 | 147 | 1.02 (0.93..1.25) | 88 |
+//! | 512 x 512 x 512 | 151 | - | - | 89 |
+//! | 1024 x 1024 x 1024 | 140 | 138 | 1.02 (0.98..1.08) | 83 |
+//! | conv1 fwd 6 x 25 x 50176 | 58 | 57 | 1.01 (0.86..1.14) | 34 |
+//! | conv2 fwd 16 x 150 x 6400 | 106 | 109 | 0.97 (0.95..1.02) | 62 |
+//! | fc1 fwd 64 x 400 x 120 | 149 | 152 | 0.98 (0.95..1.06) | 88 |
+//! | fc2 fwd 64 x 120 x 84 | 138 | 111 | 1.24 (1.10..1.68) | 82 |
+//! | fc3 fwd 64 x 84 x 10 | 57 | 34 | 1.67 (1.61..1.89) | 34 |
+//! | conv1 dW 6 x 50176 x 25 | 61 | 58 | 1.06 (1.02..1.14) | 36 |
+//! | conv2 dW 16 x 6400 x 150 | 89 | 101 | 0.88 (0.87..0.92) | 53 |
+//! | conv2 dCols 150 x 16 x 6400 | 101 | 85 | 1.19 (1.13..1.25) | 60 |
+//! | fc1 dX 64 x 120 x 400 | 157 | 159 | 0.99 (0.95..0.99) | 93 |
+//! | fc1 dW 120 x 64 x 400 | 154 | 162 | 0.95 (0.91..0.98) | 91 |
 //!
-//! The 1.5x goal holds only at fc3 (and 64^3 in most rounds). Where both libraries run near
-//! the FMA peak (squares, fc1, fc1 dX and dW) 1.5x is out of reach by arithmetic; conv1
-//! forward and weight gradient stream 6 MB per call (B or A read once, from L3) and run at
-//! that bandwidth in both libraries. The largest gap left is conv2 dW (16 x 6400 x 150, A
-//! and B read in place, 50 k blocks of 128): ~0.8x PyTorch by median wall time (by best CPU time
-//! 83..93 against PyTorch's ~90), not understood; the variants below did not close it.
+//! The 1.5x goal holds only at fc3; 64^3 is 1.36x, fc2 1.24x, conv2 dCols 1.19x. Where both
+//! libraries run near the FMA peak (squares, fc1, fc1 dX and dW: 83..93% of 169) 1.5x is out
+//! of reach by arithmetic; conv1 forward and weight gradient stream 6 MB per call (B or A
+//! read once, from L3) and run at that bandwidth in both libraries. The largest gap left is
+//! conv2 dW (16 x 6400 x 150, A and B read in place, 50 k blocks of 128): 0.88x PyTorch,
+//! its profile stalls on the loads of B (rows 600 B apart, 3.8 MB from L3 per call); the
+//! variants below did not close it.
 //!
 //! Measured and not taken (side by side, best of ~400 ms by thread CPU time): for conv2 dW
 //! (16 x 6400 x 150, A and B read in place) k blocks of 768 or 128 instead of 384 (85..89
-//! against 83..93; 128 came with the shared-sliver rule above) and packing A (79..86); prefetching B read in place 768 or 2048 floats
-//! ahead instead of 192 (conv1 and conv2 forward and weight gradient: equal or slower);
-//! row-panel order up to k blocks of 64 (fc1 dW, 120 x 64 x 400, whose C fits L2: no
-//! difference beyond the noise, so the rule stays at 32).
+//! against 83..93; 128 came later with the shared-sliver rule above) and packing A
+//! (79..86); prefetching B read in place 768 or 2048 floats ahead instead of 192 (conv1 and
+//! conv2 forward and weight gradient: equal or slower), or the next k block's rows of the
+//! sliver (conv2 dW +2%, conv1 dW -5%, fc1 dX -10%); row-panel order up to k blocks of 64
+//! (fc1 dW, 120 x 64 x 400, whose C fits L2: no difference beyond the noise, so the rule
+//! stays at 32).
 //!
 //! Packing buffers are thread-local and only grow, so steady-state calls do not allocate.
 

@@ -6,11 +6,14 @@
 //! - Forward: a block of up to 6 output channels x 2 vectors (32 columns) of one output row,
 //!   12 accumulators starting at the bias; each kernel tap loads 2 input vectors and
 //!   broadcasts one weight per channel (8 loads per 12 FMAs). The loads may run past the row
-//!   into the padded buffer's slack; the store of the last vector is masked.
+//!   into the padded buffer's slack; the store of the last vector is masked. Kernel widths 3
+//!   and 5 are compile-time constants (the tap loop unrolls).
 //! - Weight gradient: a block of up to 3 output channels x 5 kernel columns, 15 accumulators
 //!   over every row of an image (3 output-gradient and 5 input loads per 15 FMAs), added into
 //!   the workspace's partial sums, which are reduced once at the end. The row's last vector
-//!   loads both operands masked, so no lane outside the row is read.
+//!   loads both operands masked, so no lane outside the row is read. With a bias, each
+//!   image's output-gradient planes are summed first (`direct_backward_weight_bias`), which
+//!   also brings them into L1 for the blocks.
 //!
 //! The channel path (16 output channels per vector; see the module docs of `conv`):
 //! `channels_forward` and `channels_backward_weight` (whole-row pixel blocks, tap blocks, a

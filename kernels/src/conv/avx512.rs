@@ -5,7 +5,8 @@
 //!
 //! - Forward: a block of up to 6 output channels x 2 vectors (32 columns) of one output row,
 //!   12 accumulators starting at the bias; each kernel tap loads 2 input vectors and
-//!   broadcasts one weight per channel (8 loads per 12 FMAs). The loads may run past the row
+//!   broadcasts one weight per channel (8 loads per 12 FMAs). Each image is copied into the
+//!   padded planes a row at a time as vectors (`pad_image`). The loads may run past the row
 //!   into the padded buffer's slack; the store of the last vector is masked. Kernel widths 3
 //!   and 5 are compile-time constants (the tap loop unrolls).
 //! - Weight gradient: a block of up to 3 output channels x 5 kernel columns, 15 accumulators
@@ -119,7 +120,8 @@ unsafe fn forward_body(
     let out_image = s.out_channels * d.out_h * d.out_w;
     let block_cols = FWD_VECS * LANES;
     for b in 0..s.batch {
-        d.pad_image(&input[b * image_len..][..image_len], padded);
+        // SAFETY: AVX-512F is enabled by the caller; `padded` holds `d.padded_len()` f32.
+        unsafe { pad_image(d, &input[b * image_len..][..image_len], padded) };
         let out = &mut output[b * out_image..][..out_image];
         for co0 in (0..s.out_channels).step_by(FWD_CHANNELS) {
             let channels = FWD_CHANNELS.min(s.out_channels - co0);
@@ -135,6 +137,42 @@ unsafe fn forward_body(
                     // output (channels co0.., columns x0..x0 + cols of row y) and `padded`
                     // holds `d.padded_len()` f32, as `forward_block` requires.
                     unsafe { forward_channels(channels, d, padded, weight, bias, out, at) };
+                }
+            }
+        }
+    }
+}
+
+/// [`Direct::pad_image`] with a row as whole vectors and one masked vector: conv1's fwd+bwd
+/// ~2% faster side by side (0.339 against 0.346 ms, three runs alike).
+///
+/// # Safety
+/// AVX-512F must be enabled; `image` holds one image of `d.shape`, `padded` at least
+/// `d.padded_len()` f32.
+#[inline(always)]
+unsafe fn pad_image(d: &Direct, image: &[f32], padded: &mut [f32]) {
+    let s = &d.shape;
+    let (width, plane) = (s.in_w, d.plane_len());
+    debug_assert!(image.len() == s.image_len() && padded.len() >= d.padded_len());
+    for c in 0..s.in_channels {
+        for y in 0..s.in_h {
+            // SAFETY: AVX-512F is enabled by the caller. Source: row y of channel c, columns
+            // 0..in_w; destination: row pad_h + y < padded_h of plane c, columns pad_w..pad_w
+            // + in_w <= padded_w. The last vector is masked to the columns below in_w.
+            unsafe {
+                let src = image.as_ptr().add((c * s.in_h + y) * width);
+                let dst = padded
+                    .as_mut_ptr()
+                    .add(c * plane + (s.pad_h + y) * d.padded_w + s.pad_w);
+                let mut x = 0;
+                while x + LANES <= width {
+                    _mm512_storeu_ps(dst.add(x), _mm512_loadu_ps(src.add(x)));
+                    x += LANES;
+                }
+                if x < width {
+                    let mask = lane_mask(width - x);
+                    let v = _mm512_maskz_loadu_ps(mask, src.add(x));
+                    _mm512_mask_storeu_ps(dst.add(x), mask, v);
                 }
             }
         }
@@ -271,7 +309,8 @@ unsafe fn backward_weight_body(
     let out_plane = d.out_h * d.out_w;
     let out_image = s.out_channels * out_plane;
     for b in 0..s.batch {
-        d.pad_image(&input[b * image_len..][..image_len], padded);
+        // SAFETY: AVX-512F is enabled by the caller; `padded` holds `d.padded_len()` f32.
+        unsafe { pad_image(d, &input[b * image_len..][..image_len], padded) };
         let dy = &grad_output[b * out_image..][..out_image];
         if let Some(gb) = grad_bias.as_deref_mut() {
             for (g, plane) in gb.iter_mut().zip(dy.chunks_exact(out_plane)) {

@@ -113,13 +113,15 @@
 //! blocks, every load masked to the lanes whose tap lands in the unpadded image (no copy, no
 //! idle lanes: 12.5% fewer FMAs for conv1), 0.157-0.166 ms against 0.148-0.155 for the row
 //! blocks (the masked loads cross cache lines and need a mask load each); and a T1 prefetch
-//! of the next image's `dy` before each image's blocks, 3% slower. Against PyTorch 2.15 (one
+//! of the next image's `dy` before each image's blocks, 3% slower. The padded copies are
+//! AVX-512 row copies on that table (whole vectors and a masked one; fwd+bwd 0.346 -> 0.339
+//! ms side by side). Against PyTorch 2.15 (one
 //! thread), three interleaved rounds of `pytorch_kernels.py --threads 1` and
 //! `CONV_SUMMARY_ONLY=1 cargo bench --bench conv` (medians): forward 0.147 / 0.150 / 0.149
 //! ms vs 0.778 / 0.944 / 0.640 ms (4.3-6.3x), forward + backward 0.358 / 0.362 / 0.373 ms vs
 //! 1.870 / 2.303 / 1.637 ms (4.4-6.4x); minimums 0.330 / 0.328 / 0.347 ms. The profile of
 //! fwd+bwd: weight + bias gradient 55% (of it ~16% the bias sums' first reads of `dy`),
-//! forward 39%, the padded copies 5%. The forward runs at ~111 GFLOP/s (of ~169 peak; its
+//! forward 39%, the padded copies 5% (before the row copies below). The forward runs at ~111 GFLOP/s (of ~169 peak; its
 //! 28-wide rows use 28 of 32 lanes), fwd+bwd at ~91.
 //!
 //! The bound on `K`, from forward + backward (input gradient included) at batch 32, min of 60

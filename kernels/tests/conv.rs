@@ -216,7 +216,8 @@ proptest! {
         s in channel_shape(), seed in any::<u64>(), bias in any::<bool>()
     ) {
         prop_assert_eq!(s.takes_channel_path(Isa::Avx512), expect_channel_path(&s));
-        prop_assert!(!s.takes_channel_path(Isa::Avx2) && !s.takes_channel_path(Isa::Scalar));
+        prop_assert_eq!(s.takes_channel_path(Isa::Avx2), expect_channel_path(&s));
+        prop_assert!(!s.takes_channel_path(Isa::Scalar) && !s.takes_channel_path(Isa::Neon));
         check_forward(&s, seed, bias);
     }
 
@@ -568,51 +569,61 @@ fn direct_path_bias_gradient_every_batch_and_plane() {
     }
 }
 
-/// Which shapes the AVX-512 table runs on the channel path: LeNet-5's conv2 (and conv1 not:
-/// its rows are 28 wide), and each bound of the rule; no other table has the path.
+/// Which shapes the AVX-512 and AVX2 tables run on the channel path (the same rule): LeNet-5's
+/// conv2 (and conv1 not: its rows are 28 wide), and each bound of the rule; the scalar and
+/// NEON tables do not have the path.
 #[test]
 fn channel_path_rule() {
-    assert!(conv2(64).takes_channel_path(Isa::Avx512));
-    assert!(conv2(1).takes_channel_path(Isa::Avx512));
-    assert!(!conv1(64).takes_channel_path(Isa::Avx512));
-    for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
-        assert!(!conv2(64).takes_channel_path(isa), "{isa}");
+    for isa in [Isa::Avx512, Isa::Avx2] {
+        channel_path_rule_of(isa);
     }
-    let avx512 = |s: Conv2dShape| s.takes_channel_path(Isa::Avx512);
-    assert!(!avx512(conv2(64).with_stride(1, 2)));
-    assert!(!avx512(conv2(64).with_stride(2, 1)));
-    assert!(!avx512(conv2(64).with_dilation(1, 2)));
-    assert!(!avx512(conv2(64).with_dilation(2, 1)));
-    let co = |c| Conv2dShape::new(2, 6, c, (14, 14), (5, 5));
-    assert!(avx512(co(CHANNEL_MIN_OUT_CHANNELS)));
-    assert!(!avx512(co(CHANNEL_MIN_OUT_CHANNELS - 1)));
-    assert!(avx512(co(200)));
-    let width = |w| Conv2dShape::new(2, 3, 16, (4, w), (3, 3));
-    assert!(avx512(width(CHANNEL_MAX_OUT_W + 2)));
-    assert!(!avx512(width(CHANNEL_MAX_OUT_W + 3)));
-    let k = CHANNEL_MAX_KERNEL;
-    let kernel = |kh, kw| Conv2dShape::new(2, 3, 16, (9, 9), (kh, kw));
-    assert!(avx512(kernel(k, k)));
-    assert!(!avx512(kernel(k + 1, 1)));
-    assert!(!avx512(kernel(1, k + 1)));
-    assert!(!avx512(Conv2dShape::new(2, 0, 16, (9, 9), (3, 3))));
-    // Any K: conv2's 150 and a shape of the direct path alike.
-    assert!(avx512(Conv2dShape::new(2, 1, 16, (9, 9), (3, 3))));
-    assert!(avx512(Conv2dShape::new(2, 64, 16, (9, 9), (3, 3))));
+    for isa in [Isa::Scalar, Isa::Neon] {
+        assert!(!conv2(64).takes_channel_path(isa), "{isa}");
+        assert!(!conv2(1).takes_channel_path(isa), "{isa}");
+    }
 }
 
-/// The channel path at every output-channel count around its groups of 16 (and below its
-/// bound of 8, where AVX-512 keeps the other paths), each with a row width and kernel of its
-/// own, forward and backward with and without the bias and the input gradient.
+fn channel_path_rule_of(isa: Isa) {
+    assert!(conv2(64).takes_channel_path(isa), "{isa}");
+    assert!(conv2(1).takes_channel_path(isa), "{isa}");
+    assert!(!conv1(64).takes_channel_path(isa), "{isa}");
+    let takes = |s: Conv2dShape| s.takes_channel_path(isa);
+    assert!(!takes(conv2(64).with_stride(1, 2)));
+    assert!(!takes(conv2(64).with_stride(2, 1)));
+    assert!(!takes(conv2(64).with_dilation(1, 2)));
+    assert!(!takes(conv2(64).with_dilation(2, 1)));
+    let co = |c| Conv2dShape::new(2, 6, c, (14, 14), (5, 5));
+    assert!(takes(co(CHANNEL_MIN_OUT_CHANNELS)));
+    assert!(!takes(co(CHANNEL_MIN_OUT_CHANNELS - 1)));
+    assert!(takes(co(200)));
+    let width = |w| Conv2dShape::new(2, 3, 16, (4, w), (3, 3));
+    assert!(takes(width(CHANNEL_MAX_OUT_W + 2)));
+    assert!(!takes(width(CHANNEL_MAX_OUT_W + 3)));
+    let k = CHANNEL_MAX_KERNEL;
+    let kernel = |kh, kw| Conv2dShape::new(2, 3, 16, (9, 9), (kh, kw));
+    assert!(takes(kernel(k, k)));
+    assert!(!takes(kernel(k + 1, 1)));
+    assert!(!takes(kernel(1, k + 1)));
+    assert!(!takes(Conv2dShape::new(2, 0, 16, (9, 9), (3, 3))));
+    // Any K: conv2's 150 and a shape of the direct path alike.
+    assert!(takes(Conv2dShape::new(2, 1, 16, (9, 9), (3, 3))));
+    assert!(takes(Conv2dShape::new(2, 64, 16, (9, 9), (3, 3))));
+}
+
+/// The channel path at every output-channel count 1..=40 and 48 (below its bound of 8, where
+/// the tables keep the other paths; AVX2's 8-channel halves and AVX-512's 16-channel groups,
+/// whole and partial), each with a kernel of its own and row widths 1..=20 (every one
+/// several times; past 16 the other paths), forward and backward with and without the bias and
+/// the input gradient (on AVX2 both of its input-gradient paths: `out_channels * kernel_h *
+/// kernel_w` above 300 and not).
 #[test]
 fn channel_path_every_group_tail() {
-    for (i, co) in [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 48]
-        .into_iter()
-        .enumerate()
-    {
-        let (k, w) = (1 + i % 7, 1 + (i * 5) % 16);
+    for (i, co) in (1..=40).chain([48]).enumerate() {
+        let (k, w) = (1 + i % 7, 1 + (i * 7) % 20);
         let s = Conv2dShape::new(1 + i % 3, 1 + i % 7, co, (k + 2, w + k - 1), (k, k));
-        assert_eq!(s.takes_channel_path(Isa::Avx512), co >= 8, "{s:?}");
+        let expect = co >= 8 && w <= 16;
+        assert_eq!(s.takes_channel_path(Isa::Avx512), expect, "{s:?}");
+        assert_eq!(s.takes_channel_path(Isa::Avx2), expect, "{s:?}");
         check_forward(&s, 120 + i as u64, i % 2 == 0);
         check_backward(&s, 140 + i as u64, i % 3 != 1, i % 2 == 1);
     }

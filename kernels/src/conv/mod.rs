@@ -1,4 +1,4 @@
-//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): on AVX-512 a channel-vectorised path
+//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): on AVX-512 and AVX2 a channel-vectorised path
 //! for stride-1 layers with narrow rows, a direct path for small stride-1 layers, im2col and
 //! GEMM for the rest.
 //!
@@ -12,24 +12,26 @@
 //!
 //! ## Method
 //!
-//! The shape and the table pick one of three paths: the AVX-512 table takes the channel path
-//! where [`Conv2dShape::takes_channel_path`] says so; otherwise (and on every other table) the
+//! The shape and the table pick one of three paths: the AVX-512 and AVX2 tables take the channel
+//! path where [`Conv2dShape::takes_channel_path`] says so; otherwise (and on every other table) the
 //! shape alone picks the direct path or im2col + GEMM ([`Conv2dShape::is_direct`]). All give
 //! PyTorch's results to within f32 summation error, in different orders.
 //!
-//! ### Channel path (AVX-512; stride 1, `out_w <= 16`, `Cout >= 8`; LeNet's conv2)
+//! ### Channel path (AVX-512 and AVX2; stride 1, `out_w <= 16`, `Cout >= 8`; LeNet's conv2)
 //!
 //! Rows of 10 output pixels (LeNet's conv2) fill a 16-lane vector badly, and conv2's GEMMs
 //! (`16 x 150 x 100` per image) are small and need their columns unfolded (9x the input), so
 //! this path puts the *output channels* in the lanes instead: 16 per zmm, a group of 16 at a
 //! time (`__mmask16` on the last group's bias load and stores; its missing channels' weights
 //! are zero). It unfolds nothing: each image is copied into zero-padded planes as on the
-//! direct path. The rule ([`Conv2dShape::takes_channel_path`]): the AVX-512 table, stride 1,
+//! direct path. The rule ([`Conv2dShape::takes_channel_path`]): the AVX-512 or AVX2 table, stride 1,
 //! dilation 1, `in_channels >= 1`, kernels of 1..=[`CHANNEL_MAX_KERNEL`] (7) per axis,
 //! `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] (8: half a vector) and `out_w <=`
 //! [`CHANNEL_MAX_OUT_W`] (16: a block is whole rows), whatever `K` (it also takes the direct
-//! path's shapes that fit: each one measured was faster, below). The AVX2 and NEON tables keep
-//! their direct and GEMM paths (8 and 4 lanes leave less to gain; not measured).
+//! path's shapes that fit: each one measured was faster, below). The NEON table keeps its
+//! direct and GEMM paths (not measured). AVX2 has the same rule (measured below) and the same
+//! workspace layout (groups of 16 channels, two ymm each); how it differs follows AVX-512's
+//! numbers.
 //!
 //! - forward: the weight re-laid out once per call (in the workspace) as `[group][ci][ky][kx][16
 //!   channels]`; a register block of `R` whole output rows (`R x out_w <= 28` accumulators,
@@ -68,6 +70,44 @@
 //! 8x8, 3x3: 0.13 vs 0.19; 16 -> 32, 8x8, 3x3, pad 1: 1.27 vs 2.16 (its input gradient,
 //! 8-wide rows, 0.60 vs 0.55 on GEMM + col2im: the one part measured slower); 8 -> 8, 16x16,
 //! 5x5, pad 2: 2.0 vs 4.0.
+//!
+//! On AVX2 (`avx2.rs`; 8 lanes, 16 ymm) the same passes, a group of 16 channels being two
+//! vectors (one when the group has at most 8 channels: `Cout = 8`, or a last group of 1..=8):
+//!
+//! - forward: blocks of 6 pixels x 2 vectors (8 x 1 for a narrow group) taken row-major across
+//!   the output plane, not whole rows (a 10-wide row would need 20 accumulators); each pixel
+//!   keeps its own input pointer, and a block past the plane's end repeats the last pixel and
+//!   does not store it. Channels-last to NCHW by 8 x 8 register transposes (masked stores for
+//!   a pixel tail).
+//! - weight gradient: per input channel and kernel row, the kernel's columns (in two blocks
+//!   when wider than 6) by 2 vectors (1 for a narrow group) of accumulators over every pixel.
+//! - input gradient: no block of its own. Where `Cout * kernel_h * kernel_w <= 300`
+//!   (`AVX2_DIRECT_DX_MAX_K`), or the shape's other path is the direct one, the direct path's
+//!   (the AVX2 direct forward kernel on the transposed convolution); above, GEMM and col2im
+//!   over tiles of images as on the GEMM path (conv2: 400). Measured at batch 32, medians of
+//!   200 calls, ms, the direct kernel vs GEMM: conv2 0.42 vs 0.38; 6 -> 24, 14x14, 5x5 0.63 vs
+//!   0.48; 6 -> 8, 14x14, 5x5 0.21 vs 0.28; 8 -> 8, 16x16, 5x5, pad 2 0.39 vs 0.83; 6 -> 12
+//!   (300) 0.31 vs 0.33 and 16 -> 32, 8x8, 3x3, pad 1 (288) 0.38 vs 0.40, alike. A block of
+//!   its own (AVX-512's skips kernel rows that read only padding: 23% of conv2's work) was
+//!   not tried.
+//!
+//! AVX2 table, fwd+bwd with every gradient at batch 32 (medians of 200 calls, one process per
+//! build, run one after the other, this machine), channel path vs the old path (direct for `K
+//! <= 100`, else GEMM), ms: conv2 0.81 vs 1.15 (forward 0.23 vs 0.38, weight + bias gradient
+//! 0.20 vs 0.39, input gradient 0.38 on both); 6 -> 8, 14x14, 5x5 0.49 vs 0.82; 6 -> 12 0.73
+//! vs 0.92; 6 -> 24 1.21 vs 1.39; 6 -> 16, 14x14, 3x3, pad 1 0.55 vs 0.61 (its forward alone
+//! slower, 0.19 vs 0.16: `K = 54` suits the direct path's rows); 3 -> 16, 12x12, 3x3 0.20 vs
+//! 0.27; 1 -> 16, 8x8, 3x3 0.072 vs 0.089; 16 -> 32, 8x8, 3x3, pad 1 0.99 vs 1.31; 8 -> 8,
+//! 16x16, 5x5, pad 2 1.38 vs 2.74. No measured shape was slower in total, so the rule is
+//! AVX-512's.
+//!
+//! LeNet-5's conv2 at batch 64 on the AVX2 table, two interleaved rounds of `CONV_SUMMARY_ONLY=1
+//! cargo bench --bench conv` with the old build and this one (medians, this machine, one
+//! thread): forward 0.733 / 0.741 ms before, 0.438 / 0.423 after (1.7x); forward + backward
+//! 2.449 / 2.461 before, 1.793 / 1.794 after (1.37x; against PyTorch's 1.9-3.0 ms on this
+//! machine, 1.1-1.7x, short of the 2x). Its fwd+bwd is now ~24% forward, ~22% weight
+//! and bias gradient and ~44% input gradient (GEMM + col2im, 0.77-0.79 ms; on the direct kernel
+//! 0.82), so an AVX2 input-gradient block is what is left to do.
 //!
 //! ### Direct (stride 1, dilation 1, `1 <= K <=` [`DIRECT_MAX_K`]; LeNet's conv1, `K = 25`)
 //!
@@ -345,7 +385,7 @@ pub(crate) fn table(isa: Isa) -> Table {
 /// convolution may have to take the direct path (see the module docs).
 pub const DIRECT_MAX_K: usize = 100;
 
-/// Output channels per group of the channel path: one AVX-512 vector of f32.
+/// Output channels per group of the channel path: one AVX-512 vector of f32 (two AVX2 ones).
 const CHANNEL_GROUP: usize = 16;
 
 /// The widest output row the channel path takes (its pixel blocks are whole rows).
@@ -357,6 +397,12 @@ pub const CHANNEL_MAX_KERNEL: usize = 7;
 /// The fewest output channels the channel path takes (fewer would leave most of each vector's
 /// 16 lanes idle).
 pub const CHANNEL_MIN_OUT_CHANNELS: usize = 8;
+
+/// The most taps per input-gradient value (`out_channels * kernel_h * kernel_w`) for which the
+/// AVX2 channel path computes the input gradient on its direct forward kernel; above, it takes
+/// GEMM and col2im (see the module docs).
+#[cfg(target_arch = "x86_64")]
+const AVX2_DIRECT_DX_MAX_K: usize = 300;
 
 /// The widest vector any ISA's direct path loads, in f32: the padded planes are followed by
 /// this much zeroed slack, so a row's last vector may load past the row's end (its extra lanes
@@ -825,17 +871,18 @@ impl Conv2dShape {
     }
 
     /// Whether the table of `isa` runs this convolution on the channel path (see the module
-    /// docs): only the AVX-512 table has one, and it takes stride-1, dilation-1 shapes with
+    /// docs): the AVX-512 and AVX2 tables have one (the same rule), and take stride-1,
+    /// dilation-1 shapes with
     /// `1 <= in_channels`, `1 <= kernel_h, kernel_w <=` [`CHANNEL_MAX_KERNEL`],
     /// `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] and `out_w <=` [`CHANNEL_MAX_OUT_W`]
     /// (whatever `K`; such a shape on another table takes the direct or the GEMM path as
-    /// [`Conv2dShape::is_direct`] says). LeNet-5's conv2 does on AVX-512.
+    /// [`Conv2dShape::is_direct`] says). LeNet-5's conv2 does on AVX-512 and AVX2.
     ///
     /// # Panics
     /// As [`Conv2dShape::out_h`].
     #[track_caller]
     pub fn takes_channel_path(&self, isa: Isa) -> bool {
-        isa == Isa::Avx512 && Direct::channels(self).is_some()
+        matches!(isa, Isa::Avx512 | Isa::Avx2) && Direct::channels(self).is_some()
     }
 
     /// The workspace of the direct or the GEMM path.
@@ -1168,11 +1215,18 @@ impl Kernels {
         );
         #[cfg(target_arch = "x86_64")]
         if let Some(channels) = self.channel_path(shape) {
-            // SAFETY: this table is AVX-512's (`channel_path`), which `Kernels::for_isa` built
-            // only after checking the CPU supports it; `channels` satisfies the channel-path
-            // rule; every length was checked above against its shape, and the workspace is at
-            // least `channel_workspace_len` (part of `workspace_len`).
-            unsafe { avx512::channels_forward(&channels, input, weight, bias, output, workspace) };
+            // SAFETY: this table is AVX-512's or AVX2's (`channel_path`), which
+            // `Kernels::for_isa` built only after checking the CPU supports it; `channels`
+            // satisfies the channel-path rule; every length was checked above against its
+            // shape, and the workspace is at least `channel_workspace_len` (part of
+            // `workspace_len`).
+            unsafe {
+                if self.isa() == Isa::Avx512 {
+                    avx512::channels_forward(&channels, input, weight, bias, output, workspace)
+                } else {
+                    avx2::channels_forward(&channels, input, weight, bias, output, workspace)
+                }
+            };
             return;
         }
         if let Some(direct) = Direct::new(shape) {
@@ -1302,19 +1356,40 @@ impl Kernels {
         let (image_len, out_image_len) = (shape.image_len(), cout * n);
         #[cfg(target_arch = "x86_64")]
         if let Some(channels) = self.channel_path(shape) {
-            // SAFETY: as in `conv2d_forward`: an AVX-512 table on a CPU checked for it, a shape
-            // satisfying the channel-path rule, lengths checked above.
+            // SAFETY: as in `conv2d_forward`: an AVX-512 or AVX2 table on a CPU checked for
+            // it, a shape satisfying the channel-path rule, lengths checked above.
             unsafe {
-                avx512::channels_backward_weight(
-                    &channels,
-                    input,
-                    grad_output,
-                    grad_weight,
-                    workspace,
-                )
+                if self.isa() == Isa::Avx512 {
+                    avx512::channels_backward_weight(
+                        &channels,
+                        input,
+                        grad_output,
+                        grad_weight,
+                        workspace,
+                    )
+                } else {
+                    avx2::channels_backward_weight(
+                        &channels,
+                        input,
+                        grad_output,
+                        grad_weight,
+                        workspace,
+                    )
+                }
             };
+            // AVX2 runs the input gradient on its direct forward kernel (the transposed
+            // convolution) or, where that has more than AVX2_DIRECT_DX_MAX_K taps per output
+            // value and the shape's other path is GEMM (so the workspace holds a GEMM tile),
+            // on GEMM and col2im (measured faster there; see the module docs); AVX-512 has a
+            // block of its own.
+            let unfolded_dx = self.isa() != Isa::Avx512
+                && Direct::new(shape).is_none()
+                && cout * shape.kernel_h * shape.kernel_w > AVX2_DIRECT_DX_MAX_K;
             match (grad_input, channels.transposed()) {
-                (Some(gi), Some(t)) => {
+                (Some(gi), _) if unfolded_dx => {
+                    self.unfolded_backward_input(shape, weight, grad_output, gi, workspace)
+                }
+                (Some(gi), Some(t)) if self.isa() == Isa::Avx512 => {
                     let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
                     channels.flip_weight(weight, flipped);
                     // SAFETY: as above; `t` is the transposed convolution of a channel-path
@@ -1323,7 +1398,7 @@ impl Kernels {
                     // `rest` (`Direct::input_gradient_len`, part of the workspace).
                     unsafe { avx512::channels_backward_input(&t, grad_output, flipped, gi, rest) };
                 }
-                (Some(gi), None) => {
+                (Some(gi), _) => {
                     self.direct_backward_input(&channels, weight, grad_output, gi, workspace)
                 }
                 (None, _) => {}
@@ -1411,10 +1486,60 @@ impl Kernels {
     /// The channel path's geometry if this table takes it for `shape`.
     #[cfg(target_arch = "x86_64")]
     fn channel_path(&self, shape: &Conv2dShape) -> Option<Direct> {
-        if self.isa() == Isa::Avx512 {
-            Direct::channels(shape)
-        } else {
-            None
+        shape
+            .takes_channel_path(self.isa())
+            .then(|| Direct::channels(shape))
+            .flatten()
+    }
+
+    /// The input gradient of the GEMM path alone (see [`Kernels::conv2d_backward`]): per tile
+    /// of images, `grad_cols = weight^T x dy`, folded back by col2im. Overwrites `grad_input`.
+    /// The caller checked every length against `shape`, and `workspace` holds at least
+    /// `unfolded_or_direct_workspace_len` of a shape that takes the GEMM path.
+    #[cfg(target_arch = "x86_64")]
+    fn unfolded_backward_input(
+        &self,
+        shape: &Conv2dShape,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        workspace: &mut [f32],
+    ) {
+        let n = shape.out_h() * shape.out_w();
+        let (k, cout) = (shape.col_rows(), shape.out_channels);
+        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        grad_input.fill(0.0);
+        let per_tile = shape.images_per_tile();
+        let (cols, tile_dy) = workspace.split_at_mut(per_tile * shape.col_len());
+        for (first, count) in tiles(shape.batch, per_tile) {
+            let ld = count * n;
+            let dy_images = &grad_output[first * out_image_len..][..count * out_image_len];
+            let dy: &[f32] = if count == 1 {
+                dy_images
+            } else {
+                gather_tile(dy_images, cout, n, &mut tile_dy[..cout * ld]);
+                &tile_dy[..cout * ld]
+            };
+            let cols = &mut cols[..k * ld];
+            self.sgemm(
+                Transpose::Yes,
+                Transpose::No,
+                k,
+                ld,
+                cout,
+                1.0,
+                weight,
+                k,
+                dy,
+                ld,
+                0.0,
+                cols,
+                ld,
+            );
+            for i in 0..count {
+                let image = &mut grad_input[(first + i) * image_len..][..image_len];
+                col2im_strided(shape, &cols[i * n..], ld, image);
+            }
         }
     }
 

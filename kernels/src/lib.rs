@@ -43,6 +43,8 @@ pub mod gemm;
 pub mod maxpool;
 pub mod relu;
 pub mod sgd;
+#[cfg(target_arch = "x86_64")]
+mod transpose;
 
 pub use dispatch::{cpu_features, Isa, IsaError, ISA_ENV_VAR};
 pub use real::Real;

@@ -17,6 +17,7 @@
 //! direct path's or GEMM's (`mod.rs`).
 
 use super::{Block, Direct, Taps};
+use crate::transpose::transpose8;
 use core::arch::x86_64::*;
 
 /// f32 lanes per ymm vector.
@@ -445,37 +446,6 @@ pub(super) unsafe fn channels_backward_weight(
 ) {
     // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
     unsafe { channels_backward_weight_body(d, input, grad_output, grad_weight, workspace) }
-}
-
-/// Transposes an 8 x 8 block held as 8 rows: afterwards `rows[c]` lane `r` is what `rows[r]`
-/// lane `c` was (32-bit interleaves, 64-bit shuffles within the 128-bit halves, then the
-/// halves).
-///
-/// # Safety
-/// AVX must be enabled.
-#[inline(always)]
-unsafe fn transpose8(rows: &mut [__m256; 8]) {
-    // SAFETY: AVX is enabled by the caller; register operations only.
-    unsafe {
-        let r = *rows;
-        let mut t = [_mm256_setzero_ps(); 8];
-        for i in 0..4 {
-            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4i + k]: column k (low half) and k + 4 (high half) of rows 4i..4i + 4.
-        let mut u = [_mm256_setzero_ps(); 8];
-        for i in 0..2 {
-            u[4 * i] = _mm256_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm256_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm256_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm256_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
-        }
-        for k in 0..4 {
-            rows[k] = _mm256_permute2f128_ps::<0x20>(u[k], u[4 + k]);
-            rows[4 + k] = _mm256_permute2f128_ps::<0x31>(u[k], u[4 + k]);
-        }
-    }
 }
 
 /// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last

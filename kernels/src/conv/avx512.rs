@@ -22,6 +22,7 @@
 //! (input channels x rows x row vectors, skipping kernel rows that read only padding).
 
 use super::{Block, Direct, Taps};
+use crate::transpose::transpose16;
 use core::arch::x86_64::*;
 
 /// f32 lanes per zmm vector.
@@ -529,41 +530,6 @@ pub(super) unsafe fn channels_backward_weight(
 ) {
     // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
     unsafe { channels_backward_weight_body(d, input, grad_output, grad_weight, workspace) }
-}
-
-/// Transposes a 16 x 16 block held as 16 rows: afterwards `rows[c]` lane `r` is what
-/// `rows[r]` lane `c` was. Three stages: 32-bit interleaves, 64-bit shuffles within the 128-bit
-/// lanes (4 x 4 blocks transposed), then the 4 x 4 grid of 128-bit lanes.
-#[inline(always)]
-unsafe fn transpose16(rows: &mut [__m512; 16]) {
-    // SAFETY: AVX-512F is enabled by the caller; register operations only.
-    unsafe {
-        let r = *rows;
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4i + k], 128-bit lane L: column 4L + k of rows 4i..4i + 4.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for i in 0..4 {
-            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
-        }
-        // Column 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k].
-        for k in 0..4 {
-            let v0 = _mm512_shuffle_f32x4::<0x44>(u[k], u[4 + k]);
-            let v1 = _mm512_shuffle_f32x4::<0xEE>(u[k], u[4 + k]);
-            let v2 = _mm512_shuffle_f32x4::<0x44>(u[8 + k], u[12 + k]);
-            let v3 = _mm512_shuffle_f32x4::<0xEE>(u[8 + k], u[12 + k]);
-            rows[k] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
-            rows[4 + k] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
-            rows[8 + k] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
-            rows[12 + k] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
-        }
-    }
 }
 
 /// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last

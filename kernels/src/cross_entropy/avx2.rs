@@ -4,6 +4,7 @@
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_MAX_CLASSES, BLOCK_ROWS};
 use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, ln8, tail_mask};
+use crate::transpose::transpose8;
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
@@ -492,7 +493,7 @@ unsafe fn block8<const WRITE: bool, const COLS: usize>(
             while j0 + 8 <= c {
                 // (No closure around the intrinsics: closures lose the target features.)
                 let column = |k: usize| tile[j0 + k].as_ptr();
-                let columns = [
+                let mut columns = [
                     _mm256_loadu_ps(column(0)),
                     _mm256_loadu_ps(column(1)),
                     _mm256_loadu_ps(column(2)),
@@ -502,7 +503,8 @@ unsafe fn block8<const WRITE: bool, const COLS: usize>(
                     _mm256_loadu_ps(column(6)),
                     _mm256_loadu_ps(column(7)),
                 ];
-                for (r, row) in transpose8(columns).into_iter().enumerate() {
+                transpose8(&mut columns);
+                for (r, row) in columns.into_iter().enumerate() {
                     _mm256_storeu_ps(out.add(r * c + j0), row);
                 }
                 j0 += 8;
@@ -545,43 +547,6 @@ unsafe fn block_body<const WRITE: bool>(
         }
     }
     losses
-}
-
-/// Transposes an 8x8 tile: vector `r` of the result holds lane `r` of every input.
-///
-/// # Safety
-/// AVX.
-#[inline(always)]
-unsafe fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
-    // SAFETY: register-only AVX shuffles; the caller guarantees AVX.
-    unsafe {
-        let t0 = _mm256_unpacklo_ps(v[0], v[1]);
-        let t1 = _mm256_unpackhi_ps(v[0], v[1]);
-        let t2 = _mm256_unpacklo_ps(v[2], v[3]);
-        let t3 = _mm256_unpackhi_ps(v[2], v[3]);
-        let t4 = _mm256_unpacklo_ps(v[4], v[5]);
-        let t5 = _mm256_unpackhi_ps(v[4], v[5]);
-        let t6 = _mm256_unpacklo_ps(v[6], v[7]);
-        let t7 = _mm256_unpackhi_ps(v[6], v[7]);
-        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(s0, s4),
-            _mm256_permute2f128_ps::<0x20>(s1, s5),
-            _mm256_permute2f128_ps::<0x20>(s2, s6),
-            _mm256_permute2f128_ps::<0x20>(s3, s7),
-            _mm256_permute2f128_ps::<0x31>(s0, s4),
-            _mm256_permute2f128_ps::<0x31>(s1, s5),
-            _mm256_permute2f128_ps::<0x31>(s2, s6),
-            _mm256_permute2f128_ps::<0x31>(s3, s7),
-        ]
-    }
 }
 
 /// The block kernel, the gradient into `out` (or, forward only, nowhere).

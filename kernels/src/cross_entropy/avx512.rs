@@ -4,6 +4,7 @@
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_ROWS};
 use crate::exp::avx512::{exp16_nonpositive, ln16, tail_mask, LANES};
+use crate::transpose::transpose16;
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
@@ -404,45 +405,6 @@ pub(super) unsafe fn row_in_place(x: &mut [f32], args: &RowArgs<'_>) -> RowStats
     unsafe { row_any::<true, false>(ptr, ptr, x.len(), args) }
 }
 
-/// Transposes a 16x16 tile: vector `r` of the result holds lane `r` of every input.
-///
-/// # Safety
-/// AVX-512F.
-#[inline(always)]
-unsafe fn transpose16(a: &[__m512; 16]) -> [__m512; 16] {
-    // SAFETY: register-only AVX-512F shuffles; the caller guarantees the feature.
-    unsafe {
-        // Pairs of inputs interleaved within each 128-bit lane.
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
-        }
-        // u[4i + k], 128-bit lane L: inputs 4i..4i + 4 at element 4L + k.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for i in 0..4 {
-            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
-        }
-        // Output 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k]: a 4x4
-        // transpose of 128-bit lanes.
-        let mut out = [_mm512_setzero_ps(); 16];
-        for k in 0..4 {
-            let x0 = _mm512_shuffle_f32x4::<0x44>(u[k], u[4 + k]);
-            let x1 = _mm512_shuffle_f32x4::<0xEE>(u[k], u[4 + k]);
-            let x2 = _mm512_shuffle_f32x4::<0x44>(u[8 + k], u[12 + k]);
-            let x3 = _mm512_shuffle_f32x4::<0xEE>(u[8 + k], u[12 + k]);
-            out[k] = _mm512_shuffle_f32x4::<0x88>(x0, x2);
-            out[4 + k] = _mm512_shuffle_f32x4::<0xDD>(x0, x2);
-            out[8 + k] = _mm512_shuffle_f32x4::<0x88>(x1, x3);
-            out[12 + k] = _mm512_shuffle_f32x4::<0xDD>(x1, x3);
-        }
-        out
-    }
-}
-
 /// Sixteen rows of `c <= COLS` logits at `x` (`COLS` 16 or 32), one per lane (element `j` of
 /// every row gathered at once): maximum, exponentials and sums without horizontal operations,
 /// one vector logarithm and one vector division for the sixteen rows. The gradient goes
@@ -511,7 +473,8 @@ unsafe fn block_body<const WRITE: bool, const COLS: usize>(
                 let mut columns = [_mm512_setzero_ps(); 16];
                 columns.copy_from_slice(&tile[j0..j0 + LANES]);
                 let mask = tail_mask(c - j0);
-                for (r, row) in transpose16(&columns).into_iter().enumerate() {
+                transpose16(&mut columns);
+                for (r, row) in columns.into_iter().enumerate() {
                     _mm512_mask_storeu_ps(out.add(r * c + j0), mask, row);
                 }
             }

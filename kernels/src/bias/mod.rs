@@ -114,7 +114,7 @@ impl Kernels {
 
 /// `batch * channels * spatial` in checked arithmetic: a panic naming the shape on overflow.
 #[track_caller]
-fn bias_len(what: &str, batch: usize, channels: usize, spatial: usize) -> usize {
+pub(crate) fn bias_len(what: &str, batch: usize, channels: usize, spatial: usize) -> usize {
     crate::or_panic(checked_product(
         &format_args!("{what} [batch {batch}, channels {channels}, spatial {spatial}]"),
         "bias: length (batch * channels * spatial)",

@@ -937,8 +937,11 @@ fn im2col_strided<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T], ld:
         }
         // Output row oy reads image row `first_row + (oy - y_lo) * stride_h`, columns from ix0.
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let (src_step, src_start) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
         let rows = g.y_hi - g.y_lo;
+        // Between rows `stride_h` image rows apart; with one row there is no step (and a stride
+        // near usize::MAX times the row width would overflow).
+        let src_step = if rows > 1 { sh * in_w } else { 0 };
+        let src_start = g.plane + first_row * in_w + g.ix0;
         if x_lo > 0 || x_hi < ow {
             // Left or right padding: one fill of the rows beats a short fill per row (the
             // compiler turns those into `memset` calls); the copies then overwrite the inside.
@@ -1067,7 +1070,9 @@ fn col2im_strided<T: Real>(shape: &Conv2dShape, cols: &[T], ld: usize, image: &m
         }
         let src_row = &cols[r * ld..][..oh * ow];
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let (dst_step, dst_start) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
+        // As in `im2col_strided`: no step for a single row.
+        let dst_step = if g.y_hi - g.y_lo > 1 { sh * in_w } else { 0 };
+        let dst_start = g.plane + first_row * in_w + g.ix0;
         if sw == 1 {
             let segments = Segments {
                 rows: g.y_hi - g.y_lo,

@@ -131,6 +131,8 @@ impl Conv2dShape {
     /// internal sizes) is defined and fits in `usize`; otherwise the first [`ShapeError`] (the
     /// one the kernels would panic with). Callers that take shapes from users check here first.
     pub fn check(&self) -> Result<(), ShapeError> {
+        // In the order the entry points compute them.
+        self.try_out_plane_len()?;
         self.try_input_len()?;
         self.try_weight_len()?;
         self.try_output_len()?;

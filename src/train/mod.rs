@@ -179,16 +179,24 @@ pub struct TrainSummary {
     pub last: LeNet5,
 }
 
-fn metadata_of(epoch: usize, eval: &Evaluation) -> [(String, String); 3] {
-    [
+fn metadata_of(epoch: usize, eval: &Evaluation, team: &step::Setup) -> Vec<(String, String)> {
+    let mut meta = vec![
         ("epoch".into(), epoch.to_string()),
         ("test_accuracy".into(), format!("{:.4}", eval.accuracy())),
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
-    ]
+    ];
+    meta.extend(team.metadata());
+    meta
 }
 
-fn save(model: &LeNet5, path: &Path, epoch: usize, eval: &Evaluation) -> Result<()> {
-    let meta = metadata_of(epoch, eval);
+fn save(
+    model: &LeNet5,
+    path: &Path,
+    epoch: usize,
+    eval: &Evaluation,
+    team: &step::Setup,
+) -> Result<()> {
+    let meta = metadata_of(epoch, eval, team);
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     model.save(path, &meta)
 }
@@ -246,6 +254,7 @@ pub fn train(
         best: None,
         last: LeNet5::new(0),
     };
+    let setup = step::Setup::new(cfg.threads, batch_size, kernels);
     let ((), last, _) = with_team(
         model,
         sgd,
@@ -304,7 +313,7 @@ pub fn train(
                 writeln!(log, "{}", eval.test_line()).map_err(log_error)?;
                 if BestModel::offer(&mut summary.best, &model, epoch, &eval) {
                     let best = summary.best.as_ref().expect("just offered");
-                    save(&best.model, &cfg.out, epoch, &eval)?;
+                    save(&best.model, &cfg.out, epoch, &eval, &setup)?;
                     writeln!(
                         log,
                         "New best test accuracy {:.2}% (epoch {epoch}): saved {}",
@@ -350,7 +359,7 @@ pub fn train(
             .last()
             .map(|e| (e.epoch, e.test.clone()))
             .expect("every run evaluates at least once");
-        save(&summary.last, path, epoch, &eval)?;
+        save(&summary.last, path, epoch, &eval, &setup)?;
     }
     Ok(summary)
 }

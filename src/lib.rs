@@ -13,6 +13,7 @@ pub mod layers;
 pub mod lenet;
 pub mod loss;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod train;
 

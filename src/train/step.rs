@@ -1,0 +1,427 @@
+//! The parallel training step: persistent threads, micro-batches, the gradient reduction and
+//! the SGD step, giving the same bits for any thread count.
+//!
+//! [`with_team`] starts the threads once (`std::thread::scope`), hands the caller a [`Team`]
+//! whose [`Team::step`] trains on one batch, and stops the threads when the caller returns,
+//! panics or fails. Every buffer is allocated when the team starts, so a step allocates
+//! nothing.
+//!
+//! ## One step, and why its bits do not depend on the thread count
+//!
+//! 1. The batch of `N` samples is cut into micro-batches of [`MICRO_BATCH`] samples (the last
+//!    may be shorter); the size is a constant, so the cut is the same for any thread count.
+//!    Thread `t` of `T` takes micro-batches `t, t + T, …`, with its own copy of the weights and
+//!    its own activations. Each micro-batch's forward, loss and backward depend only on its
+//!    samples and the weights, so where it runs changes nothing. Its loss is its samples' *sum*
+//!    and its incoming gradient `1/N`, so the micro-batch gradients add up to the gradient of
+//!    the whole batch's mean loss.
+//! 2. After a barrier, the flat parameter vector is cut into one range per thread, and thread
+//!    `t` adds, for its range, the micro-batch gradients in micro-batch order:
+//!    `((g0 + g1) + g2) + …`, element by element. Each element's sum has the same operands in
+//!    the same order whatever the ranges, so the reduced gradient has the same bits.
+//! 3. Every thread adds the micro-batch losses in micro-batch order (f64) and, if the sum is
+//!    finite and no thread failed, runs SGD on its range ([`SgdPart`]: the kernel works element
+//!    by element, so any split gives the bits of one whole step). A loss that is not finite
+//!    leaves the weights and the optimizer as they were.
+//! 4. After a last barrier the next step starts by copying every range into each thread's
+//!    weights.
+//!
+//! The micro-batch gradients of a batch are kept in at most a few buffers: when a batch has
+//! more micro-batches than buffers, it runs in waves, and each wave's gradients are added to
+//! the running sum in the same order, which changes no bit.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex, RwLock};
+
+use crate::backend::Targets;
+use crate::data::Dataset;
+use crate::lenet::{LeNet5, Workspace, CLASSES, NUM_PARAMS};
+use crate::loss::{CrossEntropyLoss, Reduction};
+use crate::optim::{Sgd, SgdPart};
+use crate::{Error, Result};
+use simdnet_kernels::Kernels;
+
+/// Samples per micro-batch: the unit of work a thread takes, fixed so that a seed gives the
+/// same bits for any thread count (checkpoints record it).
+pub const MICRO_BATCH: usize = 16;
+
+/// Parameter ranges start on multiples of this many floats (64 bytes, a cache line).
+const RANGE_ALIGN: usize = 16;
+
+/// One thread's own state: a copy of the weights and the buffers of a micro-batch.
+struct Lane {
+    model: LeNet5,
+    ws: Workspace<f32>,
+    targets: Vec<i64>,
+}
+
+/// What one micro-batch of the current wave left: its gradients and the sum of its losses.
+struct Micro {
+    grads: Vec<f32>,
+    loss: f32,
+}
+
+/// One thread's range of the flat parameters: the weights themselves (the copy every lane
+/// refreshes from), the reduced gradient and the optimizer's part.
+struct Part {
+    params: Vec<f32>,
+    grad: Vec<f32>,
+    sgd: SgdPart<f32>,
+}
+
+/// What the threads share during a run.
+struct Shared<'a> {
+    /// The optimizer's settings; its state lives in the parts.
+    sgd: Sgd,
+    /// The most samples a step takes.
+    batch_size: usize,
+    /// The sample indices of the current batch.
+    batch: RwLock<Vec<u32>>,
+    lanes: Vec<Mutex<Lane>>,
+    micro: Vec<RwLock<Micro>>,
+    parts: Vec<RwLock<Part>>,
+    errors: Vec<Mutex<Option<Error>>>,
+    failed: AtomicBool,
+    start: Barrier,
+    reduce: Barrier,
+    done: Barrier,
+    stop: AtomicBool,
+    train: &'a Dataset,
+    kernels: &'a Kernels,
+    criterion: CrossEntropyLoss<f32>,
+}
+
+/// The running threads of [`with_team`]: trains on one batch at a time.
+pub struct Team<'s, 'a> {
+    shared: &'s Shared<'a>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `len` elements cut into `parts` contiguous ranges, each starting on a multiple of
+/// [`RANGE_ALIGN`].
+fn ranges(len: usize, parts: usize) -> Vec<Range<usize>> {
+    let bound = |i: usize| {
+        if i == parts {
+            len
+        } else {
+            (i * len / parts) / RANGE_ALIGN * RANGE_ALIGN
+        }
+    };
+    (0..parts).map(|i| bound(i)..bound(i + 1)).collect()
+}
+
+/// How a team splits the work, as checkpoints record it: the thread count actually used, the
+/// micro-batch size and the kernel ISA (together they decide the bits of a run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub threads: usize,
+    pub micro_batch: usize,
+    pub isa: simdnet_kernels::Isa,
+}
+
+impl Setup {
+    /// What [`with_team`] does with `threads` threads and batches of `batch_size`: at most
+    /// one thread per sample, and at least one.
+    pub fn new(threads: usize, batch_size: usize, kernels: &Kernels) -> Setup {
+        Setup {
+            threads: threads.clamp(1, batch_size.max(1)),
+            micro_batch: MICRO_BATCH,
+            isa: kernels.isa(),
+        }
+    }
+
+    /// The checkpoint metadata keys `threads`, `micro_batch` and `isa`.
+    pub fn metadata(&self) -> [(String, String); 3] {
+        [
+            ("threads".into(), self.threads.to_string()),
+            ("micro_batch".into(), self.micro_batch.to_string()),
+            ("isa".into(), self.isa.name().into()),
+        ]
+    }
+}
+
+/// Starts `threads` threads (the caller's included) that train `model` with `sgd` on batches
+/// of at most `batch_size` samples of `train`, runs `body` with them, and returns its result
+/// with the final weights and optimizer. The threads stop when `body` returns or panics.
+pub fn with_team<R>(
+    model: LeNet5,
+    sgd: Sgd,
+    train: &Dataset,
+    kernels: &Kernels,
+    batch_size: usize,
+    threads: usize,
+    body: impl FnOnce(&mut Team<'_, '_>) -> Result<R>,
+) -> Result<(R, LeNet5, Sgd)> {
+    let batch_size = batch_size.max(1);
+    let threads = Setup::new(threads, batch_size, kernels).threads;
+    let capacity = MICRO_BATCH.min(batch_size);
+    let micro_per_batch = batch_size.div_ceil(MICRO_BATCH);
+    let buffers = micro_per_batch.min((4 * threads).max(8));
+    let ranges = ranges(NUM_PARAMS, threads);
+    let sgd_parts = sgd.split(&ranges)?;
+    let parts = ranges
+        .iter()
+        .zip(sgd_parts)
+        .map(|(r, part)| {
+            RwLock::new(Part {
+                params: model.params()[r.clone()].to_vec(),
+                grad: vec![0.0; r.len()],
+                sgd: part,
+            })
+        })
+        .collect();
+    let lanes = (0..threads)
+        .map(|_| {
+            Ok(Mutex::new(Lane {
+                ws: model.workspace(kernels, capacity)?,
+                model: model.clone(),
+                targets: Vec::with_capacity(capacity),
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let shared = Shared {
+        sgd,
+        batch_size,
+        batch: RwLock::new(Vec::with_capacity(batch_size)),
+        lanes,
+        micro: (0..buffers)
+            .map(|_| {
+                RwLock::new(Micro {
+                    grads: vec![0.0; NUM_PARAMS],
+                    loss: 0.0,
+                })
+            })
+            .collect(),
+        parts,
+        errors: (0..threads).map(|_| Mutex::new(None)).collect(),
+        failed: AtomicBool::new(false),
+        start: Barrier::new(threads),
+        reduce: Barrier::new(threads),
+        done: Barrier::new(threads),
+        stop: AtomicBool::new(false),
+        train,
+        kernels,
+        criterion: CrossEntropyLoss::new(None, -100, Reduction::Sum, 0.0)?,
+    };
+    let result = std::thread::scope(|scope| {
+        for t in 1..threads {
+            let shared = &shared;
+            scope.spawn(move || shared.worker(t));
+        }
+        let _release = Release(&shared);
+        body(&mut Team { shared: &shared })
+    })?;
+    let team = Team { shared: &shared };
+    let (model, sgd) = (team.model(), team.optimizer());
+    Ok((result, model, sgd))
+}
+
+/// Stops the workers when dropped, whether the body returned or panicked.
+struct Release<'s, 'a>(&'s Shared<'a>);
+
+impl Drop for Release<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+        self.0.start.wait();
+    }
+}
+
+impl Team<'_, '_> {
+    /// One optimizer step on the samples `indices` of the training set (at most the batch size
+    /// given to [`with_team`]); returns the batch's mean loss. A loss that is not finite leaves
+    /// the weights and the optimizer as they were.
+    pub fn step(&mut self, indices: &[u32]) -> Result<f64> {
+        let shared = self.shared;
+        {
+            let mut batch = write(&shared.batch);
+            if indices.is_empty() || indices.len() > shared.batch_size {
+                return Err(Error::new(format!(
+                    "a training step takes 1 to {} samples, got {}",
+                    shared.batch_size,
+                    indices.len()
+                )));
+            }
+            batch.clear();
+            batch.extend_from_slice(indices);
+        }
+        shared.failed.store(false, Ordering::Relaxed);
+        shared.start.wait();
+        let loss = shared.run_step(0);
+        for slot in &shared.errors {
+            if let Some(e) = lock(slot).take() {
+                return Err(e);
+            }
+        }
+        Ok(loss)
+    }
+
+    /// A copy of the current weights.
+    pub fn model(&self) -> LeNet5 {
+        let mut params = Vec::with_capacity(NUM_PARAMS);
+        for part in &self.shared.parts {
+            params.extend_from_slice(&read(part).params);
+        }
+        LeNet5::from_params(params).expect("the parts cover every parameter")
+    }
+
+    /// A copy of the optimizer as it is now (momentum buffers and step count).
+    pub fn optimizer(&self) -> Sgd {
+        let mut sgd = self.shared.sgd.clone();
+        for part in &self.shared.parts {
+            sgd.absorb(&read(part).sgd)
+                .expect("the parts come from this optimizer");
+        }
+        sgd
+    }
+
+    /// Threads working on each step (the caller's included).
+    pub fn threads(&self) -> usize {
+        self.shared.lanes.len()
+    }
+}
+
+impl Shared<'_> {
+    /// Runs thread `t` (t > 0) until told to stop.
+    fn worker(&self, t: usize) {
+        loop {
+            self.start.wait();
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            self.run_step(t);
+        }
+    }
+
+    /// Thread `t`'s whole part of a step (every thread passes the same barriers, whatever
+    /// fails); returns the batch's mean loss.
+    fn run_step(&self, t: usize) -> f64 {
+        let threads = self.lanes.len();
+        let n = read(&self.batch).len();
+        let micro = n.div_ceil(MICRO_BATCH);
+        let per_wave = self.micro.len();
+        let mut loss = 0.0f64;
+        self.guarded(t, || self.refresh(t));
+        for first in (0..micro).step_by(per_wave) {
+            let wave = first..(first + per_wave).min(micro);
+            for j in wave.clone().skip(t).step_by(threads) {
+                self.guarded(t, || self.micro_batch(t, j, j - first, n));
+            }
+            self.reduce.wait();
+            self.guarded(t, || {
+                loss += self.reduce_wave(t, wave.clone(), first == 0);
+                Ok(())
+            });
+            if wave.end < micro {
+                // The next wave overwrites the gradients this one just read.
+                self.reduce.wait();
+            }
+        }
+        if loss.is_finite() && !self.failed.load(Ordering::Acquire) {
+            self.guarded(t, || {
+                let mut part = write(&self.parts[t]);
+                let Part { params, grad, sgd } = &mut *part;
+                sgd.step(self.kernels, params, grad)
+            });
+        }
+        self.done.wait();
+        loss / n as f64
+    }
+
+    /// Runs `f`, turning an error or a panic into thread `t`'s error: every thread must reach
+    /// the barriers, or the others would wait forever.
+    fn guarded(&self, t: usize, f: impl FnOnce() -> Result<()>) {
+        let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Error::new(format!("internal error in training thread {t}: {what}"))
+            }
+        };
+        self.failed.store(true, Ordering::Release);
+        lock(&self.errors[t]).get_or_insert(error);
+    }
+
+    /// Copies every range of the weights into thread `t`'s copy.
+    fn refresh(&self, t: usize) -> Result<()> {
+        let mut lane = lock(&self.lanes[t]);
+        let params = lane.model.params_mut();
+        for part in &self.parts {
+            let part = read(part);
+            let r = part.sgd.range();
+            params[r].copy_from_slice(&part.params);
+        }
+        Ok(())
+    }
+
+    /// Forward, loss and backward of micro-batch `j` of a batch of `n` on thread `t`, its
+    /// gradients and loss left in buffer `slot`.
+    fn micro_batch(&self, t: usize, j: usize, slot: usize, n: usize) -> Result<()> {
+        let batch = read(&self.batch);
+        let indices = &batch[j * MICRO_BATCH..((j + 1) * MICRO_BATCH).min(n)];
+        let rows = indices.len();
+        let mut lane = lock(&self.lanes[t]);
+        let Lane { model, ws, targets } = &mut *lane;
+        ws.load_images(indices.iter().map(|&i| self.train.image(i as usize)))?;
+        targets.clear();
+        targets.extend(
+            indices
+                .iter()
+                .map(|&i| i64::from(self.train.labels[i as usize])),
+        );
+        model.forward(self.kernels, ws, rows)?;
+        let (logits, grad) = ws.logits_and_grad(rows);
+        let loss = self.criterion.forward_backward_scaled(
+            self.kernels,
+            logits,
+            CLASSES,
+            Targets::Indices(targets),
+            1.0 / n as f32,
+            grad,
+        )?;
+        model.backward(self.kernels, ws, rows)?;
+        let mut micro = write(&self.micro[slot]);
+        ws.swap_grads(&mut micro.grads)?;
+        micro.loss = loss;
+        Ok(())
+    }
+
+    /// Adds the gradients of the micro-batches `wave` (buffers `0..wave.len()`), in order, to
+    /// thread `t`'s range of the reduced gradient (`first`: the batch's first wave, which
+    /// starts the sum); returns the sum of their losses, in the same order.
+    fn reduce_wave(&self, t: usize, wave: Range<usize>, first: bool) -> f64 {
+        let mut part = write(&self.parts[t]);
+        let r = part.sgd.range();
+        let acc = &mut part.grad[..];
+        let mut loss = 0.0f64;
+        for slot in 0..wave.len() {
+            let micro = read(&self.micro[slot]);
+            loss += f64::from(micro.loss);
+            let g = &micro.grads[r.clone()];
+            if first && slot == 0 {
+                acc.copy_from_slice(g);
+            } else {
+                for (a, &b) in acc.iter_mut().zip(g) {
+                    *a += b;
+                }
+            }
+        }
+        loss
+    }
+}

@@ -34,7 +34,11 @@ unsafe fn add_row<V: F32x>(row: &mut [f32], bias: &[f32]) {
     let mut biases = bias.chunks_exact(V::LANES);
     for (r, b) in (&mut rows).zip(&mut biases) {
         // SAFETY: both chunks hold exactly LANES floats; forwarded ISA guarantee.
-        unsafe { V::load(r.as_ptr()).add(V::load(b.as_ptr())).store(r.as_mut_ptr()) };
+        unsafe {
+            V::load(r.as_ptr())
+                .add(V::load(b.as_ptr()))
+                .store(r.as_mut_ptr())
+        };
     }
     for (r, &b) in rows.into_remainder().iter_mut().zip(biases.remainder()) {
         *r += b;

@@ -5,8 +5,8 @@
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_MAX_CLASSES, BLOCK_ROWS};
 use crate::exp::vector;
 use crate::simd::avx2::tail_mask;
-use crate::simd::F32x;
 use crate::simd::avx2::transpose8;
+use crate::simd::F32x;
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).

@@ -4,8 +4,8 @@
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_ROWS};
 use crate::exp::vector;
-use crate::simd::avx512::{tail_mask, LANES};
 use crate::simd::avx512::transpose16;
+use crate::simd::avx512::{tail_mask, LANES};
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).

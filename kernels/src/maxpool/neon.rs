@@ -33,7 +33,9 @@ pub(super) unsafe fn backward(
 ) {
     if shape.is_2x2_stride_2() {
         // SAFETY: as in `forward`.
-        unsafe { vector::backward_2x2_stride_2::<float32x4_t>(shape, grad_output, argmax, grad_input) }
+        unsafe {
+            vector::backward_2x2_stride_2::<float32x4_t>(shape, grad_output, argmax, grad_input)
+        }
     } else {
         scalar::backward(shape, grad_output, argmax, grad_input);
     }

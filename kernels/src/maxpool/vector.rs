@@ -121,7 +121,12 @@ pub(super) unsafe fn forward_2x2_stride_2<V: F32x>(
             let (mut best, mut best_at) = (top_even, at);
             scan(&mut best, &mut best_at, top_odd, V::index_add(at, 1));
             scan(&mut best, &mut best_at, bottom_even, at_below);
-            scan(&mut best, &mut best_at, bottom_odd, V::index_add(at_below, 1));
+            scan(
+                &mut best,
+                &mut best_at,
+                bottom_odd,
+                V::index_add(at_below, 1),
+            );
             store(&mut output[o..o + valid], valid, best);
             let idx = &mut argmax[o..o + valid];
             V::index_store_first(best_at, idx.as_mut_ptr(), valid);
@@ -173,7 +178,12 @@ pub(super) unsafe fn backward_2x2_stride_2<V: F32x>(
             let zero = V::zero();
             let put = |hit: V::Mask| zero.add(g.keep_where(hit));
             store_pairs(&mut gi[start..], 2 * valid, put(hits[0]), put(hits[1]));
-            store_pairs(&mut gi[start + in_w..], 2 * valid, put(hits[2]), put(hits[3]));
+            store_pairs(
+                &mut gi[start + in_w..],
+                2 * valid,
+                put(hits[2]),
+                put(hits[3]),
+            );
         }
     });
 }

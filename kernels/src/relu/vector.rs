@@ -46,7 +46,11 @@ pub(super) unsafe fn forward_in_place<V: F32x>(x: &mut [f32]) {
 /// # Safety
 /// The CPU supports `V`'s ISA; all three slices have the same length.
 #[inline(always)]
-pub(super) unsafe fn backward<V: F32x>(output: &[f32], grad_output: &[f32], grad_input: &mut [f32]) {
+pub(super) unsafe fn backward<V: F32x>(
+    output: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) {
     let mut gis = grad_input.chunks_exact_mut(V::LANES);
     let mut ys = output.chunks_exact(V::LANES);
     let mut gs = grad_output.chunks_exact(V::LANES);
@@ -55,7 +59,9 @@ pub(super) unsafe fn backward<V: F32x>(output: &[f32], grad_output: &[f32], grad
         unsafe {
             // Zero where output <= 0 (false for NaN, so NaN passes the gradient).
             let blocked = V::load(y.as_ptr()).le(V::zero());
-            V::load(g.as_ptr()).clear_where(blocked).store(gi.as_mut_ptr());
+            V::load(g.as_ptr())
+                .clear_where(blocked)
+                .store(gi.as_mut_ptr());
         }
     }
     let tails = gis

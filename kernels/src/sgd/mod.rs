@@ -162,7 +162,6 @@ pub(crate) struct Coefficients {
     pub maximize: bool,
 }
 
-
 kernel_table! {
     /// Per-ISA SGD step.
     pub(crate) struct Table {

@@ -215,7 +215,10 @@ impl F32x for __m256 {
     #[inline(always)]
     unsafe fn sum(self) -> f32 {
         unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps::<1>(self));
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(self),
+                _mm256_extractf128_ps::<1>(self),
+            );
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
         }
@@ -223,7 +226,10 @@ impl F32x for __m256 {
     #[inline(always)]
     unsafe fn max_lane(self) -> f32 {
         unsafe {
-            let s = _mm_max_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps::<1>(self));
+            let s = _mm_max_ps(
+                _mm256_castps256_ps128(self),
+                _mm256_extractf128_ps::<1>(self),
+            );
             let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
         }

@@ -165,7 +165,8 @@ impl F32x for __m512 {
     #[inline(always)]
     unsafe fn index_ramp2(start: u32) -> Self::Index {
         unsafe {
-            let twice = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let twice =
+                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
             _mm512_add_epi32(_mm512_set1_epi32(start as i32), twice)
         }
     }

@@ -120,6 +120,7 @@ pub(crate) trait F32x: Copy {
     /// Sum of the lanes (ISA-specific order).
     unsafe fn sum(self) -> f32;
     /// Largest lane (NaN lanes may be skipped).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     unsafe fn max_lane(self) -> f32;
 
     /// `self * 2^n` where `zero` is false, `+0.0` where it is true (module docs for the range).

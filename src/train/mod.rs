@@ -309,7 +309,7 @@ pub fn train(
                 )
                 .map_err(log_error)?;
                 let model = team.model();
-                let eval = evaluate(&model, &data.test, kernels, team.threads());
+                let eval = team.evaluate(&data.test)?;
                 writeln!(log, "{}", eval.test_line()).map_err(log_error)?;
                 if BestModel::offer(&mut summary.best, &model, epoch, &eval) {
                     let best = summary.best.as_ref().expect("just offered");

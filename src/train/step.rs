@@ -30,9 +30,11 @@
 //! more micro-batches than buffers, it runs in waves, and each wave's gradients are added to
 //! the running sum in the same order, which changes no bit.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex, RwLock};
+use std::ops::{Deref, Range};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, MutexGuard, RwLock};
+
+use super::eval::{combine, Evaluation, Tally};
 
 use crate::backend::Targets;
 use crate::data::Dataset;
@@ -49,12 +51,28 @@ pub const MICRO_BATCH: usize = 16;
 /// Parameter ranges start on multiples of this many floats (64 bytes, a cache line).
 const RANGE_ALIGN: usize = 16;
 
-/// One thread's own state: a copy of the weights and the buffers of a micro-batch.
+/// One thread's own state: a copy of the weights, the buffers of a micro-batch and its
+/// evaluation results.
 struct Lane {
     model: LeNet5,
     ws: Workspace<f32>,
     targets: Vec<i64>,
+    tally: Tally,
 }
+
+/// A lane's evaluation results, borrowed for [`combine`].
+struct TallyOf<'g>(MutexGuard<'g, Lane>);
+
+impl Deref for TallyOf<'_> {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.0.tally
+    }
+}
+
+/// What the threads do after the start barrier.
+const JOB_STEP: usize = 0;
+const JOB_EVALUATE: usize = 1;
 
 /// What one micro-batch of the current wave left: its gradients and the sum of its losses.
 struct Micro {
@@ -83,6 +101,10 @@ struct Shared<'a> {
     parts: Vec<RwLock<Part>>,
     errors: Vec<Mutex<Option<Error>>>,
     failed: AtomicBool,
+    /// [`JOB_STEP`] or [`JOB_EVALUATE`].
+    job: AtomicUsize,
+    /// The set [`Team::evaluate`] evaluates.
+    eval_set: RwLock<Option<&'a Dataset>>,
     start: Barrier,
     reduce: Barrier,
     done: Barrier,
@@ -155,18 +177,17 @@ impl Setup {
 /// Starts `threads` threads (the caller's included) that train `model` with `sgd` on batches
 /// of at most `batch_size` samples of `train`, runs `body` with them, and returns its result
 /// with the final weights and optimizer. The threads stop when `body` returns or panics.
-pub fn with_team<R>(
+pub fn with_team<'a, R>(
     model: LeNet5,
     sgd: Sgd,
-    train: &Dataset,
-    kernels: &Kernels,
+    train: &'a Dataset,
+    kernels: &'a Kernels,
     batch_size: usize,
     threads: usize,
-    body: impl FnOnce(&mut Team<'_, '_>) -> Result<R>,
+    body: impl FnOnce(&mut Team<'_, 'a>) -> Result<R>,
 ) -> Result<(R, LeNet5, Sgd)> {
     let batch_size = batch_size.max(1);
     let threads = Setup::new(threads, batch_size, kernels).threads;
-    let capacity = MICRO_BATCH.min(batch_size);
     let micro_per_batch = batch_size.div_ceil(MICRO_BATCH);
     let buffers = micro_per_batch.min((4 * threads).max(8));
     let ranges = ranges(NUM_PARAMS, threads);
@@ -185,9 +206,10 @@ pub fn with_team<R>(
     let lanes = (0..threads)
         .map(|_| {
             Ok(Mutex::new(Lane {
-                ws: model.workspace(kernels, capacity)?,
+                ws: model.workspace(kernels, MICRO_BATCH)?,
                 model: model.clone(),
-                targets: Vec::with_capacity(capacity),
+                targets: Vec::with_capacity(MICRO_BATCH),
+                tally: Tally::new(),
             }))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -207,6 +229,8 @@ pub fn with_team<R>(
         parts,
         errors: (0..threads).map(|_| Mutex::new(None)).collect(),
         failed: AtomicBool::new(false),
+        job: AtomicUsize::new(JOB_STEP),
+        eval_set: RwLock::new(None),
         start: Barrier::new(threads),
         reduce: Barrier::new(threads),
         done: Barrier::new(threads),
@@ -238,7 +262,7 @@ impl Drop for Release<'_, '_> {
     }
 }
 
-impl Team<'_, '_> {
+impl<'a> Team<'_, 'a> {
     /// One optimizer step on the samples `indices` of the training set (at most the batch size
     /// given to [`with_team`]); returns the batch's mean loss. A loss that is not finite leaves
     /// the weights and the optimizer as they were.
@@ -257,14 +281,27 @@ impl Team<'_, '_> {
             batch.extend_from_slice(indices);
         }
         shared.failed.store(false, Ordering::Relaxed);
+        shared.job.store(JOB_STEP, Ordering::Relaxed);
         shared.start.wait();
         let loss = shared.run_step(0);
-        for slot in &shared.errors {
-            if let Some(e) = lock(slot).take() {
-                return Err(e);
-            }
-        }
+        shared.take_error()?;
         Ok(loss)
+    }
+
+    /// Evaluates the current weights on `test` with every thread (see [`super::evaluate`]:
+    /// the same batches and the same bits).
+    pub fn evaluate(&mut self, test: &'a Dataset) -> Result<Evaluation> {
+        let shared = self.shared;
+        *write(&shared.eval_set) = Some(test);
+        shared.failed.store(false, Ordering::Relaxed);
+        shared.job.store(JOB_EVALUATE, Ordering::Relaxed);
+        shared.start.wait();
+        shared.run_evaluation(0);
+        shared.take_error()?;
+        let threads = shared.lanes.len();
+        Ok(combine(threads, test.len(), |t| {
+            TallyOf(lock(&shared.lanes[t]))
+        }))
     }
 
     /// A copy of the current weights.
@@ -300,8 +337,37 @@ impl Shared<'_> {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.run_step(t);
+            match self.job.load(Ordering::Relaxed) {
+                JOB_EVALUATE => self.run_evaluation(t),
+                _ => {
+                    self.run_step(t);
+                }
+            }
         }
+    }
+
+    /// The first error a thread recorded in the last job, if any (all are cleared).
+    fn take_error(&self) -> Result<()> {
+        let mut first = None;
+        for slot in &self.errors {
+            let e = lock(slot).take();
+            first = first.or(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Thread `t`'s part of an evaluation: batches `t, t + T, …` into its tally.
+    fn run_evaluation(&self, t: usize) {
+        self.guarded(t, || {
+            self.refresh(t)?;
+            let test = read(&self.eval_set).expect("set before the job starts");
+            let mut lane = lock(&self.lanes[t]);
+            let Lane {
+                model, ws, tally, ..
+            } = &mut *lane;
+            tally.run(model, ws, test, self.kernels, (t, self.lanes.len()))
+        });
+        self.done.wait();
     }
 
     /// Thread `t`'s whole part of a step (every thread passes the same barriers, whatever
@@ -377,7 +443,9 @@ impl Shared<'_> {
         let indices = &batch[j * MICRO_BATCH..((j + 1) * MICRO_BATCH).min(n)];
         let rows = indices.len();
         let mut lane = lock(&self.lanes[t]);
-        let Lane { model, ws, targets } = &mut *lane;
+        let Lane {
+            model, ws, targets, ..
+        } = &mut *lane;
         ws.load_images(indices.iter().map(|&i| self.train.image(i as usize)))?;
         targets.clear();
         targets.extend(

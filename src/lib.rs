@@ -13,7 +13,9 @@ pub mod layers;
 pub mod lenet;
 pub mod loss;
 pub mod optim;
+pub mod outputs;
 pub mod rng;
+pub mod signals;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -146,8 +146,8 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
 /// Checks that `path` names a regular file before it is opened for reading (so a FIFO never
 /// blocks and a device is never read); `what` names it in the message.
 pub fn require_regular_file(path: &Path, what: &str) -> Result<fs::Metadata> {
-    let meta = fs::metadata(path)
-        .map_err(|e| Error::in_file(path, format!("cannot read {what}: {e}")))?;
+    let meta =
+        fs::metadata(path).map_err(|e| Error::in_file(path, format!("cannot read {what}: {e}")))?;
     if !meta.is_file() {
         return Err(Error::refusal(format!(
             "{}: {what} is {}, not a regular file",
@@ -240,9 +240,7 @@ pub fn preflight(outputs: &[Named], inputs: &[Named], allowed: &[(&str, &str)]) 
 
 /// An output's own checks: a file name, a regular file if it exists, a writable directory.
 fn check_output(o: &Named) -> Result<()> {
-    let refuse = |what: String| {
-        Error::refusal(format!("{} {}: {what}", o.flag, o.path.display()))
-    };
+    let refuse = |what: String| Error::refusal(format!("{} {}: {what}", o.flag, o.path.display()));
     let Some(name) = o.path.file_name() else {
         return Err(refuse("not a file name".into()));
     };
@@ -264,7 +262,12 @@ fn check_output(o: &Named) -> Result<()> {
     match fs::metadata(&dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(refuse(format!("{} is not a directory", dir.display()))),
-        Err(_) => return Err(refuse(format!("directory {} does not exist", dir.display()))),
+        Err(_) => {
+            return Err(refuse(format!(
+                "directory {} does not exist",
+                dir.display()
+            )))
+        }
     }
     let probe = temporary_in(&dir);
     match fs::OpenOptions::new()

@@ -427,6 +427,9 @@ mod tests {
         assert_eq!(p.kind(), Kind::Object);
         p.skip_value().unwrap();
         assert_eq!(p.next_key(&mut first).unwrap().unwrap().0, "n");
-        assert!(p.uint_array("n").unwrap_err().contains("-1, not a non-negative"));
+        assert!(p
+            .uint_array("n")
+            .unwrap_err()
+            .contains("-1, not a non-negative"));
     }
 }

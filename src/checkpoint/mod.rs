@@ -50,7 +50,6 @@
 //! The code: `read.rs` (reading and validating), `write.rs` (encoding), `json.rs` (the header's
 //! JSON).
 
-
 mod json;
 mod read;
 mod write;
@@ -95,4 +94,3 @@ impl Checkpoint {
             .map(|(_, v)| v.as_str())
     }
 }
-

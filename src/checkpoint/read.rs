@@ -142,6 +142,8 @@ fn dtype_size(name: &str) -> Option<usize> {
     DTYPES.iter().find(|(n, _)| *n == name).map(|&(_, s)| s)
 }
 
+/// `__metadata__`'s pairs, in header order.
+type Metadata = Vec<(String, String)>;
 
 /// A tensor entry of the header, before its data is read.
 struct Entry {
@@ -193,7 +195,7 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
 fn parse_header(
     header: &[u8],
     data_len: usize,
-) -> std::result::Result<(Vec<(String, String)>, Vec<Entry>), String> {
+) -> std::result::Result<(Metadata, Vec<Entry>), String> {
     let header =
         std::str::from_utf8(header).map_err(|e| format!("header is not valid UTF-8: {e}"))?;
     if !header.starts_with('{') {
@@ -234,7 +236,10 @@ fn parse_header(
     // Duplicate keys, found by sorting indices: no copy of the keys is made.
     let mut order: Vec<usize> = (0..metadata.len()).collect();
     order.sort_unstable_by(|&a, &b| metadata[a].0.cmp(&metadata[b].0).then(a.cmp(&b)));
-    if let Some(w) = order.windows(2).find(|w| metadata[w[0]].0 == metadata[w[1]].0) {
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| metadata[w[0]].0 == metadata[w[1]].0)
+    {
         let (k, at) = (&metadata[w[1]].0, metadata_at[w[1]]);
         return Err(invalid(format!("duplicate key \"{k}\" at byte {at}")));
     }
@@ -242,9 +247,15 @@ fn parse_header(
     drop(metadata_at);
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by(|&a, &b| entries[a].name.cmp(&entries[b].name).then(a.cmp(&b)));
-    if let Some(w) = order.windows(2).find(|w| entries[w[0]].name == entries[w[1]].name) {
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| entries[w[0]].name == entries[w[1]].name)
+    {
         let e = &entries[w[1]];
-        return Err(invalid(format!("duplicate key \"{}\" at byte {}", e.name, e.at)));
+        return Err(invalid(format!(
+            "duplicate key \"{}\" at byte {}",
+            e.name, e.at
+        )));
     }
     drop(order);
     validate_layout(&mut entries, data_len)?;
@@ -277,7 +288,11 @@ fn tensors_of(
 
 /// Reads one tensor entry `{"dtype": .., "shape": [..], "data_offsets": [b, e]}`; other fields
 /// are skipped, as the reference ignores them.
-fn parse_entry(p: &mut json::Parser, name: String, at: usize) -> std::result::Result<Entry, String> {
+fn parse_entry(
+    p: &mut json::Parser,
+    name: String,
+    at: usize,
+) -> std::result::Result<Entry, String> {
     if p.kind() != Kind::Object {
         return Err(format!("tensor '{name}': entry is not a JSON object"));
     }
@@ -305,7 +320,11 @@ fn parse_entry(p: &mut json::Parser, name: String, at: usize) -> std::result::Re
                 dtype = Some(known.0);
             }
             "shape" | "data_offsets" => {
-                let slot = if key == "shape" { &mut shape } else { &mut offsets };
+                let slot = if key == "shape" {
+                    &mut shape
+                } else {
+                    &mut offsets
+                };
                 if slot.is_some() {
                     return Err(duplicate());
                 }
@@ -441,7 +460,6 @@ fn sign_of(h: u16) -> f32 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,12 +480,11 @@ mod tests {
         assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
     }
 
-
     #[test]
     fn miri_safetensors_round_trip_and_rejections() {
         let w = [1.5f32, -2.0, 0.25];
-        let bytes = super::super::encode(&[("w", &[3], &w), ("b", &[0], &[])], &[("k", "v")])
-            .unwrap();
+        let bytes =
+            super::super::encode(&[("w", &[3], &w), ("b", &[0], &[])], &[("k", "v")]).unwrap();
         let c = parse(&bytes).unwrap();
         assert_eq!(c.tensor("w").unwrap().data, w);
         assert_eq!(c.tensor("b").unwrap().shape, [0]);
@@ -489,10 +506,22 @@ mod tests {
                     "a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#,
                 "duplicate key \"a\"",
             ),
-            (r#"{"__metadata__":{"k":"1","k":"2"}}"#, "duplicate key \"k\""),
-            (r#"{"a":{"dtype":"F32","dtype":"F32"}}"#, "duplicate key \"dtype\""),
-            (r#"{"a":{"dtype":"X","shape":[],"data_offsets":[0,0]}}"#, "unknown dtype"),
-            (r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":[[{}]]}}"#, ""),
+            (
+                r#"{"__metadata__":{"k":"1","k":"2"}}"#,
+                "duplicate key \"k\"",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","dtype":"F32"}}"#,
+                "duplicate key \"dtype\"",
+            ),
+            (
+                r#"{"a":{"dtype":"X","shape":[],"data_offsets":[0,0]}}"#,
+                "unknown dtype",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":[[{}]]}}"#,
+                "",
+            ),
             (r#"{"a":[[[]]]}"#, "entry is not a JSON object"),
         ];
         for (header, problem) in cases {

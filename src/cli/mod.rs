@@ -60,7 +60,9 @@ pub fn output_error(e: std::io::Error) -> Failure {
 /// Writes `text` to standard error; `false` if that failed (a closed pipe).
 pub fn to_stderr(text: &str) -> bool {
     let mut err = std::io::stderr().lock();
-    err.write_all(text.as_bytes()).and_then(|()| err.flush()).is_ok()
+    err.write_all(text.as_bytes())
+        .and_then(|()| err.flush())
+        .is_ok()
 }
 
 /// The program: arguments from the environment, exit status out.

@@ -103,7 +103,14 @@ mod tests {
     #[test]
     fn resume_command_swaps_state_for_resume_and_drops_init() {
         let a = argv(&[
-            "--epochs", "3", "--state", "run state", "--init", "w.st", "--overwrite", "--lr=0.1",
+            "--epochs",
+            "3",
+            "--state",
+            "run state",
+            "--init",
+            "w.st",
+            "--overwrite",
+            "--lr=0.1",
         ]);
         assert_eq!(
             resume_command(&a).unwrap(),

@@ -117,4 +117,3 @@ pub fn usage(command: Option<&str>) -> &'static str {
         _ => MAIN_USAGE,
     }
 }
-

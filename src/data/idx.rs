@@ -306,3 +306,51 @@ impl<'a> Stream<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels_file(labels: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 0, 8, 1];
+        b.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+        b.extend_from_slice(labels);
+        b
+    }
+
+    #[test]
+    fn miri_idx_reads_raw_files_and_rejects_every_truncation() {
+        let file = labels_file(&[0, 9, 3]);
+        assert_eq!(parse_labels(&file), Ok(vec![0, 9, 3]));
+        for n in 0..file.len() {
+            assert!(parse_labels(&file[..n]).is_err(), "{n} bytes accepted");
+        }
+        let mut longer = file.clone();
+        longer.push(1);
+        assert!(parse_labels(&longer).unwrap_err().contains("trailing"));
+        assert!(parse_labels(&labels_file(&[10]))
+            .unwrap_err()
+            .contains("label 10"));
+        // A header promising 2^32-1 images is refused before anything is allocated for them.
+        let mut images = vec![0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 28, 0, 0, 0, 28];
+        assert!(parse_images(&images).unwrap_err().contains("truncated"));
+        images[4..8].copy_from_slice(&1u32.to_be_bytes());
+        images.extend(std::iter::repeat_n(7u8, SIDE * SIDE));
+        let parsed = parse_images(&images).unwrap();
+        assert_eq!((parsed.count, parsed.pixels.len()), (1, SIDE * SIDE));
+        assert!(parse_labels(&images).unwrap_err().contains("magic"));
+    }
+
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn miri_idx_reads_gzip_files_and_checks_their_trailer() {
+        let gz = include_bytes!("../../fuzz/corpus/idx/valid-labels-5.gz");
+        let labels = parse_labels(gz).unwrap();
+        assert_eq!(labels.len(), 5);
+        let mut bad = gz.to_vec();
+        let n = bad.len();
+        bad[n - 8] ^= 1; // the CRC-32
+        assert!(parse_labels(&bad).is_err());
+        assert!(parse_labels(&gz[..n - 1]).is_err());
+    }
+}

@@ -256,7 +256,7 @@ fn missing_files(dir: &Path, need_train: bool) -> Vec<&'static str> {
     needed(need_train)
         .iter()
         .copied()
-        .filter(|name| !find_file(dir, name).is_file())
+        .filter(|name| !find_file(dir, name).exists())
         .collect()
 }
 
@@ -304,10 +304,11 @@ fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `dir/name` if it exists, else `dir/name.gz` (which may not exist either).
+/// `dir/name` if it exists, else `dir/name.gz` (which may not exist either). Whatever exists
+/// counts: a path that is not a regular file is refused by name when it is opened.
 fn find_file(dir: &Path, name: &str) -> PathBuf {
     let raw = dir.join(name);
-    if raw.is_file() {
+    if raw.exists() {
         raw
     } else {
         dir.join(format!("{name}.gz"))

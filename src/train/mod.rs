@@ -214,7 +214,11 @@ pub const CHECKPOINT_FORMAT_VERSION: &str = crate::lenet::FORMAT_VERSION;
 
 /// A checkpoint's metadata: the format version, how it was made (seed and hyperparameters)
 /// and the epoch (with the test accuracy when the model was evaluated).
-fn metadata_of(cfg: &TrainConfig, epoch: usize, eval: Option<&Evaluation>) -> Vec<(String, String)> {
+fn metadata_of(
+    cfg: &TrainConfig,
+    epoch: usize,
+    eval: Option<&Evaluation>,
+) -> Vec<(String, String)> {
     let mut meta: Vec<(String, String)> = vec![
         (
             "simdnet_format_version".into(),
@@ -503,7 +507,11 @@ pub fn train(
         let eval = summary.epochs.last().map(|e| &e.test);
         let epoch = summary.epochs.last().map_or(position.epoch, |e| e.epoch);
         files::check_finite(&summary.last, None, position.steps, epoch)?;
-        let eval = if summary.stopped.is_some() { None } else { eval };
+        let eval = if summary.stopped.is_some() {
+            None
+        } else {
+            eval
+        };
         save(cfg, &summary.last, path, epoch, eval)?;
     }
     Ok(summary)

@@ -525,6 +525,21 @@ impl<T: Real> Workspace<T> {
         &mut self.grads
     }
 
+    /// Exchanges the parameter gradients with `other` (no copy): a trainer keeps each
+    /// micro-batch's gradients and gives the workspace a free buffer for the next backward
+    /// pass. Errors if `other` is not [`NUM_PARAMS`] long.
+    pub fn swap_grads(&mut self, other: &mut Vec<T>) -> Result<()> {
+        if other.len() != self.grads.len() {
+            return Err(Error::new(format!(
+                "LeNet-5: a gradient buffer of {} elements, expected {}",
+                other.len(),
+                self.grads.len()
+            )));
+        }
+        std::mem::swap(&mut self.grads, other);
+        Ok(())
+    }
+
     /// Makes later backward passes also compute the gradient with respect to the input
     /// (training skips it).
     pub fn keep_input_grad(&mut self) {

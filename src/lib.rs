@@ -14,6 +14,7 @@ pub mod lenet;
 pub mod loss;
 pub mod optim;
 pub mod outputs;
+pub mod plot;
 pub mod rng;
 pub mod signals;
 pub mod train;

@@ -1,6 +1,8 @@
 //! `SGD` with PyTorch's arguments, defaults, validation and order of operations, one fused
 //! kernel pass per tensor over parameter, gradient and momentum buffer.
 
+use std::ops::Range;
+
 use crate::backend::Backend;
 use crate::{Error, Result};
 use simdnet_kernels::Real;
@@ -147,6 +149,113 @@ impl<T: Real> Sgd<T> {
     }
 }
 
+/// One contiguous range of an [`Sgd`]'s flat vectors, stepped on its own: the data-parallel
+/// trainer gives each thread a part, so the SGD step does not serialise. The kernel works
+/// element by element with the same operations wherever an element sits in its slice, so
+/// stepping every part of a split gives exactly the bits of one [`Sgd::step`]. A part owns its
+/// range of the momentum buffer; [`Sgd::absorb`] writes it back.
+#[derive(Clone, Debug)]
+pub struct SgdPart<T = f32> {
+    options: SgdOptions,
+    range: Range<usize>,
+    /// The range's momentum buffer (empty before the first momentum step).
+    buffer: Vec<T>,
+    steps: u64,
+}
+
+impl<T: Real> SgdPart<T> {
+    /// The range of the flat vectors this part steps.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// `optimizer.step()` on this part's range: `params` and `grads` are that range's slices.
+    pub fn step<B: Backend<T>>(
+        &mut self,
+        backend: &B,
+        params: &mut [T],
+        grads: &[T],
+    ) -> Result<()> {
+        let n = self.range.len();
+        if params.len() != n || grads.len() != n {
+            return Err(Error::new(format!(
+                "SGD part: the parameters have {} elements and the gradients {}, expected {n}",
+                params.len(),
+                grads.len()
+            )));
+        }
+        let momentum = self.options.momentum != 0.0;
+        let first_step = self.steps == 0;
+        if momentum && self.buffer.len() != n {
+            // Allocated once; the kernel's first step fills it with a copy of the gradient.
+            self.buffer = vec![T::ZERO; n];
+        }
+        let buffer = if momentum {
+            Some(&mut self.buffer[..])
+        } else {
+            None
+        };
+        backend.sgd_step(&self.options, params, grads, buffer, first_step);
+        self.steps += 1;
+        Ok(())
+    }
+}
+
+impl<T: Real> Sgd<T> {
+    /// The optimizer split at `ranges`, which must cover the flat vectors in order, without
+    /// gaps or overlaps; each part carries its range of the momentum buffer.
+    pub fn split(&self, ranges: &[Range<usize>]) -> Result<Vec<SgdPart<T>>> {
+        let total: usize = self.lens.iter().sum();
+        let mut next = 0;
+        for r in ranges {
+            if r.start != next || r.end < r.start {
+                return Err(Error::new(format!(
+                    "SGD split: range {r:?} does not start where the previous one ended ({next})"
+                )));
+            }
+            next = r.end;
+        }
+        if next != total {
+            return Err(Error::new(format!(
+                "SGD split: the ranges cover {next} elements, expected {total}"
+            )));
+        }
+        Ok(ranges
+            .iter()
+            .map(|r| SgdPart {
+                options: self.options,
+                range: r.clone(),
+                buffer: if self.buffer.is_empty() {
+                    Vec::new()
+                } else {
+                    self.buffer[r.clone()].to_vec()
+                },
+                steps: self.steps,
+            })
+            .collect())
+    }
+
+    /// Takes `part`'s momentum buffer and step count back (the inverse of [`Sgd::split`], one
+    /// part at a time; every part of a split has taken the same steps).
+    pub fn absorb(&mut self, part: &SgdPart<T>) -> Result<()> {
+        let total: usize = self.lens.iter().sum();
+        if part.range.end > total {
+            return Err(Error::new(format!(
+                "SGD part {:?} lies beyond the {total} elements",
+                part.range
+            )));
+        }
+        if !part.buffer.is_empty() {
+            if self.buffer.len() != total {
+                self.buffer = vec![T::ZERO; total];
+            }
+            self.buffer[part.range.clone()].copy_from_slice(&part.buffer);
+        }
+        self.steps = part.steps;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +302,51 @@ mod tests {
         let mut opt = Sgd::<f32>::with_defaults(&[2]).unwrap();
         assert!(opt.step(&Reference, &mut [0.0; 3], &[0.0; 3]).is_err());
         assert!(opt.set_lr(-0.5).is_err());
+    }
+
+    /// Stepping the parts of any split gives the bits of whole steps, momentum buffers and
+    /// step count included, and absorbing the parts gives the whole optimizer's state back.
+    #[test]
+    fn parts_step_to_the_bits_of_whole_steps() {
+        let k = simdnet_kernels::Kernels::get();
+        let lens = [5, 40, 3];
+        let options = SgdOptions {
+            momentum: 0.9,
+            weight_decay: 0.01,
+            ..SgdOptions::new(0.1)
+        };
+        let grads = |s: usize| -> Vec<f32> {
+            (0..48)
+                .map(|i| ((i * 7 + s * 13) % 11) as f32 / 3.0 - 1.5)
+                .collect()
+        };
+        let mut whole = Sgd::<f32>::new(&lens, options).unwrap();
+        let mut p_whole: Vec<f32> = (0..48).map(|i| i as f32 / 10.0).collect();
+        let mut p_parts = p_whole.clone();
+        let mut template = whole.clone();
+        let mut parts = template.split(&[0..17, 17..17, 17..33, 33..48]).unwrap();
+        for s in 0..3 {
+            let g = grads(s);
+            whole.step(k, &mut p_whole, &g).unwrap();
+            for part in &mut parts {
+                let r = part.range();
+                part.step(k, &mut p_parts[r.clone()], &g[r]).unwrap();
+            }
+        }
+        assert_eq!(p_whole, p_parts);
+        for part in &parts {
+            template.absorb(part).unwrap();
+        }
+        assert_eq!(template.steps(), 3);
+        for i in 0..3 {
+            assert_eq!(template.momentum_buffer(i), whole.momentum_buffer(i));
+        }
+        // A resplit continues from the same buffers.
+        let again = template.split(std::slice::from_ref(&(0..48))).unwrap();
+        assert_eq!(again[0].buffer.len(), 48);
+        assert!(template.split(&[0..10, 11..48]).is_err());
+        assert!(template.split(&[0..40, 40..47]).is_err());
+        assert!(parts[0].step(k, &mut [0.0; 3], &[0.0; 3]).is_err());
     }
 
     /// Per-tensor buffers, created on the first step as copies of the gradient, then

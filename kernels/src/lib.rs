@@ -79,6 +79,88 @@ pub(crate) fn check_len(what: &str, expected: usize, actual: usize) {
     }
 }
 
+/// A shape no kernel can run: a length or an intermediate size that overflows `usize`, or an
+/// impossible geometry (a zero stride, dilation or kernel size, a kernel larger than the padded
+/// input). The message names the quantity and the shape. The kernels' entry points and the
+/// shapes' length methods panic with it; `check` methods on the shapes return it, so a caller
+/// that takes shapes from users can report it as an error instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeError(String);
+
+impl ShapeError {
+    pub(crate) fn new(message: String) -> ShapeError {
+        ShapeError(message)
+    }
+
+    /// The message, as the panics print it.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+/// The value, or a panic with the shape error's message (the programmer-error path).
+#[inline]
+#[track_caller]
+pub(crate) fn or_panic<T>(r: Result<T, ShapeError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => shape_panic(e),
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn shape_panic(e: ShapeError) -> ! {
+    panic!("{e}")
+}
+
+/// The exact product of `factors` (0 when one of them is 0), or an error naming `quantity` and
+/// the `shape` it belongs to when it does not fit in `usize`. Every length a shape reports goes
+/// through here (or [`checked_sum`]): a wrapped length would pass the slice-length checks with
+/// a small value while the kernels loop over the real, huge dimensions.
+#[inline]
+pub(crate) fn checked_product(
+    shape: &dyn std::fmt::Debug,
+    quantity: &str,
+    factors: &[usize],
+) -> Result<usize, ShapeError> {
+    if factors.contains(&0) {
+        return Ok(0);
+    }
+    factors
+        .iter()
+        .try_fold(1usize, |product, &f| product.checked_mul(f))
+        .ok_or_else(|| overflow(shape, quantity))
+}
+
+/// The sum of `terms`, or an error naming `quantity` and `shape` when it does not fit in `usize`.
+#[inline]
+pub(crate) fn checked_sum(
+    shape: &dyn std::fmt::Debug,
+    quantity: &str,
+    terms: &[usize],
+) -> Result<usize, ShapeError> {
+    terms
+        .iter()
+        .try_fold(0usize, |sum, &t| sum.checked_add(t))
+        .ok_or_else(|| overflow(shape, quantity))
+}
+
+#[cold]
+#[inline(never)]
+fn overflow(shape: &dyn std::fmt::Debug, quantity: &str) -> ShapeError {
+    ShapeError::new(format!("{quantity} overflows usize in {shape:?}"))
+}
+
 /// The kernels of one instruction set. Obtain it with [`Kernels::get`] (cached, best ISA) or
 /// [`Kernels::for_isa`] (any ISA the CPU supports). Cheap to copy: it is a table of function
 /// pointers. Holding a `Kernels` of a SIMD ISA proves the CPU was checked for it, which is what

@@ -1,6 +1,6 @@
 //! 2-D convolution, NCHW, as PyTorch's `nn.Conv2d` (groups 1, zero padding).
 
-use super::{check_len, init_uniform, Dims};
+use super::{check_len, checked_len, init_uniform, Dims};
 use crate::backend::Backend;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -64,24 +64,39 @@ impl Conv2d {
         ]
     }
 
+    /// Elements of the weight.
+    ///
+    /// # Panics
+    /// If the product overflows `usize` (the layer's methods return that as an error instead).
     pub fn weight_len(&self) -> usize {
-        self.weight_shape().iter().product()
+        match self.try_weight_len() {
+            Ok(n) => n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Elements of the weight, or an error when the product overflows `usize`.
+    pub fn try_weight_len(&self) -> Result<usize> {
+        checked_len(&self.name, "weight", &self.weight_shape())
     }
 
     pub fn bias_len(&self) -> usize {
         self.out_channels
     }
 
-    /// `in_channels * kernel_h * kernel_w`, the fan-in of PyTorch's initialisation.
-    pub fn fan_in(&self) -> usize {
-        self.in_channels * self.kernel_size.0 * self.kernel_size.1
+    /// `in_channels * kernel_h * kernel_w`, the fan-in of PyTorch's initialisation, or an error
+    /// when it overflows `usize`.
+    pub fn fan_in(&self) -> Result<usize> {
+        let (kh, kw) = self.kernel_size;
+        checked_len(&self.name, "fan-in", &[self.in_channels, kh, kw])
     }
 
     /// PyTorch's default initialisation: weight and bias `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`.
     pub fn init<T: Real>(&self, rng: &mut Rng, weight: &mut [T], bias: &mut [T]) -> Result<()> {
         self.check_params(weight.len(), bias.len())?;
-        init_uniform(rng, self.fan_in(), weight);
-        init_uniform(rng, self.fan_in(), bias);
+        let fan_in = self.fan_in()?;
+        init_uniform(rng, fan_in, weight);
+        init_uniform(rng, fan_in, bias);
         Ok(())
     }
 
@@ -110,22 +125,7 @@ impl Conv2d {
                 self.kernel_size, self.dilation
             )));
         }
-        let reach = |k: usize, d: usize| d * (k - 1) + 1;
-        let (padded_h, padded_w) = (
-            input.height + 2 * self.padding.0,
-            input.width + 2 * self.padding.1,
-        );
-        let (reach_h, reach_w) = (
-            reach(self.kernel_size.0, self.dilation.0),
-            reach(self.kernel_size.1, self.dilation.1),
-        );
-        if reach_h > padded_h || reach_w > padded_w {
-            // PyTorch: "Kernel size can't be greater than actual input size".
-            return Err(Error::new(format!(
-                "{name}: kernel size can't be greater than actual input size: padded input {padded_h}x{padded_w}, dilated kernel {reach_h}x{reach_w}"
-            )));
-        }
-        Ok(Conv2dShape::new(
+        let shape = Conv2dShape::new(
             batch,
             self.in_channels,
             self.out_channels,
@@ -134,7 +134,30 @@ impl Conv2d {
         )
         .with_stride(self.stride.0, self.stride.1)
         .with_padding(self.padding.0, self.padding.1)
-        .with_dilation(self.dilation.0, self.dilation.1))
+        .with_dilation(self.dilation.0, self.dilation.1);
+        // In checked arithmetic: where these overflow, `check` below names the quantity.
+        let reach = |k: usize, d: usize| d.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+        let padded = |i: usize, p: usize| p.checked_mul(2).and_then(|v| v.checked_add(i));
+        let sizes = (
+            padded(input.height, self.padding.0),
+            padded(input.width, self.padding.1),
+            reach(self.kernel_size.0, self.dilation.0),
+            reach(self.kernel_size.1, self.dilation.1),
+        );
+        if let (Some(padded_h), Some(padded_w), Some(reach_h), Some(reach_w)) = sizes {
+            if reach_h > padded_h || reach_w > padded_w {
+                // PyTorch: "Kernel size can't be greater than actual input size".
+                return Err(Error::new(format!(
+                    "{name}: kernel size can't be greater than actual input size: padded input {padded_h}x{padded_w}, dilated kernel {reach_h}x{reach_w}"
+                )));
+            }
+        }
+        // Every length the kernels compute for this shape (input, weight, output, columns,
+        // workspace), in checked arithmetic: an overflow is an error here, never a panic there.
+        shape
+            .check()
+            .map_err(|e| Error::new(format!("{name}: {e}")))?;
+        Ok(shape)
     }
 
     /// The shape of one output sample.
@@ -155,7 +178,7 @@ impl Conv2d {
     }
 
     fn check_params(&self, weight: usize, bias: usize) -> Result<()> {
-        check_len(&self.name, "weight", self.weight_len(), weight, || {
+        check_len(&self.name, "weight", self.try_weight_len()?, weight, || {
             format!("{:?}", self.weight_shape())
         })?;
         check_len(&self.name, "bias", self.bias_len(), bias, || {
@@ -237,14 +260,14 @@ impl Conv2d {
         check_len(
             &self.name,
             "weight",
-            self.weight_len(),
+            self.try_weight_len()?,
             weight.len(),
             || format!("{:?}", self.weight_shape()),
         )?;
         check_len(
             &self.name,
             "weight gradient",
-            self.weight_len(),
+            self.try_weight_len()?,
             grad_weight.len(),
             || format!("{:?}", self.weight_shape()),
         )?;

@@ -16,8 +16,9 @@ impl Flatten {
         Flatten { name: name.into() }
     }
 
-    pub fn output_dims(&self, input: Dims) -> Dims {
-        Dims::flat(input.numel())
+    /// `[channels * height * width, 1, 1]`, or an error when that product overflows `usize`.
+    pub fn output_dims(&self, input: Dims) -> Result<Dims> {
+        Ok(Dims::flat(input.checked_numel(&self.name)?))
     }
 
     pub fn forward<T: Copy>(

@@ -1,6 +1,6 @@
 //! Fully connected layer, as PyTorch's `nn.Linear`: `y = x W^T + b`.
 
-use super::{check_len, init_uniform};
+use super::{check_len, checked_len, init_uniform};
 use crate::backend::Backend;
 use crate::rng::Rng;
 use crate::Result;
@@ -31,8 +31,20 @@ impl Linear {
         [self.out_features, self.in_features]
     }
 
+    /// Elements of the weight.
+    ///
+    /// # Panics
+    /// If the product overflows `usize` (the layer's methods return that as an error instead).
     pub fn weight_len(&self) -> usize {
-        self.out_features * self.in_features
+        match self.try_weight_len() {
+            Ok(n) => n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Elements of the weight, or an error when the product overflows `usize`.
+    pub fn try_weight_len(&self) -> Result<usize> {
+        checked_len(&self.name, "weight", &self.weight_shape())
     }
 
     pub fn bias_len(&self) -> usize {
@@ -48,7 +60,7 @@ impl Linear {
     }
 
     fn check_param(&self, what_w: &str, weight: usize, what_b: &str, bias: usize) -> Result<()> {
-        check_len(&self.name, what_w, self.weight_len(), weight, || {
+        check_len(&self.name, what_w, self.try_weight_len()?, weight, || {
             format!("{:?}", self.weight_shape())
         })?;
         check_len(&self.name, what_b, self.bias_len(), bias, || {
@@ -57,7 +69,7 @@ impl Linear {
     }
 
     fn check_rows(&self, what: &str, features: usize, batch: usize, actual: usize) -> Result<()> {
-        let expected = features.saturating_mul(batch);
+        let expected = checked_len(&self.name, what, &[batch, features])?;
         check_len(&self.name, what, expected, actual, || {
             format!("[{batch}, {features}]")
         })
@@ -115,7 +127,7 @@ impl Linear {
         check_len(
             &self.name,
             "weight gradient",
-            self.weight_len(),
+            self.try_weight_len()?,
             grad_weight.len(),
             || format!("{:?}", self.weight_shape()),
         )?;

@@ -35,13 +35,19 @@ pub(crate) fn pool_shape(
             kernel_size.0, kernel_size.1
         )));
     }
-    Ok(Pool2dShape::new(
+    let shape = Pool2dShape::new(
         batch,
         input.channels,
         (input.height, input.width),
         kernel_size,
         stride,
-    ))
+    );
+    // The input and output lengths in checked arithmetic: an overflow is an error here, never a
+    // panic in the kernel.
+    shape
+        .check()
+        .map_err(|e| Error::new(format!("{name}: {e}")))?;
+    Ok(shape)
 }
 
 pub(crate) fn check_pool_io(
@@ -81,8 +87,18 @@ impl MaxPool2d {
         self
     }
 
+    /// The kernel shape, or an error naming what does not fit; an input plane must also index
+    /// with the kernel's `u32` argmax (at most `i32::MAX` elements).
     pub fn shape(&self, batch: usize, input: Dims) -> Result<Pool2dShape> {
-        pool_shape(&self.name, self.kernel_size, self.stride, batch, input)
+        let s = pool_shape(&self.name, self.kernel_size, self.stride, batch, input)?;
+        let plane = s.in_h.checked_mul(s.in_w);
+        if plane.is_none_or(|p| p > i32::MAX as usize) {
+            return Err(Error::new(format!(
+                "{}: an input plane of {}x{} is too large for a u32 argmax",
+                self.name, s.in_h, s.in_w
+            )));
+        }
+        Ok(s)
     }
 
     pub fn output_dims(&self, input: Dims) -> Result<Dims> {
@@ -132,7 +148,7 @@ impl MaxPool2d {
         check_len(&self.name, "argmax", s.output_len(), argmax.len(), || {
             "one per output".into()
         })?;
-        let plane = (s.in_h * s.in_w) as u64;
+        let plane = (s.in_h * s.in_w) as u64; // at most i32::MAX (`shape`)
         if let Some(bad) = argmax.iter().find(|&&i| u64::from(i) >= plane) {
             return Err(Error::new(format!(
                 "{}: argmax {bad} is outside the {}x{} input plane",

@@ -55,11 +55,16 @@ impl Dims {
         self.channels * self.height * self.width
     }
 
+    /// Elements of one sample, or an error naming the layer when the product overflows.
+    pub fn checked_numel(&self, layer: &str) -> Result<usize> {
+        let what = format!("a sample of {self}");
+        checked_len(layer, &what, &[self.channels, self.height, self.width])
+    }
+
     /// Elements of `batch` samples, or an error on overflow.
     pub fn batch_len(&self, layer: &str, batch: usize) -> Result<usize> {
-        self.numel()
-            .checked_mul(batch)
-            .ok_or_else(|| Error::new(format!("{layer}: batch {batch} of {self} overflows")))
+        let what = format!("batch {batch} of {self}");
+        checked_len(layer, &what, &[batch, self.checked_numel(layer)?])
     }
 }
 
@@ -67,6 +72,19 @@ impl std::fmt::Display for Dims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}, {}, {}]", self.channels, self.height, self.width)
     }
+}
+
+/// The product of `factors` (0 when one is 0), or an error `"{layer}: {what} overflows: ..."`
+/// when it does not fit in `usize`: every length a layer derives from its hyperparameters and
+/// the input's dimensions goes through here before it is compared with a slice.
+pub(crate) fn checked_len(layer: &str, what: &str, factors: &[usize]) -> Result<usize> {
+    if factors.contains(&0) {
+        return Ok(0);
+    }
+    factors
+        .iter()
+        .try_fold(1usize, |p, &f| p.checked_mul(f))
+        .ok_or_else(|| Error::new(format!("{layer}: {what} overflows: {factors:?}")))
 }
 
 /// An error unless `actual == expected`: `"{layer}: {what} has {actual} elements, expected

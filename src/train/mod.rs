@@ -218,6 +218,7 @@ fn metadata_of(
     cfg: &TrainConfig,
     epoch: usize,
     eval: Option<&Evaluation>,
+    team: &step::Setup,
 ) -> Vec<(String, String)> {
     let mut meta: Vec<(String, String)> = vec![
         (
@@ -239,6 +240,7 @@ fn metadata_of(
         ("weight_decay".into(), cfg.weight_decay.to_string()),
         ("nesterov".into(), cfg.nesterov.to_string()),
     ]);
+    meta.extend(team.metadata());
     meta
 }
 
@@ -248,8 +250,9 @@ fn save(
     path: &Path,
     epoch: usize,
     eval: Option<&Evaluation>,
+    team: &step::Setup,
 ) -> Result<()> {
-    let meta = metadata_of(cfg, epoch, eval);
+    let meta = metadata_of(cfg, epoch, eval, team);
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     model.save(path, &meta)
 }
@@ -365,6 +368,7 @@ pub fn train(
         }
         .save(path)
     };
+    let setup = step::Setup::new(cfg.threads, batch_size, kernels);
     let (stopped, last, _) = step::with_team(
         model,
         sgd,
@@ -433,11 +437,11 @@ pub fn train(
                     "Epoch {epoch}: {seen} samples in {seconds:.2} s ({rate:.0} samples/s)"
                 ))?;
                 let model = team.model();
-                let eval = evaluate(&model, &data.test, kernels, team.threads());
+                let eval = team.evaluate(&data.test)?;
                 log.line(format_args!("{}", eval.test_line()))?;
                 files::check_finite(&model, Some(&eval), position.steps, epoch)?;
                 if best_so_far.is_none_or(|b| eval.correct > b.correct) {
-                    save(cfg, &model, &cfg.out, epoch, Some(&eval))?;
+                    save(cfg, &model, &cfg.out, epoch, Some(&eval), &setup)?;
                     log.line(format_args!(
                         "New best test accuracy {:.2}% (epoch {epoch}): saved {}",
                         100.0 * eval.accuracy(),
@@ -512,7 +516,7 @@ pub fn train(
         } else {
             eval
         };
-        save(cfg, &summary.last, path, epoch, eval)?;
+        save(cfg, &summary.last, path, epoch, eval, &setup)?;
     }
     Ok(summary)
 }

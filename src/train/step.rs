@@ -1,47 +1,112 @@
-//! The parallel training step: persistent threads, forward/backward on slices of a batch, the
-//! gradient reduction and the SGD step.
+//! The parallel training step: persistent threads, micro-batches, the gradient reduction and
+//! the SGD step, giving the same bits for any thread count.
 //!
 //! [`with_team`] starts the threads once (`std::thread::scope`), hands the caller a [`Team`]
 //! whose [`Team::step`] trains on one batch, and stops the threads when the caller returns,
-//! panics or fails. Threads meet at barriers twice per step, so a step allocates nothing.
+//! panics or fails. Every buffer is allocated when the team starts, so a step allocates
+//! nothing.
 //!
-//! Each batch is split into contiguous slices, one per thread. Every thread runs forward, loss
-//! and backward on its slice with its own activations and gradients; its loss is the slice's
-//! *sum* and its incoming gradient `1/N` for a batch of `N`, so the threads' gradients add up
-//! to the gradient of the whole batch's mean loss. They are added in thread order, then one
-//! SGD step updates the weights, unless the loss is not finite: then the weights stay as they
-//! were and the caller decides.
+//! ## One step, and why its bits do not depend on the thread count
+//!
+//! 1. The batch of `N` samples is cut into micro-batches of [`MICRO_BATCH`] samples (the last
+//!    may be shorter); the size is a constant, so the cut is the same for any thread count.
+//!    Thread `t` of `T` takes micro-batches `t, t + T, …`, with its own copy of the weights and
+//!    its own activations. Each micro-batch's forward, loss and backward depend only on its
+//!    samples and the weights, so where it runs changes nothing. Its loss is its samples' *sum*
+//!    and its incoming gradient `1/N`, so the micro-batch gradients add up to the gradient of
+//!    the whole batch's mean loss.
+//! 2. After a barrier, the flat parameter vector is cut into one range per thread, and thread
+//!    `t` adds, for its range, the micro-batch gradients in micro-batch order:
+//!    `((g0 + g1) + g2) + …`, element by element. Each element's sum has the same operands in
+//!    the same order whatever the ranges, so the reduced gradient has the same bits.
+//! 3. Every thread adds the micro-batch losses in micro-batch order (f64) and, if the sum is
+//!    finite and no thread failed, runs SGD on its range ([`SgdPart`]: the kernel works element
+//!    by element, so any split gives the bits of one whole step). A loss that is not finite
+//!    leaves the weights and the optimizer as they were.
+//! 4. After a last barrier the next step starts by copying every range into each thread's
+//!    weights.
+//!
+//! The micro-batch gradients of a batch are kept in at most a few buffers: when a batch has
+//! more micro-batches than buffers, it runs in waves, and each wave's gradients are added to
+//! the running sum in the same order, which changes no bit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex, RwLock};
+use std::ops::{Deref, Range};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, MutexGuard, RwLock};
+
+use super::eval::{combine, Evaluation, Tally};
 
 use crate::backend::Targets;
 use crate::data::Dataset;
-use crate::lenet::{LeNet5, Workspace, CLASSES};
+use crate::lenet::{LeNet5, Workspace, CLASSES, NUM_PARAMS};
 use crate::loss::{CrossEntropyLoss, Reduction};
-use crate::optim::Sgd;
+use crate::optim::{Sgd, SgdPart};
 use crate::{Error, Result};
 use simdnet_kernels::Kernels;
 
-/// One thread's share of a training step.
-struct Slot {
+/// Samples per micro-batch: the unit of work a thread takes, fixed so that a seed gives the
+/// same bits for any thread count (checkpoints record it).
+pub const MICRO_BATCH: usize = 16;
+
+/// Parameter ranges start on multiples of this many floats (64 bytes, a cache line).
+const RANGE_ALIGN: usize = 16;
+
+/// One thread's own state: a copy of the weights, the buffers of a micro-batch and its
+/// evaluation results.
+struct Lane {
+    model: LeNet5,
     ws: Workspace<f32>,
     targets: Vec<i64>,
-    /// Rows in this thread's slice of the current batch.
-    rows: usize,
-    /// Sum of the slice's losses.
-    loss_sum: f32,
-    error: Option<Error>,
+    tally: Tally,
+}
+
+/// A lane's evaluation results, borrowed for [`combine`].
+struct TallyOf<'g>(MutexGuard<'g, Lane>);
+
+impl Deref for TallyOf<'_> {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.0.tally
+    }
+}
+
+/// What the threads do after the start barrier.
+const JOB_STEP: usize = 0;
+const JOB_EVALUATE: usize = 1;
+
+/// What one micro-batch of the current wave left: its gradients and the sum of its losses.
+struct Micro {
+    grads: Vec<f32>,
+    loss: f32,
+}
+
+/// One thread's range of the flat parameters: the weights themselves (the copy every lane
+/// refreshes from), the reduced gradient and the optimizer's part.
+struct Part {
+    params: Vec<f32>,
+    grad: Vec<f32>,
+    sgd: SgdPart<f32>,
 }
 
 /// What the threads share during a run.
 struct Shared<'a> {
-    model: RwLock<LeNet5>,
-    sgd: Mutex<Sgd>,
+    /// The optimizer's settings; its state lives in the parts.
+    sgd: Sgd,
+    /// The most samples a step takes.
+    batch_size: usize,
     /// The sample indices of the current batch.
     batch: RwLock<Vec<u32>>,
-    slots: Vec<Mutex<Slot>>,
+    lanes: Vec<Mutex<Lane>>,
+    micro: Vec<RwLock<Micro>>,
+    parts: Vec<RwLock<Part>>,
+    errors: Vec<Mutex<Option<Error>>>,
+    failed: AtomicBool,
+    /// [`JOB_STEP`] or [`JOB_EVALUATE`].
+    job: AtomicUsize,
+    /// The set [`Team::evaluate`] evaluates.
+    eval_set: RwLock<Option<&'a Dataset>>,
     start: Barrier,
+    reduce: Barrier,
     done: Barrier,
     stop: AtomicBool,
     train: &'a Dataset,
@@ -58,38 +123,116 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `len` elements cut into `parts` contiguous ranges, each starting on a multiple of
+/// [`RANGE_ALIGN`].
+fn ranges(len: usize, parts: usize) -> Vec<Range<usize>> {
+    let bound = |i: usize| {
+        if i == parts {
+            len
+        } else {
+            (i * len / parts) / RANGE_ALIGN * RANGE_ALIGN
+        }
+    };
+    (0..parts).map(|i| bound(i)..bound(i + 1)).collect()
+}
+
+/// How a team splits the work, as checkpoints record it: the thread count actually used, the
+/// micro-batch size and the kernel ISA (together they decide the bits of a run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub threads: usize,
+    pub micro_batch: usize,
+    pub isa: simdnet_kernels::Isa,
+}
+
+impl Setup {
+    /// What [`with_team`] does with `threads` threads and batches of `batch_size`: at most
+    /// one thread per sample, and at least one.
+    pub fn new(threads: usize, batch_size: usize, kernels: &Kernels) -> Setup {
+        Setup {
+            threads: threads.clamp(1, batch_size.max(1)),
+            micro_batch: MICRO_BATCH,
+            isa: kernels.isa(),
+        }
+    }
+
+    /// The checkpoint metadata keys `threads`, `micro_batch` and `isa`.
+    pub fn metadata(&self) -> [(String, String); 3] {
+        [
+            ("threads".into(), self.threads.to_string()),
+            ("micro_batch".into(), self.micro_batch.to_string()),
+            ("isa".into(), self.isa.name().into()),
+        ]
+    }
+}
+
 /// Starts `threads` threads (the caller's included) that train `model` with `sgd` on batches
 /// of at most `batch_size` samples of `train`, runs `body` with them, and returns its result
 /// with the final weights and optimizer. The threads stop when `body` returns or panics.
-pub fn with_team<R>(
+pub fn with_team<'a, R>(
     model: LeNet5,
     sgd: Sgd,
-    train: &Dataset,
-    kernels: &Kernels,
+    train: &'a Dataset,
+    kernels: &'a Kernels,
     batch_size: usize,
     threads: usize,
-    body: impl FnOnce(&mut Team<'_, '_>) -> Result<R>,
+    body: impl FnOnce(&mut Team<'_, 'a>) -> Result<R>,
 ) -> Result<(R, LeNet5, Sgd)> {
     let batch_size = batch_size.max(1);
-    let threads = threads.clamp(1, batch_size);
-    let capacity = batch_size.div_ceil(threads);
-    let slots = (0..threads)
+    let threads = Setup::new(threads, batch_size, kernels).threads;
+    let micro_per_batch = batch_size.div_ceil(MICRO_BATCH);
+    let buffers = micro_per_batch.min((4 * threads).max(8));
+    let ranges = ranges(NUM_PARAMS, threads);
+    let sgd_parts = sgd.split(&ranges)?;
+    let parts = ranges
+        .iter()
+        .zip(sgd_parts)
+        .map(|(r, part)| {
+            RwLock::new(Part {
+                params: model.params()[r.clone()].to_vec(),
+                grad: vec![0.0; r.len()],
+                sgd: part,
+            })
+        })
+        .collect();
+    let lanes = (0..threads)
         .map(|_| {
-            Ok(Mutex::new(Slot {
-                ws: model.workspace(kernels, capacity)?,
-                targets: Vec::with_capacity(capacity),
-                rows: 0,
-                loss_sum: 0.0,
-                error: None,
+            Ok(Mutex::new(Lane {
+                ws: model.workspace(kernels, MICRO_BATCH)?,
+                model: model.clone(),
+                targets: Vec::with_capacity(MICRO_BATCH),
+                tally: Tally::new(),
             }))
         })
         .collect::<Result<Vec<_>>>()?;
     let shared = Shared {
-        model: RwLock::new(model),
-        sgd: Mutex::new(sgd),
+        sgd,
+        batch_size,
         batch: RwLock::new(Vec::with_capacity(batch_size)),
-        slots,
+        lanes,
+        micro: (0..buffers)
+            .map(|_| {
+                RwLock::new(Micro {
+                    grads: vec![0.0; NUM_PARAMS],
+                    loss: 0.0,
+                })
+            })
+            .collect(),
+        parts,
+        errors: (0..threads).map(|_| Mutex::new(None)).collect(),
+        failed: AtomicBool::new(false),
+        job: AtomicUsize::new(JOB_STEP),
+        eval_set: RwLock::new(None),
         start: Barrier::new(threads),
+        reduce: Barrier::new(threads),
         done: Barrier::new(threads),
         stop: AtomicBool::new(false),
         train,
@@ -104,8 +247,8 @@ pub fn with_team<R>(
         let _release = Release(&shared);
         body(&mut Team { shared: &shared })
     })?;
-    let model = shared.model.into_inner().unwrap_or_else(|p| p.into_inner());
-    let sgd = shared.sgd.into_inner().unwrap_or_else(|p| p.into_inner());
+    let team = Team { shared: &shared };
+    let (model, sgd) = (team.model(), team.optimizer());
     Ok((result, model, sgd))
 }
 
@@ -119,105 +262,74 @@ impl Drop for Release<'_, '_> {
     }
 }
 
-impl Team<'_, '_> {
+impl<'a> Team<'_, 'a> {
     /// One optimizer step on the samples `indices` of the training set (at most the batch size
     /// given to [`with_team`]); returns the batch's mean loss. A loss that is not finite leaves
     /// the weights and the optimizer as they were.
     pub fn step(&mut self, indices: &[u32]) -> Result<f64> {
-        if indices.is_empty() {
-            return Err(Error::new("a training step needs at least one sample"));
+        let shared = self.shared;
+        {
+            let mut batch = write(&shared.batch);
+            if indices.is_empty() || indices.len() > shared.batch_size {
+                return Err(Error::new(format!(
+                    "a training step takes 1 to {} samples, got {}",
+                    shared.batch_size,
+                    indices.len()
+                )));
+            }
+            batch.clear();
+            batch.extend_from_slice(indices);
         }
-        let loss = self.shared.forward_backward(indices)?;
-        if loss.is_finite() {
-            let shared = self.shared;
-            let mut model = shared.model.write().unwrap_or_else(|p| p.into_inner());
-            let grads = lock(&shared.slots[0]);
-            lock(&shared.sgd).step(shared.kernels, model.params_mut(), grads.ws.grads())?;
-        }
+        shared.failed.store(false, Ordering::Relaxed);
+        shared.job.store(JOB_STEP, Ordering::Relaxed);
+        shared.start.wait();
+        let loss = shared.run_step(0);
+        shared.take_error()?;
         Ok(loss)
+    }
+
+    /// Evaluates the current weights on `test` with every thread (see [`super::evaluate`]:
+    /// the same batches and the same bits).
+    pub fn evaluate(&mut self, test: &'a Dataset) -> Result<Evaluation> {
+        let shared = self.shared;
+        *write(&shared.eval_set) = Some(test);
+        shared.failed.store(false, Ordering::Relaxed);
+        shared.job.store(JOB_EVALUATE, Ordering::Relaxed);
+        shared.start.wait();
+        shared.run_evaluation(0);
+        shared.take_error()?;
+        let threads = shared.lanes.len();
+        Ok(combine(threads, test.len(), |t| {
+            TallyOf(lock(&shared.lanes[t]))
+        }))
     }
 
     /// A copy of the current weights.
     pub fn model(&self) -> LeNet5 {
-        self.shared
-            .model
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut params = Vec::with_capacity(NUM_PARAMS);
+        for part in &self.shared.parts {
+            params.extend_from_slice(&read(part).params);
+        }
+        LeNet5::from_params(params).expect("the parts cover every parameter")
     }
 
     /// A copy of the optimizer as it is now (momentum buffers and step count).
     pub fn optimizer(&self) -> Sgd {
-        lock(&self.shared.sgd).clone()
+        let mut sgd = self.shared.sgd.clone();
+        for part in &self.shared.parts {
+            sgd.absorb(&read(part).sgd)
+                .expect("the parts come from this optimizer");
+        }
+        sgd
     }
 
     /// Threads working on each step (the caller's included).
     pub fn threads(&self) -> usize {
-        self.shared.slots.len()
+        self.shared.lanes.len()
     }
 }
 
 impl Shared<'_> {
-    /// Thread `t`'s part of a step: forward, loss and backward on its slice of the batch.
-    fn work(&self, t: usize) {
-        let model = self.model.read().unwrap_or_else(|p| p.into_inner());
-        let batch = self.batch.read().unwrap_or_else(|p| p.into_inner());
-        let threads = self.slots.len();
-        let n = batch.len();
-        let (lo, hi) = (t * n / threads, (t + 1) * n / threads);
-        let mut slot = lock(&self.slots[t]);
-        let slot = &mut *slot;
-        slot.rows = hi - lo;
-        slot.loss_sum = 0.0;
-        if slot.rows == 0 {
-            return;
-        }
-        let result = (|| -> Result<f32> {
-            let indices = &batch[lo..hi];
-            slot.ws
-                .load_images(indices.iter().map(|&i| self.train.image(i as usize)))?;
-            slot.targets.clear();
-            slot.targets.extend(
-                indices
-                    .iter()
-                    .map(|&i| i64::from(self.train.labels[i as usize])),
-            );
-            model.forward(self.kernels, &mut slot.ws, slot.rows)?;
-            let (logits, grad) = slot.ws.logits_and_grad(slot.rows);
-            let scale = 1.0 / n as f32;
-            let loss = self.criterion.forward_backward_scaled(
-                self.kernels,
-                logits,
-                CLASSES,
-                Targets::Indices(&slot.targets),
-                scale,
-                grad,
-            )?;
-            model.backward(self.kernels, &mut slot.ws, slot.rows)?;
-            Ok(loss)
-        })();
-        match result {
-            Ok(loss) => slot.loss_sum = loss,
-            Err(e) => slot.error = Some(e),
-        }
-    }
-
-    /// [`Shared::work`], with a panic turned into the thread's error: every thread must reach
-    /// the barrier, or the others would wait forever.
-    fn work_guarded(&self, t: usize) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(t)));
-        if let Err(panic) = outcome {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            lock(&self.slots[t]).error = Some(Error::new(format!(
-                "internal error in training thread {t}: {what}"
-            )));
-        }
-    }
-
     /// Runs thread `t` (t > 0) until told to stop.
     fn worker(&self, t: usize) {
         loop {
@@ -225,43 +337,159 @@ impl Shared<'_> {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.work_guarded(t);
-            self.done.wait();
+            match self.job.load(Ordering::Relaxed) {
+                JOB_EVALUATE => self.run_evaluation(t),
+                _ => {
+                    self.run_step(t);
+                }
+            }
         }
     }
 
-    /// Forward and backward over `indices` (all threads); returns the batch's mean loss, with
-    /// the summed gradient in slot 0's workspace.
-    fn forward_backward(&self, indices: &[u32]) -> Result<f64> {
-        {
-            let mut batch = self.batch.write().unwrap_or_else(|p| p.into_inner());
-            batch.clear();
-            batch.extend_from_slice(indices);
+    /// The first error a thread recorded in the last job, if any (all are cleared).
+    fn take_error(&self) -> Result<()> {
+        let mut first = None;
+        for slot in &self.errors {
+            let e = lock(slot).take();
+            first = first.or(e);
         }
-        self.start.wait();
-        self.work_guarded(0);
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Thread `t`'s part of an evaluation: batches `t, t + T, …` into its tally.
+    fn run_evaluation(&self, t: usize) {
+        self.guarded(t, || {
+            self.refresh(t)?;
+            let test = read(&self.eval_set).expect("set before the job starts");
+            let mut lane = lock(&self.lanes[t]);
+            let Lane {
+                model, ws, tally, ..
+            } = &mut *lane;
+            tally.run(model, ws, test, self.kernels, (t, self.lanes.len()))
+        });
         self.done.wait();
-        let mut first = lock(&self.slots[0]);
-        let mut loss_sum = 0.0f64;
-        let first = &mut *first;
-        if let Some(e) = first.error.take() {
-            return Err(e);
+    }
+
+    /// Thread `t`'s whole part of a step (every thread passes the same barriers, whatever
+    /// fails); returns the batch's mean loss.
+    fn run_step(&self, t: usize) -> f64 {
+        let threads = self.lanes.len();
+        let n = read(&self.batch).len();
+        let micro = n.div_ceil(MICRO_BATCH);
+        let per_wave = self.micro.len();
+        let mut loss = 0.0f64;
+        self.guarded(t, || self.refresh(t));
+        for first in (0..micro).step_by(per_wave) {
+            let wave = first..(first + per_wave).min(micro);
+            for j in wave.clone().skip(t).step_by(threads) {
+                self.guarded(t, || self.micro_batch(t, j, j - first, n));
+            }
+            self.reduce.wait();
+            self.guarded(t, || {
+                loss += self.reduce_wave(t, wave.clone(), first == 0);
+                Ok(())
+            });
+            if wave.end < micro {
+                // The next wave overwrites the gradients this one just read.
+                self.reduce.wait();
+            }
         }
-        loss_sum += f64::from(first.loss_sum);
-        // Fixed order: slot 0 accumulates slots 1, 2, ... in turn.
-        for slot in &self.slots[1..] {
-            let mut slot = lock(slot);
-            if let Some(e) = slot.error.take() {
-                return Err(e);
+        if loss.is_finite() && !self.failed.load(Ordering::Acquire) {
+            self.guarded(t, || {
+                let mut part = write(&self.parts[t]);
+                let Part { params, grad, sgd } = &mut *part;
+                sgd.step(self.kernels, params, grad)
+            });
+        }
+        self.done.wait();
+        loss / n as f64
+    }
+
+    /// Runs `f`, turning an error or a panic into thread `t`'s error: every thread must reach
+    /// the barriers, or the others would wait forever.
+    fn guarded(&self, t: usize, f: impl FnOnce() -> Result<()>) {
+        let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Error::new(format!("internal error in training thread {t}: {what}"))
             }
-            if slot.rows == 0 {
-                continue;
-            }
-            loss_sum += f64::from(slot.loss_sum);
-            for (acc, g) in first.ws.grads_mut().iter_mut().zip(slot.ws.grads()) {
-                *acc += *g;
+        };
+        self.failed.store(true, Ordering::Release);
+        lock(&self.errors[t]).get_or_insert(error);
+    }
+
+    /// Copies every range of the weights into thread `t`'s copy.
+    fn refresh(&self, t: usize) -> Result<()> {
+        let mut lane = lock(&self.lanes[t]);
+        let params = lane.model.params_mut();
+        for part in &self.parts {
+            let part = read(part);
+            let r = part.sgd.range();
+            params[r].copy_from_slice(&part.params);
+        }
+        Ok(())
+    }
+
+    /// Forward, loss and backward of micro-batch `j` of a batch of `n` on thread `t`, its
+    /// gradients and loss left in buffer `slot`.
+    fn micro_batch(&self, t: usize, j: usize, slot: usize, n: usize) -> Result<()> {
+        let batch = read(&self.batch);
+        let indices = &batch[j * MICRO_BATCH..((j + 1) * MICRO_BATCH).min(n)];
+        let rows = indices.len();
+        let mut lane = lock(&self.lanes[t]);
+        let Lane {
+            model, ws, targets, ..
+        } = &mut *lane;
+        ws.load_images(indices.iter().map(|&i| self.train.image(i as usize)))?;
+        targets.clear();
+        targets.extend(
+            indices
+                .iter()
+                .map(|&i| i64::from(self.train.labels[i as usize])),
+        );
+        model.forward(self.kernels, ws, rows)?;
+        let (logits, grad) = ws.logits_and_grad(rows);
+        let loss = self.criterion.forward_backward_scaled(
+            self.kernels,
+            logits,
+            CLASSES,
+            Targets::Indices(targets),
+            1.0 / n as f32,
+            grad,
+        )?;
+        model.backward(self.kernels, ws, rows)?;
+        let mut micro = write(&self.micro[slot]);
+        ws.swap_grads(&mut micro.grads)?;
+        micro.loss = loss;
+        Ok(())
+    }
+
+    /// Adds the gradients of the micro-batches `wave` (buffers `0..wave.len()`), in order, to
+    /// thread `t`'s range of the reduced gradient (`first`: the batch's first wave, which
+    /// starts the sum); returns the sum of their losses, in the same order.
+    fn reduce_wave(&self, t: usize, wave: Range<usize>, first: bool) -> f64 {
+        let mut part = write(&self.parts[t]);
+        let r = part.sgd.range();
+        let acc = &mut part.grad[..];
+        let mut loss = 0.0f64;
+        for slot in 0..wave.len() {
+            let micro = read(&self.micro[slot]);
+            loss += f64::from(micro.loss);
+            let g = &micro.grads[r.clone()];
+            if first && slot == 0 {
+                acc.copy_from_slice(g);
+            } else {
+                for (a, &b) in acc.iter_mut().zip(g) {
+                    *a += b;
+                }
             }
         }
-        Ok(loss_sum / indices.len() as f64)
+        loss
     }
 }

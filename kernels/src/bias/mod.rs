@@ -15,7 +15,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, checked_product, kernel_table, Isa, Kernels};
 
 kernel_table! {
     /// Per-ISA bias entry points (lengths checked by the caller).
@@ -66,12 +66,20 @@ impl Kernels {
     /// `x[n][c][s] += bias[c]` for `x` of shape `[batch, bias.len(), spatial]`.
     ///
     /// # Panics
-    /// If `x.len() != batch * bias.len() * spatial`.
+    /// If `batch * bias.len() * spatial` overflows `usize` (the message names the shape and the
+    /// quantity), or if `x.len()` differs from it.
     #[track_caller]
     pub fn bias_add(&self, x: &mut [f32], bias: &[f32], batch: usize, spatial: usize) {
-        check_len("bias_add: x", batch * bias.len() * spatial, x.len());
+        check_len(
+            "bias_add: x",
+            bias_len("bias_add", batch, bias.len(), spatial),
+            x.len(),
+        );
+        if x.is_empty() {
+            return; // an empty batch, channel list or plane: nothing to add to
+        }
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
-        // table's ISA, and the length was checked above.
+        // table's ISA, and the length was checked above (its product in checked arithmetic).
         unsafe { (self.bias.add)(x, bias, batch, spatial) }
     }
 
@@ -80,7 +88,8 @@ impl Kernels {
     /// plane is empty).
     ///
     /// # Panics
-    /// If `grad_output.len() != batch * grad_bias.len() * spatial`.
+    /// If `batch * grad_bias.len() * spatial` overflows `usize` (the message names the shape and
+    /// the quantity), or if `grad_output.len()` differs from it.
     #[track_caller]
     pub fn bias_backward(
         &self,
@@ -91,10 +100,24 @@ impl Kernels {
     ) {
         check_len(
             "bias_backward: grad_output",
-            batch * grad_bias.len() * spatial,
+            bias_len("bias_backward", batch, grad_bias.len(), spatial),
             grad_output.len(),
         );
+        if grad_output.is_empty() {
+            grad_bias.fill(0.0); // an empty sum per channel
+            return;
+        }
         // SAFETY: as in `bias_add`.
         unsafe { (self.bias.backward)(grad_output, grad_bias, batch, spatial) }
     }
+}
+
+/// `batch * channels * spatial` in checked arithmetic: a panic naming the shape on overflow.
+#[track_caller]
+pub(crate) fn bias_len(what: &str, batch: usize, channels: usize, spatial: usize) -> usize {
+    crate::or_panic(checked_product(
+        &format_args!("{what} [batch {batch}, channels {channels}, spatial {spatial}]"),
+        "bias: length (batch * channels * spatial)",
+        &[batch, channels, spatial],
+    ))
 }

@@ -253,6 +253,9 @@
 //! The direct-loop references (the oracle) are in [`scalar`].
 
 pub mod scalar;
+mod shape;
+
+pub use shape::Conv2dShape;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -262,7 +265,9 @@ mod avx512;
 mod neon;
 
 use crate::gemm::Transpose;
-use crate::{check_len, kernel_table, Isa, Kernels, Real};
+use crate::{
+    check_len, checked_product, checked_sum, kernel_table, Isa, Kernels, Real, ShapeError,
+};
 
 kernel_table! {
     /// Per-ISA entries of the direct path (lengths checked by the caller against the
@@ -442,54 +447,198 @@ pub(crate) struct Direct {
     pub(crate) padded_w: usize,
 }
 
+/// Defines `name(&self) -> T` as `try_name`'s value, or a panic with its [`ShapeError`]: the
+/// checked lengths in their programmer-error form (ISA bodies and entry points use these, the
+/// shapes' `check` the fallible ones).
+macro_rules! or_panic {
+    ($($(#[$meta:meta])* $vis:vis fn $name:ident = $try:ident -> $ty:ty;)*) => {$(
+        $(#[$meta])*
+        #[track_caller]
+        $vis fn $name(&self) -> $ty {
+            crate::or_panic(self.$try())
+        }
+    )*};
+}
+pub(crate) use or_panic;
+
 impl Direct {
     /// The geometry if `shape` takes the direct path.
+    #[track_caller]
     fn new(shape: &Conv2dShape) -> Option<Direct> {
-        Direct::unit(shape).filter(|_| shape.col_rows() <= DIRECT_MAX_K)
+        crate::or_panic(Direct::try_new(shape))
+    }
+
+    fn try_new(shape: &Conv2dShape) -> Result<Option<Direct>, ShapeError> {
+        let k = shape.try_col_rows()?;
+        Ok(Direct::try_unit(shape)?.filter(|_| k <= DIRECT_MAX_K))
     }
 
     /// The padded-plane geometry of any stride-1, dilation-1 shape with `K >= 1` (the direct
     /// path's and the channel path's).
-    fn unit(shape: &Conv2dShape) -> Option<Direct> {
+    fn try_unit(shape: &Conv2dShape) -> Result<Option<Direct>, ShapeError> {
         let s = shape;
         let unit = s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
-        (unit && s.col_rows() >= 1).then(|| Direct {
+        if !unit || s.try_col_rows()? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Direct {
             shape: *s,
-            out_h: s.out_h(),
-            out_w: s.out_w(),
-            padded_h: s.in_h + 2 * s.pad_h,
-            padded_w: s.in_w + 2 * s.pad_w,
-        })
+            out_h: s.try_out_h()?,
+            out_w: s.try_out_w()?,
+            padded_h: s.padded_in("h", s.in_h, s.pad_h)?,
+            padded_w: s.padded_in("w", s.in_w, s.pad_w)?,
+        }))
     }
 
     /// The geometry if `shape` fits the channel path's rule (see
     /// [`Conv2dShape::takes_channel_path`]; the ISA is not checked here).
+    #[track_caller]
     fn channels(shape: &Conv2dShape) -> Option<Direct> {
+        crate::or_panic(Direct::try_channels(shape))
+    }
+
+    fn try_channels(shape: &Conv2dShape) -> Result<Option<Direct>, ShapeError> {
         let s = shape;
         let kernel = 1..=CHANNEL_MAX_KERNEL;
         let fits = kernel.contains(&s.kernel_h)
             && kernel.contains(&s.kernel_w)
             && s.out_channels >= CHANNEL_MIN_OUT_CHANNELS;
-        Direct::unit(shape).filter(|d| fits && d.out_w <= CHANNEL_MAX_OUT_W)
+        Ok(Direct::try_unit(shape)?.filter(|d| fits && d.out_w <= CHANNEL_MAX_OUT_W))
+    }
+
+    or_panic! {
+        fn channels_padded = try_channels_padded -> usize;
+        fn channel_passes_len = try_channel_passes_len -> usize;
+        fn channel_workspace_len = try_channel_workspace_len -> usize;
+        /// Elements of one padded plane.
+        pub(crate) fn plane_len = try_plane_len -> usize;
+        /// Elements of one output plane, `out_h * out_w`.
+        pub(crate) fn out_plane_len = try_out_plane_len -> usize;
+        /// Elements of the padded image buffer: every input channel's padded plane and the
+        /// slack.
+        pub(crate) fn padded_len = try_padded_len -> usize;
+        /// Elements of the weight gradient's vector partial sums: [`DIRECT_SLACK`] lanes per
+        /// weight.
+        pub(crate) fn partials_len = try_partials_len -> usize;
+        fn transposed = try_transposed -> Option<Direct>;
+    }
+
+    /// Panics unless what the direct path's ISA bodies rely on holds: stride and dilation 1,
+    /// `K >= 1`, padded planes of `out + kernel - 1` per axis (the bodies read `kernel` rows
+    /// and columns from every output position), and a workspace holding the padded planes, their
+    /// slack and the partial sums. [`Direct::new`] establishes them; this is the release-build
+    /// check, run before every `unsafe` call into an ISA body.
+    #[track_caller]
+    fn assert_direct_invariants(&self, workspace_len: usize) {
+        let s = &self.shape;
+        let unit = s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1;
+        assert!(
+            unit && s.col_rows() >= 1,
+            "conv2d: direct path: stride and dilation 1 and K >= 1 are required: {s:?}"
+        );
+        let fits = |padded: usize, kernel: usize, out: usize| {
+            padded.checked_sub(kernel - 1) == Some(out) && out >= 1
+        };
+        assert!(
+            fits(self.padded_h, s.kernel_h, self.out_h)
+                && fits(self.padded_w, s.kernel_w, self.out_w),
+            "conv2d: direct path: padded planes {}x{} do not match the output {}x{} and kernel \
+             {}x{} of {s:?}",
+            self.padded_h,
+            self.padded_w,
+            self.out_h,
+            self.out_w,
+            s.kernel_h,
+            s.kernel_w
+        );
+        let q = "conv2d: the direct path's workspace (padded planes + partial sums)";
+        let need = crate::or_panic(checked_sum(s, q, &[self.padded_len(), self.partials_len()]));
+        assert!(
+            workspace_len >= need,
+            "conv2d: direct path: workspace of {workspace_len} f32 is shorter than the {need} \
+             its passes need for {s:?}"
+        );
+    }
+
+    /// Panics unless what the channel path's ISA bodies rely on holds: the direct path's
+    /// geometry ([`Direct::assert_direct_invariants`], without its partial sums), the rule of
+    /// [`Direct::channels`] (kernels of at most [`CHANNEL_MAX_KERNEL`], `out_w <=`
+    /// [`CHANNEL_MAX_OUT_W`] and `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`]: the register
+    /// blocks are sized by them), and a workspace of at least [`Direct::channel_workspace_len`]
+    /// (the split into padded planes, taps and pixels, and the input gradient's part).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[track_caller]
+    fn assert_channel_invariants(&self, workspace_len: usize) {
+        let s = &self.shape;
+        self.assert_direct_invariants(usize::MAX);
+        let kernel = 1..=CHANNEL_MAX_KERNEL;
+        assert!(
+            kernel.contains(&s.kernel_h)
+                && kernel.contains(&s.kernel_w)
+                && self.out_w <= CHANNEL_MAX_OUT_W
+                && s.out_channels >= CHANNEL_MIN_OUT_CHANNELS,
+            "conv2d: channel path: the shape is outside the path's rule: {s:?}"
+        );
+        let need = self.channel_workspace_len();
+        assert!(
+            workspace_len >= need,
+            "conv2d: channel path: workspace of {workspace_len} f32 is shorter than the {need} \
+             it needs for {s:?}"
+        );
+    }
+
+    /// Panics unless `self`, the transposed convolution of `of` ([`Direct::transposed`]), has
+    /// the direct geometry its forward body relies on, swaps `of`'s channels and spatial sizes,
+    /// and fits, after the flipped weight, in a workspace of `workspace_len`.
+    #[track_caller]
+    fn assert_transposed_invariants(&self, of: &Direct, workspace_len: usize) {
+        self.assert_direct_invariants(usize::MAX);
+        let (s, t) = (&of.shape, &self.shape);
+        assert!(
+            t.batch == s.batch
+                && (t.in_channels, t.out_channels) == (s.out_channels, s.in_channels)
+                && (t.in_h, t.in_w) == (of.out_h, of.out_w)
+                && (self.out_h, self.out_w) == (s.in_h, s.in_w)
+                && (t.kernel_h, t.kernel_w) == (s.kernel_h, s.kernel_w),
+            "conv2d: input gradient: {t:?} is not the transposed convolution of {s:?}"
+        );
+        let q =
+            "conv2d: the input gradient's workspace (weight_len + padded output-gradient planes)";
+        let need = crate::or_panic(checked_sum(s, q, &[s.weight_len(), self.padded_len()]));
+        assert!(
+            workspace_len >= need,
+            "conv2d: input gradient: workspace of {workspace_len} f32 is shorter than the {need} \
+             it needs for {s:?}"
+        );
     }
 
     /// Output channels rounded up to whole groups of 16 (one AVX-512 vector each).
-    fn channels_padded(&self) -> usize {
-        self.shape.out_channels.div_ceil(CHANNEL_GROUP) * CHANNEL_GROUP
+    fn try_channels_padded(&self) -> Result<usize, ShapeError> {
+        let groups = self.shape.out_channels.div_ceil(CHANNEL_GROUP);
+        checked_product(
+            &self.shape,
+            "conv2d: the channel path's padded output channels (ceil(out_channels / 16) * 16)",
+            &[groups, CHANNEL_GROUP],
+        )
     }
 
     /// The channel path's workspace for the forward and weight-gradient passes: one image's
     /// padded planes, the weight (or its gradient's partial sums) as `[group][K][16]`, and one
     /// image's output (or output gradient) channels-last, `[group][pixel][16]`.
-    fn channel_passes_len(&self) -> usize {
-        let n = self.out_h * self.out_w;
-        self.padded_len() + self.channels_padded() * (self.shape.col_rows() + n)
+    fn try_channel_passes_len(&self) -> Result<usize, ShapeError> {
+        let s = &self.shape;
+        let q = "conv2d: the channel path's workspace (padded planes + channels_padded * (K + out_h * out_w))";
+        let per_channel = checked_sum(s, q, &[s.try_col_rows()?, self.try_out_plane_len()?])?;
+        let groups = checked_product(s, q, &[self.try_channels_padded()?, per_channel])?;
+        checked_sum(s, q, &[self.try_padded_len()?, groups])
     }
 
     /// The channel path's workspace: its passes', or the input gradient's if more (as the
     /// direct path's, [`Direct::workspace_len`]).
-    fn channel_workspace_len(&self) -> usize {
-        self.channel_passes_len().max(self.input_gradient_len())
+    fn try_channel_workspace_len(&self) -> Result<usize, ShapeError> {
+        Ok(self
+            .try_channel_passes_len()?
+            .max(self.try_input_gradient_len()?))
     }
 
     /// The channel path's workspace in its three parts: padded planes, weight taps
@@ -500,9 +649,16 @@ impl Direct {
         workspace: &'a mut [f32],
     ) -> (&'a mut [f32], &'a mut [f32], &'a mut [f32]) {
         let cp = self.channels_padded();
+        assert!(
+            workspace.len() >= self.channel_passes_len(),
+            "conv2d: channel path: workspace of {} f32 is shorter than its passes' {} for {:?}",
+            workspace.len(),
+            self.channel_passes_len(),
+            self.shape
+        );
         let (padded, rest) = workspace.split_at_mut(self.padded_len());
         let (taps, rest) = rest.split_at_mut(cp * self.shape.col_rows());
-        (padded, taps, &mut rest[..cp * self.out_h * self.out_w])
+        (padded, taps, &mut rest[..cp * self.out_plane_len()])
     }
 
     /// One image's planes as the channel path's forward and weight gradient read them: the
@@ -537,35 +693,53 @@ impl Direct {
         }
     }
 
-    /// Elements of one padded plane.
-    pub(crate) fn plane_len(&self) -> usize {
-        self.padded_h * self.padded_w
+    fn try_plane_len(&self) -> Result<usize, ShapeError> {
+        let q = "conv2d: a padded plane ((in_h + 2 * pad_h) * (in_w + 2 * pad_w))";
+        checked_product(&self.shape, q, &[self.padded_h, self.padded_w])
     }
 
-    /// Elements of the padded image buffer: every input channel's padded plane and the slack.
-    pub(crate) fn padded_len(&self) -> usize {
-        self.shape.in_channels * self.plane_len() + DIRECT_SLACK
+    fn try_out_plane_len(&self) -> Result<usize, ShapeError> {
+        let q = "conv2d: an output plane (out_h * out_w)";
+        checked_product(&self.shape, q, &[self.out_h, self.out_w])
     }
 
-    /// Elements of the weight gradient's vector partial sums: [`DIRECT_SLACK`] lanes per weight.
-    pub(crate) fn partials_len(&self) -> usize {
-        self.shape.weight_len() * DIRECT_SLACK
+    fn try_padded_len(&self) -> Result<usize, ShapeError> {
+        let q = "conv2d: the padded planes (in_channels * padded plane + 16)";
+        let planes = [self.shape.in_channels, self.try_plane_len()?];
+        let planes = checked_product(&self.shape, q, &planes)?;
+        checked_sum(&self.shape, q, &[planes, DIRECT_SLACK])
+    }
+
+    fn try_partials_len(&self) -> Result<usize, ShapeError> {
+        let q = "conv2d: the direct path's partial sums (weight_len * 16)";
+        checked_product(
+            &self.shape,
+            q,
+            &[self.shape.try_weight_len()?, DIRECT_SLACK],
+        )
     }
 
     /// The workspace the direct path uses: the padded planes and the partial sums for the
     /// forward and weight-gradient passes, or, if more, what the input gradient needs after
     /// them: the flipped weight and the padded output-gradient planes (see
     /// [`Direct::transposed`]), else one image's columns for GEMM and col2im.
-    fn workspace_len(&self) -> usize {
-        (self.padded_len() + self.partials_len()).max(self.input_gradient_len())
+    fn try_workspace_len(&self) -> Result<usize, ShapeError> {
+        let q = "conv2d: the direct path's workspace (padded planes + partial sums)";
+        let passes = [self.try_padded_len()?, self.try_partials_len()?];
+        let passes = checked_sum(&self.shape, q, &passes)?;
+        Ok(passes.max(self.try_input_gradient_len()?))
     }
 
     /// The workspace the input gradient needs (after the other passes, so it reuses theirs):
     /// the flipped weight and the padded output-gradient planes, or one image's columns.
-    fn input_gradient_len(&self) -> usize {
-        match self.transposed() {
-            Some(t) => self.shape.weight_len() + t.padded_len(),
-            None => self.shape.col_len(),
+    fn try_input_gradient_len(&self) -> Result<usize, ShapeError> {
+        match self.try_transposed()? {
+            Some(t) => checked_sum(
+                &self.shape,
+                "conv2d: the input gradient's workspace (weight_len + padded output-gradient planes)",
+                &[self.shape.try_weight_len()?, t.try_padded_len()?],
+            ),
+            None => self.shape.try_col_len(),
         }
     }
 
@@ -575,10 +749,10 @@ impl Direct {
     /// by `kernel - 1 - pad` with the weight's channels swapped and its taps flipped
     /// ([`Direct::flip_weight`]). `None` when a padding is not below its kernel size (the
     /// padding would be negative) or the input plane is empty.
-    fn transposed(&self) -> Option<Direct> {
+    fn try_transposed(&self) -> Result<Option<Direct>, ShapeError> {
         let s = &self.shape;
         if s.pad_h >= s.kernel_h || s.pad_w >= s.kernel_w || s.in_h == 0 || s.in_w == 0 {
-            return None;
+            return Ok(None);
         }
         let (pad_h, pad_w) = (s.kernel_h - 1 - s.pad_h, s.kernel_w - 1 - s.pad_w);
         let shape = Conv2dShape::new(
@@ -589,13 +763,13 @@ impl Direct {
             (s.kernel_h, s.kernel_w),
         )
         .with_padding(pad_h, pad_w);
-        Some(Direct {
+        Ok(Some(Direct {
             shape,
             out_h: s.in_h,
             out_w: s.in_w,
-            padded_h: self.out_h + 2 * pad_h,
-            padded_w: self.out_w + 2 * pad_w,
-        })
+            padded_h: shape.padded_in("h", self.out_h, pad_h)?,
+            padded_w: shape.padded_in("w", self.out_w, pad_w)?,
+        }))
     }
 
     /// `flipped[ci][co][ky][kx] = weight[co][ci][kernel_h - 1 - ky][kernel_w - 1 - kx]`: the
@@ -634,269 +808,6 @@ impl Direct {
             };
             copy_segments(padded, image, s.in_w, segments);
         }
-    }
-}
-
-/// The shape of a 2-D convolution. Build it with [`Conv2dShape::new`] and the `with_*` methods.
-///
-/// The output size and the lengths are computed on demand; they panic (see
-/// [`Conv2dShape::out_h`]) when the shape is invalid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dShape {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub pad_h: usize,
-    pub pad_w: usize,
-    pub dilation_h: usize,
-    pub dilation_w: usize,
-}
-
-/// PyTorch's output size along one axis, with the programmer-error checks.
-#[track_caller]
-fn out_dim(
-    axis: &str,
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-) -> usize {
-    assert!(stride > 0, "conv2d: stride_{axis} must be positive, got 0");
-    assert!(
-        dilation > 0,
-        "conv2d: dilation_{axis} must be positive, got 0"
-    );
-    assert!(kernel > 0, "conv2d: kernel_{axis} must be positive, got 0");
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * pad;
-    assert!(
-        padded >= span,
-        "conv2d: empty output: the padded input {axis} {padded} (in_{axis} {input} + 2 * pad_{axis} \
-         {pad}) is smaller than the dilated kernel {span} (kernel_{axis} {kernel}, dilation_{axis} \
-         {dilation})"
-    );
-    (padded - span) / stride + 1
-}
-
-impl Conv2dShape {
-    /// A convolution with stride 1, no padding and dilation 1.
-    pub fn new(
-        batch: usize,
-        in_channels: usize,
-        out_channels: usize,
-        (in_h, in_w): (usize, usize),
-        (kernel_h, kernel_w): (usize, usize),
-    ) -> Self {
-        Conv2dShape {
-            batch,
-            in_channels,
-            out_channels,
-            in_h,
-            in_w,
-            kernel_h,
-            kernel_w,
-            stride_h: 1,
-            stride_w: 1,
-            pad_h: 0,
-            pad_w: 0,
-            dilation_h: 1,
-            dilation_w: 1,
-        }
-    }
-
-    pub fn with_stride(self, h: usize, w: usize) -> Self {
-        Conv2dShape {
-            stride_h: h,
-            stride_w: w,
-            ..self
-        }
-    }
-
-    /// Zero padding on each side (PyTorch's `padding=(h, w)`).
-    pub fn with_padding(self, h: usize, w: usize) -> Self {
-        Conv2dShape {
-            pad_h: h,
-            pad_w: w,
-            ..self
-        }
-    }
-
-    pub fn with_dilation(self, h: usize, w: usize) -> Self {
-        Conv2dShape {
-            dilation_h: h,
-            dilation_w: w,
-            ..self
-        }
-    }
-
-    /// Output height: `(in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1`.
-    ///
-    /// # Panics
-    /// If `stride_h`, `dilation_h` or `kernel_h` is 0, or if the output would be empty (the
-    /// padded input is smaller than the dilated kernel). These are programmer errors.
-    #[track_caller]
-    pub fn out_h(&self) -> usize {
-        out_dim(
-            "h",
-            self.in_h,
-            self.kernel_h,
-            self.stride_h,
-            self.pad_h,
-            self.dilation_h,
-        )
-    }
-
-    /// Output width, as [`Conv2dShape::out_h`].
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`], for the width.
-    #[track_caller]
-    pub fn out_w(&self) -> usize {
-        out_dim(
-            "w",
-            self.in_w,
-            self.kernel_w,
-            self.stride_w,
-            self.pad_w,
-            self.dilation_w,
-        )
-    }
-
-    /// Rows of the column matrix: `in_channels * kernel_h * kernel_w`.
-    pub fn col_rows(&self) -> usize {
-        self.in_channels * self.kernel_h * self.kernel_w
-    }
-
-    /// Elements of the input: `batch * in_channels * in_h * in_w`.
-    pub fn input_len(&self) -> usize {
-        self.batch * self.image_len()
-    }
-
-    /// Elements of one image: `in_channels * in_h * in_w`.
-    pub fn image_len(&self) -> usize {
-        self.in_channels * self.in_h * self.in_w
-    }
-
-    /// Elements of the weight: `out_channels * in_channels * kernel_h * kernel_w`.
-    pub fn weight_len(&self) -> usize {
-        self.out_channels * self.col_rows()
-    }
-
-    /// Elements of the output: `batch * out_channels * out_h * out_w`.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn output_len(&self) -> usize {
-        self.batch * self.out_channels * self.out_h() * self.out_w()
-    }
-
-    /// Elements of one image's column matrix (what [`im2col`] writes):
-    /// `in_channels * kernel_h * kernel_w * out_h * out_w`.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn col_len(&self) -> usize {
-        self.col_rows() * self.out_h() * self.out_w()
-    }
-
-    /// Images the convolution unfolds together into one column tile (so each GEMM covers them
-    /// all): enough for the GEMMs' `tile * out_h * out_w` to reach [`TILE_COLUMNS`], but no
-    /// more than keep a tile's columns and its `[out_channels, tile * out_h * out_w]` output
-    /// buffer within [`TILE_BUDGET`] f32; at least 1, at most `batch`, and 1 when an image has
-    /// no columns. LeNet-5 at batch 64: 1 for conv1 (784 output pixels), 6 for conv2 (100).
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn images_per_tile(&self) -> usize {
-        let n = self.out_h() * self.out_w();
-        let per_image = (self.col_rows() + self.out_channels) * n;
-        if self.col_len() == 0 {
-            return 1;
-        }
-        let for_width = TILE_COLUMNS.div_ceil(n);
-        (TILE_BUDGET / per_image)
-            .min(for_width)
-            .clamp(1, self.batch.max(1))
-    }
-
-    /// Whether this convolution takes the direct path (stride 1, dilation 1, and
-    /// `1 <= in_channels * kernel_h * kernel_w <=` [`DIRECT_MAX_K`]) rather than im2col and
-    /// GEMM, on a table that does not take the channel path for it
-    /// ([`Conv2dShape::takes_channel_path`]); see the module docs.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn is_direct(&self) -> bool {
-        Direct::new(self).is_some()
-    }
-
-    /// Elements (f32) of the workspace the convolution needs. On the direct path (see
-    /// [`Conv2dShape::is_direct`]) it does not depend on `batch`: the padded planes of one
-    /// image, `in_channels * (in_h + 2 * pad_h) * (in_w + 2 * pad_w) + 16`, and 16 partial
-    /// sums per weight; or, if more, the input gradient's: the weight and one image's output
-    /// gradient padded by `kernel - 1 - pad`, `out_channels * (out_h + 2 * (kernel_h - 1 -
-    /// pad_h)) * (out_w + 2 * (kernel_w - 1 - pad_w)) + 16`, or, where a padding is not below
-    /// its kernel size, one image's columns ([`Conv2dShape::col_len`]). Otherwise a column
-    /// tile, `images_per_tile * col_len`, and, when the tile holds several images, the tile's
-    /// output (or output-gradient) buffer, `images_per_tile * out_channels * out_h * out_w`. It grows
-    /// with `batch` up to about [`TILE_BUDGET`] (or one image's columns, if larger), so a
-    /// workspace sized for a batch serves every smaller batch: pass its first `workspace_len`
-    /// elements (the convolution checks the length exactly).
-    ///
-    /// The length depends on the shape, not on the table: a shape the channel path fits (see
-    /// [`Conv2dShape::takes_channel_path`]) gets at least that path's workspace too, one
-    /// image's padded planes plus `ceil(out_channels / 16) * 16 * (K + out_h * out_w)`, or the
-    /// input gradient's as above if more.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn workspace_len(&self) -> usize {
-        let other = self.unfolded_or_direct_workspace_len();
-        match Direct::channels(self) {
-            Some(channels) => other.max(channels.channel_workspace_len()),
-            None => other,
-        }
-    }
-
-    /// Whether the table of `isa` runs this convolution on the channel path (see the module
-    /// docs): the AVX-512 and AVX2 tables have one (the same rule), and take stride-1,
-    /// dilation-1 shapes with
-    /// `1 <= in_channels`, `1 <= kernel_h, kernel_w <=` [`CHANNEL_MAX_KERNEL`],
-    /// `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] and `out_w <=` [`CHANNEL_MAX_OUT_W`]
-    /// (whatever `K`; such a shape on another table takes the direct or the GEMM path as
-    /// [`Conv2dShape::is_direct`] says). LeNet-5's conv2 does on AVX-512 and AVX2.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn takes_channel_path(&self, isa: Isa) -> bool {
-        matches!(isa, Isa::Avx512 | Isa::Avx2) && Direct::channels(self).is_some()
-    }
-
-    /// The workspace of the direct or the GEMM path.
-    fn unfolded_or_direct_workspace_len(&self) -> usize {
-        if let Some(direct) = Direct::new(self) {
-            return direct.workspace_len();
-        }
-        let tile = self.images_per_tile();
-        let gather = if tile > 1 {
-            tile * self.out_channels * self.out_h() * self.out_w()
-        } else {
-            0
-        };
-        tile * self.col_len() + gather
     }
 }
 
@@ -1002,7 +913,7 @@ fn add_run<T: Real>(dst: &mut [T], src: &[T]) {
 pub fn im2col<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T]) {
     check_len("im2col: image", shape.image_len(), image.len());
     check_len("im2col: cols", shape.col_len(), cols.len());
-    im2col_strided(shape, image, cols, shape.out_h() * shape.out_w());
+    im2col_strided(shape, image, cols, shape.out_plane_len());
 }
 
 /// [`im2col`] into a wider matrix: row `r` of the image's columns goes to
@@ -1026,8 +937,11 @@ fn im2col_strided<T: Real>(shape: &Conv2dShape, image: &[T], cols: &mut [T], ld:
         }
         // Output row oy reads image row `first_row + (oy - y_lo) * stride_h`, columns from ix0.
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let (src_step, src_start) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
         let rows = g.y_hi - g.y_lo;
+        // Between rows `stride_h` image rows apart; with one row there is no step (and a stride
+        // near usize::MAX times the row width would overflow).
+        let src_step = if rows > 1 { sh * in_w } else { 0 };
+        let src_start = g.plane + first_row * in_w + g.ix0;
         if x_lo > 0 || x_hi < ow {
             // Left or right padding: one fill of the rows beats a short fill per row (the
             // compiler turns those into `memset` calls); the copies then overwrite the inside.
@@ -1141,7 +1055,7 @@ fn copy_segments_of<T: Real, const W: usize>(dst: &mut [T], src: &[T], seg: Segm
 pub fn col2im<T: Real>(shape: &Conv2dShape, cols: &[T], image: &mut [T]) {
     check_len("col2im: cols", shape.col_len(), cols.len());
     check_len("col2im: image", shape.image_len(), image.len());
-    col2im_strided(shape, cols, shape.out_h() * shape.out_w(), image);
+    col2im_strided(shape, cols, shape.out_plane_len(), image);
 }
 
 /// [`col2im`] from a wider matrix: row `r` of the image's columns is
@@ -1156,7 +1070,9 @@ fn col2im_strided<T: Real>(shape: &Conv2dShape, cols: &[T], ld: usize, image: &m
         }
         let src_row = &cols[r * ld..][..oh * ow];
         let first_row = g.y_lo * sh + g.y_off - ph;
-        let (dst_step, dst_start) = (sh * in_w, g.plane + first_row * in_w + g.ix0);
+        // As in `im2col_strided`: no step for a single row.
+        let dst_step = if g.y_hi - g.y_lo > 1 { sh * in_w } else { 0 };
+        let dst_start = g.plane + first_row * in_w + g.ix0;
         if sw == 1 {
             let segments = Segments {
                 rows: g.y_hi - g.y_lo,
@@ -1201,7 +1117,7 @@ impl Kernels {
         output: &mut [f32],
         workspace: &mut [f32],
     ) {
-        let n = shape.out_h() * shape.out_w();
+        let n = shape.out_plane_len();
         check_len("conv2d_forward: input", shape.input_len(), input.len());
         check_len("conv2d_forward: weight", shape.weight_len(), weight.len());
         if let Some(bias) = bias {
@@ -1213,13 +1129,19 @@ impl Kernels {
             shape.workspace_len(),
             workspace.len(),
         );
+        if output.is_empty() {
+            return; // no image or no output channel: nothing to compute
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(channels) = self.channel_path(shape) {
+            channels.assert_channel_invariants(workspace.len());
             // SAFETY: this table is AVX-512's or AVX2's (`channel_path`), which
-            // `Kernels::for_isa` built only after checking the CPU supports it; `channels`
-            // satisfies the channel-path rule; every length was checked above against its
-            // shape, and the workspace is at least `channel_workspace_len` (part of
-            // `workspace_len`).
+            // `Kernels::for_isa` built only after checking the CPU supports it; every length
+            // was checked above against its shape (each computed in checked arithmetic, so
+            // none wrapped); `assert_channel_invariants` just checked what the bodies rely on
+            // from this module: the channel-path rule (kernel, out_w, out_channels bounds,
+            // stride and dilation 1), the padded planes' geometry and a workspace of at least
+            // `channel_workspace_len`.
             unsafe {
                 if self.isa() == Isa::Avx512 {
                     avx512::channels_forward(&channels, input, weight, bias, output, workspace)
@@ -1230,13 +1152,17 @@ impl Kernels {
             return;
         }
         if let Some(direct) = Direct::new(shape) {
+            direct.assert_direct_invariants(workspace.len());
             // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
-            // table's ISA; every length was checked above against the shape `direct` describes.
+            // table's ISA; every length was checked above against the shape `direct` describes
+            // (in checked arithmetic); `assert_direct_invariants` just checked the padded
+            // planes' geometry and that the workspace holds the padded planes, their slack and
+            // the partial sums.
             unsafe { (self.conv.direct_forward)(&direct, input, weight, bias, output, workspace) };
             return;
         }
         let (k, cout) = (shape.col_rows(), shape.out_channels);
-        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        let (image_len, out_image_len) = (shape.image_len(), shape.output_image_len());
         let per_tile = shape.images_per_tile();
         let (cols, tile_out) = workspace.split_at_mut(per_tile * shape.col_len());
         for (first, count) in tiles(shape.batch, per_tile) {
@@ -1310,7 +1236,7 @@ impl Kernels {
         grad_bias: Option<&mut [f32]>,
         workspace: &mut [f32],
     ) {
-        let n = shape.out_h() * shape.out_w();
+        let n = shape.out_plane_len();
         check_len("conv2d_backward: input", shape.input_len(), input.len());
         check_len("conv2d_backward: weight", shape.weight_len(), weight.len());
         check_len(
@@ -1352,12 +1278,22 @@ impl Kernels {
             grad_weight.fill(0.0);
             return;
         }
+        if grad_output.is_empty() {
+            // No output channel: every gradient is an empty sum.
+            grad_weight.fill(0.0);
+            if let Some(gi) = grad_input {
+                gi.fill(0.0);
+            }
+            return;
+        }
         let (k, cout) = (shape.col_rows(), shape.out_channels);
-        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        let (image_len, out_image_len) = (shape.image_len(), shape.output_image_len());
         #[cfg(target_arch = "x86_64")]
         if let Some(channels) = self.channel_path(shape) {
+            channels.assert_channel_invariants(workspace.len());
             // SAFETY: as in `conv2d_forward`: an AVX-512 or AVX2 table on a CPU checked for
-            // it, a shape satisfying the channel-path rule, lengths checked above.
+            // it, lengths checked above in checked arithmetic, and the channel-path rule,
+            // padded geometry and workspace size just asserted (`assert_channel_invariants`).
             unsafe {
                 if self.isa() == Isa::Avx512 {
                     avx512::channels_backward_weight(
@@ -1390,12 +1326,14 @@ impl Kernels {
                     self.unfolded_backward_input(shape, weight, grad_output, gi, workspace)
                 }
                 (Some(gi), Some(t)) if self.isa() == Isa::Avx512 => {
+                    t.assert_transposed_invariants(&channels, workspace.len());
                     let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
                     channels.flip_weight(weight, flipped);
                     // SAFETY: as above; `t` is the transposed convolution of a channel-path
                     // shape, whose input is grad_output, weight `flipped`, output grad_input
                     // (lengths fixed by `shape`, checked above) and whose padded planes fit in
-                    // `rest` (`Direct::input_gradient_len`, part of the workspace).
+                    // `rest` (`assert_transposed_invariants` just checked the workspace holds
+                    // the flipped weight and `t`'s padded planes, and `t`'s geometry).
                     unsafe { avx512::channels_backward_input(&t, grad_output, flipped, gi, rest) };
                 }
                 (Some(gi), _) => {
@@ -1505,9 +1443,9 @@ impl Kernels {
         grad_input: &mut [f32],
         workspace: &mut [f32],
     ) {
-        let n = shape.out_h() * shape.out_w();
+        let n = shape.out_plane_len();
         let (k, cout) = (shape.col_rows(), shape.out_channels);
-        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        let (image_len, out_image_len) = (shape.image_len(), shape.output_image_len());
         grad_input.fill(0.0);
         let per_tile = shape.images_per_tile();
         let (cols, tile_dy) = workspace.split_at_mut(per_tile * shape.col_len());
@@ -1555,6 +1493,7 @@ impl Kernels {
         grad_bias: Option<&mut [f32]>,
         workspace: &mut [f32],
     ) {
+        direct.assert_direct_invariants(workspace.len());
         #[cfg(target_arch = "x86_64")]
         if let Some(gb) = grad_bias {
             assert_eq!(
@@ -1562,9 +1501,15 @@ impl Kernels {
                 Isa::Avx512,
                 "a fused bias gradient is AVX-512's"
             );
+            check_len(
+                "conv2d_backward: grad_bias",
+                direct.shape.out_channels,
+                gb.len(),
+            );
             // SAFETY: this table is AVX-512's (asserted), which `Kernels::for_isa` built only
-            // after checking the CPU supports it; the caller checked every length (grad_bias
-            // `out_channels`) against the shape `direct` describes.
+            // after checking the CPU supports it; the caller checked every length against the
+            // shape `direct` describes, grad_bias's just above, and `assert_direct_invariants`
+            // the padded geometry and the workspace.
             unsafe {
                 avx512::direct_backward_weight_bias(
                     direct,
@@ -1580,7 +1525,8 @@ impl Kernels {
         #[cfg(not(target_arch = "x86_64"))]
         debug_assert!(grad_bias.is_none());
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
-        // table's ISA; the caller checked every length against the shape `direct` describes.
+        // table's ISA; the caller checked every length against the shape `direct` describes,
+        // and `assert_direct_invariants` (above) the padded geometry and the workspace.
         unsafe {
             (self.conv.direct_backward_weight)(direct, input, grad_output, grad_weight, workspace)
         };
@@ -1601,23 +1547,20 @@ impl Kernels {
     ) {
         let shape = &direct.shape;
         if let Some(t) = direct.transposed() {
+            t.assert_transposed_invariants(direct, workspace.len());
             let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
             direct.flip_weight(weight, flipped);
             // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
             // table's ISA; `t` is the transposed convolution, whose input is grad_output, weight
             // `flipped`, output grad_input (checked by the caller for `shape`, which fixes
-            // their lengths for `t`) and whose padded planes fit in `rest`
-            // (`Direct::input_gradient_len`).
+            // their lengths for `t`); `assert_transposed_invariants` just checked that and
+            // that its padded planes fit in `rest`.
             unsafe { (self.conv.direct_forward)(&t, grad_output, flipped, None, grad_input, rest) };
             return;
         }
         // grad_cols[K, N] = weight[Cout, K]^T x dy[Cout, N] per image, folded back.
-        let (k, cout, n) = (
-            shape.col_rows(),
-            shape.out_channels,
-            direct.out_h * direct.out_w,
-        );
-        let (image_len, out_image_len) = (shape.image_len(), cout * n);
+        let (k, cout, n) = (shape.col_rows(), shape.out_channels, direct.out_plane_len());
+        let (image_len, out_image_len) = (shape.image_len(), shape.output_image_len());
         let cols = &mut workspace[..shape.col_len()];
         grad_input.fill(0.0);
         for b in 0..shape.batch {

@@ -274,7 +274,12 @@ pub fn matrix_span(what: &str, rows: usize, cols: usize, ld: usize) -> usize {
 #[track_caller]
 pub(crate) fn check_matrix(what: &str, rows: usize, cols: usize, ld: usize, len: usize) {
     let span = matrix_span(what, rows, cols, ld);
-    let padded = if span == 0 { 0 } else { rows * ld.max(cols) };
+    // The span padded to whole rows; where that overflows, no slice is too long.
+    let padded = if span == 0 {
+        0
+    } else {
+        rows.saturating_mul(ld.max(cols))
+    };
     if len < span || len > padded.max(span) {
         if span == padded {
             panic!(

@@ -29,7 +29,7 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, checked_product, kernel_table, Isa, Kernels, ShapeError};
 
 /// The shape of a 2-D pooling: no padding, no dilation, floor mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,15 +44,27 @@ pub struct Pool2dShape {
     pub stride_w: usize,
 }
 
-#[track_caller]
-fn pool_out_dim(axis: &str, input: usize, kernel: usize, stride: usize) -> usize {
-    assert!(stride > 0, "pool2d: stride_{axis} must be positive, got 0");
-    assert!(kernel > 0, "pool2d: kernel_{axis} must be positive, got 0");
-    assert!(
-        input >= kernel,
-        "pool2d: empty output: in_{axis} {input} is smaller than kernel_{axis} {kernel}"
-    );
-    (input - kernel) / stride + 1
+/// The output size along one axis, or why there is none.
+fn pool_out_dim(
+    shape: &Pool2dShape,
+    axis: &str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+) -> Result<usize, ShapeError> {
+    let invalid = |what: String| Err(ShapeError::new(format!("pool2d: {what} in {shape:?}")));
+    if stride == 0 {
+        return invalid(format!("stride_{axis} must be positive, got 0"));
+    }
+    if kernel == 0 {
+        return invalid(format!("kernel_{axis} must be positive, got 0"));
+    }
+    if input < kernel {
+        return invalid(format!(
+            "empty output: in_{axis} {input} is smaller than kernel_{axis} {kernel}"
+        ));
+    }
+    Ok((input - kernel) / stride + 1)
 }
 
 impl Pool2dShape {
@@ -75,6 +87,14 @@ impl Pool2dShape {
         }
     }
 
+    /// `Ok` when the output size is defined and the input and output lengths fit in `usize`
+    /// (in checked arithmetic); otherwise the [`ShapeError`] the kernels would panic with.
+    pub fn check(&self) -> Result<(), ShapeError> {
+        self.try_input_len()?;
+        self.try_output_len()?;
+        Ok(())
+    }
+
     /// `(in_h - kernel_h) / stride_h + 1`.
     ///
     /// # Panics
@@ -82,7 +102,7 @@ impl Pool2dShape {
     /// errors.
     #[track_caller]
     pub fn out_h(&self) -> usize {
-        pool_out_dim("h", self.in_h, self.kernel_h, self.stride_h)
+        crate::or_panic(self.try_out_h())
     }
 
     /// `(in_w - kernel_w) / stride_w + 1`.
@@ -91,21 +111,59 @@ impl Pool2dShape {
     /// As [`Pool2dShape::out_h`], for the width.
     #[track_caller]
     pub fn out_w(&self) -> usize {
-        pool_out_dim("w", self.in_w, self.kernel_w, self.stride_w)
+        crate::or_panic(self.try_out_w())
     }
 
     /// `batch * channels * in_h * in_w`.
+    ///
+    /// # Panics
+    /// If it or [`Pool2dShape::planes`] overflows `usize` (the message names the shape and the
+    /// quantity).
+    #[track_caller]
     pub fn input_len(&self) -> usize {
-        self.batch * self.channels * self.in_h * self.in_w
+        crate::or_panic(self.try_input_len())
+    }
+
+    /// Planes of the input and of the output: `batch * channels`.
+    ///
+    /// # Panics
+    /// If it overflows `usize` (the message names the shape and the quantity).
+    #[track_caller]
+    pub fn planes(&self) -> usize {
+        crate::or_panic(self.try_planes())
     }
 
     /// `batch * channels * out_h * out_w`.
     ///
     /// # Panics
-    /// As [`Pool2dShape::out_h`].
+    /// As [`Pool2dShape::out_h`], or if it or [`Pool2dShape::planes`] overflows `usize`.
     #[track_caller]
     pub fn output_len(&self) -> usize {
-        self.batch * self.channels * self.out_h() * self.out_w()
+        crate::or_panic(self.try_output_len())
+    }
+
+    pub fn try_out_h(&self) -> Result<usize, ShapeError> {
+        pool_out_dim(self, "h", self.in_h, self.kernel_h, self.stride_h)
+    }
+
+    pub fn try_out_w(&self) -> Result<usize, ShapeError> {
+        pool_out_dim(self, "w", self.in_w, self.kernel_w, self.stride_w)
+    }
+
+    pub fn try_planes(&self) -> Result<usize, ShapeError> {
+        let q = "pool2d: planes (batch * channels)";
+        checked_product(self, q, &[self.batch, self.channels])
+    }
+
+    pub fn try_input_len(&self) -> Result<usize, ShapeError> {
+        let q = "pool2d: input_len (batch * channels * in_h * in_w)";
+        checked_product(self, q, &[self.try_planes()?, self.in_h, self.in_w])
+    }
+
+    pub fn try_output_len(&self) -> Result<usize, ShapeError> {
+        let q = "pool2d: output_len (batch * channels * out_h * out_w)";
+        let (oh, ow) = (self.try_out_h()?, self.try_out_w()?);
+        checked_product(self, q, &[self.try_planes()?, oh, ow])
     }
 
     /// Whether this is the 2x2, stride-2 pooling the SIMD paths specialise.

@@ -3,8 +3,10 @@
 //! stores.
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_MAX_CLASSES, BLOCK_ROWS};
-use crate::exp::avx2::{exp8_nonpositive, hmax, hsum, ln8, tail_mask};
-use crate::transpose::transpose8;
+use crate::exp::vector;
+use crate::simd::avx2::tail_mask;
+use crate::simd::avx2::transpose8;
+use crate::simd::F32x;
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
@@ -35,7 +37,7 @@ unsafe fn max_of(x: *const f32, n: usize) -> f32 {
             let v = _mm256_maskload_ps(x.add(i), mask);
             m1 = _mm256_max_ps(m1, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask)));
         }
-        hmax(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)))
+        F32x::max_lane(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)))
     }
 }
 
@@ -141,7 +143,7 @@ const HEAD: usize = 1024;
 #[inline(always)]
 unsafe fn exp_one(d: f32) -> f32 {
     // SAFETY: register-only; the caller guarantees the features.
-    unsafe { _mm256_cvtss_f32(exp8_nonpositive(_mm256_set1_ps(d))) }
+    unsafe { _mm256_cvtss_f32(vector::exp_nonpositive(_mm256_set1_ps(d))) }
 }
 
 /// Pass 1 over a row of `n` logits at `x` (module docs): the maximum of the row's head is the
@@ -234,8 +236,8 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                 for k in (0..BLOCK).step_by(16) {
                     let d0 = _mm256_sub_ps(_mm256_loadu_ps(x.add(i + k)), rv);
                     let d1 = _mm256_sub_ps(_mm256_loadu_ps(x.add(i + k + 8)), rv);
-                    let e0 = exp8_nonpositive(d0);
-                    let e1 = exp8_nonpositive(d1);
+                    let e0 = vector::exp_nonpositive(d0);
+                    let e1 = vector::exp_nonpositive(d1);
                     if STORE {
                         _mm256_storeu_ps(out.add(i + k), e0);
                         _mm256_storeu_ps(out.add(i + k + 8), e1);
@@ -255,7 +257,7 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                 let mut j = i;
                 while j + 8 <= n {
                     let d = _mm256_sub_ps(_mm256_loadu_ps(x.add(j)), rv);
-                    let e = exp8_nonpositive(d);
+                    let e = vector::exp_nonpositive(d);
                     if STORE {
                         _mm256_storeu_ps(out.add(j), e);
                     }
@@ -271,7 +273,7 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                     let mask = tail_mask(n - j);
                     let keep = _mm256_castsi256_ps(mask);
                     let d = _mm256_sub_ps(_mm256_maskload_ps(x.add(j), mask), rv);
-                    let e = exp8_nonpositive(d);
+                    let e = vector::exp_nonpositive(d);
                     if STORE {
                         _mm256_maskstore_ps(out.add(j), mask, e);
                     }
@@ -286,11 +288,11 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
             i += len;
         }
         let acc = if C::USED {
-            hsum(_mm256_add_ps(a0, a1))
+            F32x::sum(_mm256_add_ps(a0, a1))
         } else {
             0.0
         };
-        let sum = hsum(_mm256_add_ps(s0, s1));
+        let sum = F32x::sum(_mm256_add_ps(s0, s1));
         (max, sum, acc)
     }
 }
@@ -468,7 +470,7 @@ unsafe fn block8<const WRITE: bool, const COLS: usize>(
         let mut s = _mm256_setzero_ps();
         for lane in tile.iter_mut().take(c) {
             let d = _mm256_sub_ps(_mm256_loadu_ps(lane.as_ptr()), m);
-            let e = exp8_nonpositive(d);
+            let e = vector::exp_nonpositive(d);
             _mm256_storeu_ps(lane.as_mut_ptr(), e);
             s = _mm256_add_ps(s, e);
         }
@@ -477,7 +479,7 @@ unsafe fn block8<const WRITE: bool, const COLS: usize>(
         let keep = _mm256_castsi256_ps(_mm256_loadu_si256(args.keep.as_ptr().add(first).cast()));
         let x_t = _mm256_i32gather_ps::<4>(x, _mm256_add_epi32(rows, target));
         let weight = _mm256_loadu_ps(args.weight.as_ptr().add(first));
-        let loss = _mm256_mul_ps(weight, _mm256_sub_ps(ln8(s), _mm256_sub_ps(x_t, m)));
+        let loss = _mm256_mul_ps(weight, _mm256_sub_ps(vector::ln(s), _mm256_sub_ps(x_t, m)));
         _mm256_storeu_ps(losses.as_mut_ptr().add(first), _mm256_and_ps(loss, keep));
         if WRITE {
             let alpha = _mm256_loadu_ps(args.alpha.as_ptr().add(first));

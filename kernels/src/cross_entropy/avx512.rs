@@ -3,8 +3,9 @@
 //! neither read nor written), sixteen short rows side by side in the block kernel.
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_ROWS};
-use crate::exp::avx512::{exp16_nonpositive, ln16, tail_mask, LANES};
-use crate::transpose::transpose16;
+use crate::exp::vector;
+use crate::simd::avx512::transpose16;
+use crate::simd::avx512::{tail_mask, LANES};
 use std::arch::x86_64::*;
 
 /// Maximum of `n` floats (NaN lanes may be skipped; the exp pass catches NaN).
@@ -144,7 +145,7 @@ const PREFETCH_LOGITS_AHEAD: usize = HEAD;
 #[inline(always)]
 unsafe fn exp_one(d: f32) -> f32 {
     // SAFETY: register-only; the caller guarantees the feature.
-    unsafe { _mm512_cvtss_f32(exp16_nonpositive(_mm512_set1_ps(d))) }
+    unsafe { _mm512_cvtss_f32(vector::exp_nonpositive(_mm512_set1_ps(d))) }
 }
 
 /// Pass 1 over a row of `n` logits at `x` (module docs), as AVX2's `exp_pass`: the maximum of
@@ -230,8 +231,8 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                 for k in (0..BLOCK).step_by(2 * LANES) {
                     let d0 = _mm512_sub_ps(_mm512_loadu_ps(x.add(i + k)), rv);
                     let d1 = _mm512_sub_ps(_mm512_loadu_ps(x.add(i + k + LANES)), rv);
-                    let e0 = exp16_nonpositive(d0);
-                    let e1 = exp16_nonpositive(d1);
+                    let e0 = vector::exp_nonpositive(d0);
+                    let e1 = vector::exp_nonpositive(d1);
                     if STORE {
                         _mm512_storeu_ps(out.add(i + k), e0);
                         _mm512_storeu_ps(out.add(i + k + LANES), e1);
@@ -253,7 +254,7 @@ unsafe fn exp_pass<const STORE: bool, const PREFETCH: bool, C: Coefs>(
                 while j < n {
                     let mask = tail_mask(n - j);
                     let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x.add(j)), rv);
-                    let e = exp16_nonpositive(d);
+                    let e = vector::exp_nonpositive(d);
                     if STORE {
                         _mm512_mask_storeu_ps(out.add(j), mask, e);
                     }
@@ -445,7 +446,7 @@ unsafe fn block_body<const WRITE: bool, const COLS: usize>(
         let m = _mm512_mask_mov_ps(mx, none, _mm512_setzero_ps());
         let mut s = _mm512_setzero_ps();
         for column in tile.iter_mut().take(c) {
-            let e = exp16_nonpositive(_mm512_sub_ps(*column, m));
+            let e = vector::exp_nonpositive(_mm512_sub_ps(*column, m));
             *column = e;
             s = _mm512_add_ps(s, e);
         }
@@ -457,7 +458,7 @@ unsafe fn block_body<const WRITE: bool, const COLS: usize>(
         );
         let x_t = _mm512_i32gather_ps::<4>(_mm512_add_epi32(rows, target), x);
         let weight = _mm512_loadu_ps(args.weight.as_ptr());
-        let loss = _mm512_mul_ps(weight, _mm512_sub_ps(ln16(s), _mm512_sub_ps(x_t, m)));
+        let loss = _mm512_mul_ps(weight, _mm512_sub_ps(vector::ln(s), _mm512_sub_ps(x_t, m)));
         let mut losses = [0.0f32; BLOCK_ROWS];
         _mm512_storeu_ps(losses.as_mut_ptr(), _mm512_maskz_mov_ps(keep, loss));
         if WRITE {

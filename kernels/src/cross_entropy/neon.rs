@@ -2,7 +2,7 @@
 //! lanes, several vectors per step in the long loops, tails through padded stack buffers.
 
 use super::{BlockArgs, Coef, RowArgs, RowStats, Segments, BLOCK_MAX_CLASSES, BLOCK_ROWS};
-use crate::exp::neon::{exp4_nonpositive, ln4};
+use crate::exp::vector;
 use std::arch::aarch64::*;
 
 /// A vector of the `n - i < 4` floats at `p + i`, the other lanes `fill`.
@@ -175,7 +175,7 @@ const HEAD: usize = 1024;
 #[inline(always)]
 unsafe fn exp_one(d: f32) -> f32 {
     // SAFETY: register-only; the caller guarantees NEON.
-    unsafe { vgetq_lane_f32::<0>(exp4_nonpositive(vdupq_n_f32(d))) }
+    unsafe { vgetq_lane_f32::<0>(vector::exp_nonpositive(vdupq_n_f32(d))) }
 }
 
 /// Pass 1 over a row of `n` logits at `x` (module docs): the maximum of the row's head is the
@@ -258,8 +258,8 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
                 for k in (0..BLOCK).step_by(8) {
                     let d0 = vsubq_f32(vld1q_f32(x.add(i + k)), rv);
                     let d1 = vsubq_f32(vld1q_f32(x.add(i + k + 4)), rv);
-                    let e0 = exp4_nonpositive(d0);
-                    let e1 = exp4_nonpositive(d1);
+                    let e0 = vector::exp_nonpositive(d0);
+                    let e1 = vector::exp_nonpositive(d1);
                     if STORE {
                         vst1q_f32(out.add(i + k), e0);
                         vst1q_f32(out.add(i + k + 4), e1);
@@ -280,7 +280,7 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
                 let mut j = i;
                 while j + 4 <= n {
                     let d = vsubq_f32(vld1q_f32(x.add(j)), rv);
-                    let e = exp4_nonpositive(d);
+                    let e = vector::exp_nonpositive(d);
                     if STORE {
                         vst1q_f32(out.add(j), e);
                     }
@@ -296,7 +296,7 @@ unsafe fn exp_pass<const STORE: bool, C: Coefs>(
                     // Padding lanes are -inf: exp gives 0; their coefficients are 0, and `d` is
                     // zeroed for them.
                     let d = vsubq_f32(load_tail(x, j, n, f32::NEG_INFINITY), rv);
-                    let e = exp4_nonpositive(d);
+                    let e = vector::exp_nonpositive(d);
                     if STORE {
                         store_tail(out, j, n, e);
                     }
@@ -498,7 +498,7 @@ unsafe fn block4<const WRITE: bool>(
         let mut tile = [[0.0f32; 4]; BLOCK_MAX_CLASSES];
         let mut s = vdupq_n_f32(0.0);
         for (j, lane) in tile.iter_mut().enumerate().take(c) {
-            let e = exp4_nonpositive(vsubq_f32(column(j), m));
+            let e = vector::exp_nonpositive(vsubq_f32(column(j), m));
             vst1q_f32(lane.as_mut_ptr(), e);
             s = vaddq_f32(s, e);
         }
@@ -510,7 +510,7 @@ unsafe fn block4<const WRITE: bool>(
             *x.add(3 * c + target[3] as usize),
         ];
         let d_t = vsubq_f32(vld1q_f32(x_t.as_ptr()), m);
-        let loss = vmulq_f32(vld1q_f32(weight.as_ptr()), vsubq_f32(ln4(s), d_t));
+        let loss = vmulq_f32(vld1q_f32(weight.as_ptr()), vsubq_f32(vector::ln(s), d_t));
         let keep = vreinterpretq_u32_s32(vld1q_s32(keep.as_ptr()));
         vst1q_f32(
             losses.as_mut_ptr(),

@@ -457,3 +457,49 @@ fn a_hostile_header_is_read_in_bounded_memory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_huge_images_file_with_a_small_labels_file_fails_on_the_headers() {
+    let dir = scratch("sparse");
+    let data = tiny_data(&dir, 64, 20);
+    // A 3 GB sparse images file promising 4,000,000 test images, beside 20 labels.
+    let images = data.join("t10k-images-idx3-ubyte");
+    let count: u32 = 4_000_000;
+    let mut header = vec![0, 0, 8, 3];
+    header.extend_from_slice(&count.to_be_bytes());
+    header.extend_from_slice(&28u32.to_be_bytes());
+    header.extend_from_slice(&28u32.to_be_bytes());
+    std::fs::write(&images, &header).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&images)
+        .unwrap();
+    f.set_len(16 + u64::from(count) * 784).unwrap();
+    drop(f);
+    let w = dir.join("w.safetensors");
+    LeNet5::new(0).save(&w, &[]).unwrap();
+    // Under a 256 MiB address-space limit: reading the body first would need 3 GB.
+    let script = format!(
+        "ulimit -v 262144; exec {} eval --weights {} --data {}",
+        common::bin(),
+        p(&w),
+        p(&data)
+    );
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_limit(child, Duration::from_secs(30), "sparse images");
+    expect(
+        &out,
+        1,
+        &[
+            "holds 4000000 images but",
+            "holds 20 labels",
+            "the counts must agree",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

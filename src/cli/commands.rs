@@ -297,8 +297,9 @@ pub fn eval(a: EvalArgs, out: &mut dyn Write) -> Result<(), Failure> {
         }];
         outputs::preflight(&outs, &ins, &[])?;
     }
-    let saved = checkpoint::read(&a.weights)?;
+    // The strict load first: a file that is not LeNet-5 fails there, in bounded memory.
     let model = LeNet5::load(&a.weights)?;
+    let saved = checkpoint::read(&a.weights)?;
     writeln!(out, "Data: {source}").map_err(output_error)?;
     writeln!(out, "Kernel ISA: {}", isa_description(&k)).map_err(output_error)?;
     writeln!(out, "Weights: {}", a.weights.display()).map_err(output_error)?;

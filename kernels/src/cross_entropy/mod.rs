@@ -36,14 +36,8 @@
 //! (`C <= 32`, class indices, no smoothing) go sixteen at a time through a per-ISA block
 //! kernel that puts one row in each lane, so maximum, exponentials and sums need no horizontal
 //! operations; the last rows of a batch are padded, so a row's numbers do not depend on how a
-//! batch is split. The scalar table makes the plain three passes of the reference.
-//!
-//! Why two passes and not one online pass or non-temporal stores: the exponential is the
-//! bottleneck, and the gradient's second write hits cache (`benches/README.md`).
-//!
-//! Files: `options.rs` (options and errors), `plan.rs` (validation and the batch plan),
-//! `rows.rs` (the entry points' row loop), `vector.rs` (the row kernel), the ISA files (the
-//! wrappers and block kernels), `scalar.rs` (the reference).
+//! batch is split. The scalar table makes the plain three passes of the reference. Two passes,
+//! not one online pass: the exponential is the bottleneck and the second write hits cache.
 //!
 //! ```
 //! use simdnet_kernels::cross_entropy::{CrossEntropyOptions, GradOutput, Targets};

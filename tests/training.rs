@@ -76,8 +76,9 @@ fn a_nan_loss_stops_the_run_and_leaves_the_best_checkpoint_alone() {
         max_steps: None,
         ..config(&dir, 2, 0)
     };
-    let sentinel = b"the best model of an earlier run".to_vec();
-    std::fs::write(&cfg.out, &sentinel).unwrap();
+    // The best model of an earlier run: kept as the best so far, never replaced by a NaN one.
+    simdnet::lenet::LeNet5::new(7).save(&cfg.out, &[]).unwrap();
+    let sentinel = std::fs::read(&cfg.out).unwrap();
     let mut log = Vec::new();
     let err = train(&cfg, &data, Kernels::get(), &mut log)
         .unwrap_err()

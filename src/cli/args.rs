@@ -4,6 +4,10 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+pub use super::usage::usage;
+#[cfg(test)]
+use super::usage::TRAIN_USAGE;
+
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -37,6 +41,9 @@ pub struct TrainArgs {
     pub save_last: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
     pub log_interval: Option<usize>,
+    pub state: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub overwrite: bool,
 }
 
 /// `simdnet eval`'s options.
@@ -170,7 +177,7 @@ fn parse_no_options(
     Ok(cmd)
 }
 
-const TRAIN_VALUE_FLAGS: [&str; 15] = [
+const TRAIN_VALUE_FLAGS: [&str; 17] = [
     "--data",
     "--epochs",
     "--batch-size",
@@ -186,13 +193,18 @@ const TRAIN_VALUE_FLAGS: [&str; 15] = [
     "--save-last",
     "--metrics",
     "--log-interval",
+    "--state",
+    "--resume",
 ];
 
 fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
     let fl = flags(args, "train", |name| {
         if TRAIN_VALUE_FLAGS.contains(&name) {
             Some(true)
-        } else if matches!(name, "--nesterov" | "--no-shuffle" | "--help") {
+        } else if matches!(
+            name,
+            "--nesterov" | "--no-shuffle" | "--overwrite" | "--help"
+        ) {
             Some(false)
         } else {
             None
@@ -219,6 +231,9 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
         save_last: None,
         metrics: None,
         log_interval: None,
+        state: None,
+        resume: None,
+        overwrite: false,
     };
     for f in fl {
         let v = f.value.as_deref();
@@ -241,6 +256,9 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
             "--save-last" => a.save_last = Some(path(n, v, "train")?),
             "--metrics" => a.metrics = Some(path(n, v, "train")?),
             "--log-interval" => a.log_interval = Some(count(n, v, "train")?),
+            "--state" => a.state = Some(path(n, v, "train")?),
+            "--resume" => a.resume = Some(path(n, v, "train")?),
+            "--overwrite" => a.overwrite = true,
             _ => unreachable!("flags() accepts only the names above"),
         }
     }
@@ -331,111 +349,6 @@ fn float(name: &str, v: Option<&OsStr>) -> Result<f64, UsageError> {
             format!("invalid value '{s}' for '{name}': expected a finite number"),
             Some("train"),
         )),
-    }
-}
-
-pub const MAIN_USAGE: &str = "\
-simdnet: LeNet-5 on hand-written SIMD kernels, with PyTorch-exact CrossEntropyLoss and SGD
-
-Usage: simdnet <command> [options]
-
-Commands:
-  train      train LeNet-5, keeping the best checkpoint by test accuracy
-  eval       evaluate a checkpoint: test loss, accuracy and confusion matrix
-  gradcheck  check the gradients of every layer and of LeNet-5 (f64, and f32 on the SIMD path)
-  explain    the tutorial's worked example (softmax, loss, gradient, SGD-momentum), step by step
-  info       the CPU features found and the kernel ISA in use
-
-Run `simdnet <command> --help` (or `simdnet help <command>`) for a command's options.
-
-Data (train, eval): --data DIR, else $SIMDNET_DATA, else /usr/share/datasets/fashion-mnist
-(Debian's dataset-fashion-mnist), else a Fashion-MNIST subset built into the program.
-
-Environment:
-  SIMDNET_ISA=scalar|avx2|avx512|neon  use that kernel ISA (an error if this CPU lacks it)
-  SIMDNET_DATA=DIR                     the data directory when --data is not given
-
-Exit status: 0 success, 1 error (files, data, a NaN loss, a failed check), 2 invalid command line.
-";
-
-pub const TRAIN_USAGE: &str = "\
-Usage: simdnet train [options]
-
-Trains LeNet-5 with minibatch SGD (momentum) and cross-entropy, data-parallel across threads.
-After each epoch it evaluates on the test set and writes the model to --out when the test
-accuracy is strictly higher than the best so far.
-
-Options:
-  --data DIR           directory with the four IDX files, raw or .gz (train-images-idx3-ubyte,
-                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)
-  --epochs N           passes over the training set [default: 10]
-  --batch-size N       samples per optimizer step [default: 64]
-  --lr F               learning rate [default: 0.01]
-  --momentum F         SGD momentum [default: 0.9]
-  --dampening F        SGD dampening [default: 0]
-  --weight-decay F     L2 penalty added to the gradient [default: 0]
-  --nesterov           Nesterov momentum (needs momentum > 0 and dampening 0)
-  --threads N          worker threads [default: the number of cores]
-  --seed N             seed of the initialisation and the shuffling [default: 0]
-  --out FILE           the best checkpoint (safetensors) [default: lenet5-best.safetensors]
-  --init FILE          start from this checkpoint (e.g. saved from PyTorch) instead of a fresh init
-  --no-shuffle         take the training set in file order
-  --max-steps N        stop after N optimizer steps (then evaluate once, write --out if it is a
-                       new best, and --save-last)
-  --save-last FILE     also write the final weights here
-  --metrics FILE       write a CSV: epoch,train_loss,test_loss,test_accuracy,train_seconds,
-                       samples_per_sec (a row per epoch)
-  --log-interval N     print the training loss every N batches, batch 0 included [default: 100]
-  -h, --help           this text
-
-Values are given as `--flag value` or `--flag=value`.
-";
-
-pub const EVAL_USAGE: &str = "\
-Usage: simdnet eval --weights FILE [--data DIR]
-
-Evaluates a LeNet-5 checkpoint (safetensors, PyTorch's state_dict names and shapes; F32, F64,
-F16 or BF16) on the test set: average loss, accuracy, and the confusion matrix (rows: the true
-class, columns: the predicted class).
-
-Options:
-  --weights FILE   the checkpoint to evaluate (required)
-  --data DIR       directory with t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz)
-  -h, --help       this text
-";
-
-pub const GRADCHECK_USAGE: &str = "\
-Usage: simdnet gradcheck
-
-Checks the gradients of every layer and of the whole LeNet-5 on a small batch against central
-differences in f64, and the f32 SIMD path against the f64 one. Prints a table (layer, tensor,
-max abs error, max rel error, pass); exits with status 1 if any check fails.
-";
-
-pub const EXPLAIN_USAGE: &str = "\
-Usage: simdnet explain
-
-The tutorial's worked example, computed by the library step by step: logits, softmax, loss, the
-gradient softmax - onehot, then two SGD-momentum steps on a few parameters (showing how the
-momentum buffer starts), each beside the textbook formula.
-";
-
-pub const INFO_USAGE: &str = "\
-Usage: simdnet info
-
-Prints the CPU features simdnet looks for, the kernel ISAs this CPU supports, the one in use
-(SIMDNET_ISA overrides the choice), and where `simdnet train` would take its data from.
-";
-
-/// The usage text of `command` (`None`: the program's).
-pub fn usage(command: Option<&str>) -> &'static str {
-    match command {
-        Some("train") => TRAIN_USAGE,
-        Some("eval") => EVAL_USAGE,
-        Some("gradcheck") => GRADCHECK_USAGE,
-        Some("explain") => EXPLAIN_USAGE,
-        Some("info") => INFO_USAGE,
-        _ => MAIN_USAGE,
     }
 }
 
@@ -581,7 +494,7 @@ mod tests {
         // Every train flag is documented in the usage text.
         for f in TRAIN_VALUE_FLAGS
             .iter()
-            .chain(&["--nesterov", "--no-shuffle"])
+            .chain(&["--nesterov", "--no-shuffle", "--overwrite"])
         {
             assert!(TRAIN_USAGE.contains(&format!("  {f}")), "{f} undocumented");
         }

@@ -8,6 +8,7 @@ use simdnet::kernels::{cpu_features, Isa, Kernels, ISA_ENV_VAR};
 use simdnet::lenet::LeNet5;
 use simdnet::train::{self, Evaluation, TrainConfig};
 use simdnet::Error;
+use std::ffi::OsString;
 use std::io::Write;
 
 /// The kernel table `SIMDNET_ISA` asks for (or the best): an invalid value is a command-line
@@ -96,6 +97,9 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
         save_last,
         metrics,
         log_interval,
+        state,
+        resume,
+        overwrite,
     } = a.clone();
     cfg.epochs = epochs.unwrap_or(cfg.epochs);
     cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
@@ -113,16 +117,47 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
     cfg.save_last = save_last;
     cfg.metrics = metrics;
     cfg.log_interval = log_interval.unwrap_or(cfg.log_interval);
+    cfg.state = state;
+    cfg.resume = resume;
+    cfg.overwrite = overwrite;
     cfg
 }
 
-/// `simdnet train`.
-pub fn train(a: TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
+/// On `--resume`, the settings not given on the command line are the saved run's.
+fn fill_from_state(a: &mut TrainArgs, saved: &TrainConfig) {
+    a.epochs = a.epochs.or(Some(saved.epochs));
+    a.batch_size = a.batch_size.or(Some(saved.batch_size));
+    a.lr = a.lr.or(Some(saved.lr));
+    a.momentum = a.momentum.or(Some(saved.momentum));
+    a.dampening = a.dampening.or(Some(saved.dampening));
+    a.weight_decay = a.weight_decay.or(Some(saved.weight_decay));
+    a.nesterov |= saved.nesterov;
+    a.no_shuffle |= !saved.shuffle;
+    a.threads = a.threads.or(Some(saved.threads));
+    a.seed = a.seed.or(Some(saved.seed));
+    a.out = a.out.take().or_else(|| Some(saved.out.clone()));
+    a.save_last = a.save_last.take().or_else(|| saved.save_last.clone());
+    a.metrics = a.metrics.take().or_else(|| saved.metrics.clone());
+}
+
+/// `simdnet train`; `argv` is the command line after `train` (for the resume command).
+pub fn train(mut a: TrainArgs, argv: &[OsString], out: &mut dyn Write) -> Result<(), Failure> {
+    if a.resume.is_some() && a.init.is_some() {
+        return Err(Failure::Usage(UsageError::new(
+            "--init and --resume cannot be combined: a resumed run continues from its state",
+            Some("train"),
+        )));
+    }
+    if let Some(path) = &a.resume {
+        let saved = simdnet::train::state::RunState::load(path)?;
+        fill_from_state(&mut a, &saved.config);
+    }
     let cfg = train_config(&a);
     // PyTorch's hyperparameter checks (and positive counts) are command-line errors.
     cfg.validate()
         .map_err(|e| Failure::Usage(UsageError::new(e.to_string(), Some("train"))))?;
     let k = kernels("train")?;
+    simdnet::signals::install().map_err(Error::new)?;
     let source = data::resolve(a.data.as_deref(), true)?;
     writeln!(out, "Data: {source}").map_err(output_error)?;
     writeln!(out, "Kernel ISA: {}", isa_description(&k)).map_err(output_error)?;
@@ -149,7 +184,14 @@ pub fn train(a: TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
             .unwrap_or_default()
     )
     .map_err(output_error)?;
-    train::train(&cfg, &splits, &k, out)?;
+    let summary = train::train(&cfg, &splits, &k, out)?;
+    if let Some(stopped) = summary.stopped {
+        if stopped.reason != simdnet::signals::Stop::PipeClosed {
+            let _ = out.flush();
+            super::to_stderr(&super::stop::message(&stopped, &cfg, argv));
+        }
+        return Err(Failure::Stopped(stopped.reason));
+    }
     Ok(())
 }
 
@@ -260,7 +302,8 @@ mod tests {
         let cfg = train_config(&train_args(
             "train --epochs 3 --batch-size 7 --lr 0.5 --momentum 0 --dampening 0.25 \
              --weight-decay 0.01 --nesterov --threads 3 --seed 9 --out a --init b --no-shuffle \
-             --max-steps 4 --save-last c --metrics d --log-interval 5 --data e",
+             --max-steps 4 --save-last c --metrics d --log-interval 5 --data e --state f \
+             --resume g --overwrite",
         ));
         let expected = TrainConfig {
             epochs: 3,
@@ -279,6 +322,9 @@ mod tests {
             save_last: Some(PathBuf::from("c")),
             metrics: Some(PathBuf::from("d")),
             log_interval: 5,
+            state: Some(PathBuf::from("f")),
+            resume: Some(PathBuf::from("g")),
+            overwrite: true,
         };
         assert_eq!(cfg, expected);
     }

@@ -175,8 +175,8 @@ pub fn training_curves(train: &[TrainPoint], test: &[TestPoint], title: &str) ->
     svg.text(w / 2.0, 24.0, 15.0, Anchor::Middle, 0.0, "black", title);
 
     let last_epoch = test.iter().map(|t| t.epoch as f64).fold(1.0, f64::max);
-    let (ex_lo, ex_hi) = span(train.iter().map(|p| p.epoch));
-    let x_range = (ex_lo.min(0.0).max(0.0), ex_hi.max(last_epoch));
+    let (_, last_point) = span(train.iter().map(|p| p.epoch));
+    let x_range = (0.0, last_point.max(last_epoch));
     let losses = train
         .iter()
         .map(|p| p.loss)

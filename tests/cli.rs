@@ -375,7 +375,9 @@ fn tiny_training_run_writes_checkpoints_and_metrics() {
     }
     let csv = std::fs::read_to_string(&metrics).unwrap();
     assert!(
-        csv.starts_with("epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec\n"),
+        csv.starts_with(
+            "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds\n"
+        ),
         "{csv}"
     );
     // The checkpoint it wrote evaluates to the same test line.

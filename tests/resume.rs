@@ -341,7 +341,7 @@ fn sigkill_at_random_moments_leaves_every_output_whole_and_out_never_worse() {
                 csv.ends_with('\n'),
                 "trial {trial}: a cut metrics CSV:\n{csv}"
             );
-            assert!(csv.lines().all(|l| l.split(',').count() == 6), "{csv}");
+            assert!(csv.lines().all(|l| l.split(',').count() == 7), "{csv}");
         }
     }
     assert!(

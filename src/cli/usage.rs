@@ -59,7 +59,7 @@ Options:
                        new best, and --save-last)
   --save-last FILE     also write the final weights here
   --metrics FILE       write a CSV: epoch,train_loss,test_loss,test_accuracy,train_seconds,
-                       samples_per_sec (a row per epoch)
+                       samples_per_sec,test_seconds (a row per epoch)
   --log-interval N     print the training loss every N batches, batch 0 included [default: 100]
   --state FILE         write the run's state here after every epoch and when stopped (Ctrl-C,
                        SIGTERM, a closed pipe), so `--resume FILE` continues it bit-exactly

@@ -143,17 +143,19 @@ pub(super) fn check_finite(
 
 /// The metrics CSV of `epochs`.
 pub(super) fn metrics_csv(epochs: &[EpochStats]) -> String {
-    let mut s =
-        String::from("epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec\n");
+    let mut s = String::from(
+        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds\n",
+    );
     for e in epochs {
         s.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.3},{:.1}\n",
+            "{},{:.6},{:.6},{:.6},{:.3},{:.1},{:.4}\n",
             e.epoch,
             e.train_loss,
             e.test.loss,
             e.test.accuracy(),
             e.train_seconds,
-            e.samples_per_sec
+            e.samples_per_sec,
+            e.test_seconds
         ));
     }
     s

@@ -160,6 +160,8 @@ pub struct EpochStats {
     pub test: Evaluation,
     pub train_seconds: f64,
     pub samples_per_sec: f64,
+    /// Seconds the evaluation of the test set took (the forward passes, data loading excluded).
+    pub test_seconds: f64,
 }
 
 /// The best model by test accuracy so far: a copy, which later steps on the live model do not
@@ -457,11 +459,14 @@ pub fn train(
                 } else {
                     0.0
                 };
-                log.line(format_args!(
-                    "Epoch {epoch}: {seen} samples in {seconds:.2} s ({rate:.0} samples/s)"
-                ))?;
                 let model = team.model();
+                let evaluated = Instant::now();
                 let eval = team.evaluate(&data.test)?;
+                let test_seconds = evaluated.elapsed().as_secs_f64();
+                log.line(format_args!(
+                    "Epoch {epoch}: {seen} samples in {seconds:.2} s ({rate:.0} samples/s), \
+                     test set evaluated in {test_seconds:.3} s"
+                ))?;
                 log.line(format_args!("{}", eval.test_line()))?;
                 files::check_finite(&model, Some(&eval), position.steps, epoch)?;
                 if best_so_far.is_none_or(|b| eval.correct > b.correct) {
@@ -493,6 +498,7 @@ pub fn train(
                     test: eval,
                     train_seconds: seconds,
                     samples_per_sec: rate,
+                    test_seconds,
                 };
                 let finished = position.batch >= batches;
                 summary.epochs.push(stats.clone());

@@ -138,6 +138,18 @@ impl F32x for __m256 {
         unsafe { (_mm256_movemask_ps(m) as u32) & first == first }
     }
     #[inline(always)]
+    unsafe fn mask_any(m: Self::Mask) -> bool {
+        unsafe { _mm256_movemask_ps(m) != 0 }
+    }
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> Self::Mask {
+        unsafe { _mm256_castsi256_ps(tail_mask(n)) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let (lo, hi) = if n == 16 {
@@ -211,6 +223,10 @@ impl F32x for __m256 {
                 _mm256_maskstore_epi32(dst.cast(), tail_mask(n), a)
             }
         }
+    }
+    #[inline(always)]
+    unsafe fn lane0(self) -> f32 {
+        unsafe { _mm256_cvtss_f32(self) }
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {

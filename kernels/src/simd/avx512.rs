@@ -138,6 +138,18 @@ impl F32x for __m512 {
         m & tail_mask(n) == tail_mask(n)
     }
     #[inline(always)]
+    unsafe fn mask_any(m: Self::Mask) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> Self::Mask {
+        tail_mask(n)
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let lo = _mm512_maskz_loadu_ps(tail_mask(n), src);
@@ -189,6 +201,10 @@ impl F32x for __m512 {
     #[inline(always)]
     unsafe fn index_store_first(a: Self::Index, dst: *mut u32, n: usize) {
         unsafe { _mm512_mask_storeu_epi32(dst.cast(), tail_mask(n), a) }
+    }
+    #[inline(always)]
+    unsafe fn lane0(self) -> f32 {
+        unsafe { _mm512_cvtss_f32(self) }
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {

@@ -98,6 +98,13 @@ pub(crate) trait F32x: Copy {
     unsafe fn mask_or(a: Self::Mask, b: Self::Mask) -> Self::Mask;
     /// Whether every lane below `n` is set (`n <= LANES`).
     unsafe fn mask_all_first(m: Self::Mask, n: usize) -> bool;
+    /// Whether any lane is set.
+    unsafe fn mask_any(m: Self::Mask) -> bool;
+    /// The lanes below `n` set (all when `n >= LANES`).
+    unsafe fn first_lanes(n: usize) -> Self::Mask;
+    /// A hint to fetch the cache line holding `p` (never faults; a no-op where the vocabulary
+    /// has no prefetch instruction).
+    unsafe fn prefetch(p: *const f32);
 
     /// The first `n <= 2 LANES` floats at `src`, split into even and odd positions:
     /// `([s0, s2, ..], [s1, s3, ..])`; lanes past `n` are 0.
@@ -117,10 +124,11 @@ pub(crate) trait F32x: Copy {
     /// The first `n <= LANES` lanes to `dst`; nothing else is written.
     unsafe fn index_store_first(a: Self::Index, dst: *mut u32, n: usize);
 
+    /// Lane 0.
+    unsafe fn lane0(self) -> f32;
     /// Sum of the lanes (ISA-specific order).
     unsafe fn sum(self) -> f32;
     /// Largest lane (NaN lanes may be skipped).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     unsafe fn max_lane(self) -> f32;
 
     /// `self * 2^n` where `zero` is false, `+0.0` where it is true (module docs for the range).

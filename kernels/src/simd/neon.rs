@@ -138,6 +138,17 @@ impl F32x for float32x4_t {
         lanes[..n.min(4)].iter().all(|&l| l != 0)
     }
     #[inline(always)]
+    unsafe fn mask_any(m: Self::Mask) -> bool {
+        unsafe { vmaxvq_u32(m) != 0 }
+    }
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> Self::Mask {
+        const IOTA: [u32; 4] = [0, 1, 2, 3];
+        unsafe { vcltq_u32(vld1q_u32(IOTA.as_ptr()), vdupq_n_u32(n.min(4) as u32)) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
+    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let v = if n == 8 {
@@ -194,6 +205,10 @@ impl F32x for float32x4_t {
             vst1q_u32(staged.as_mut_ptr(), a);
             core::ptr::copy_nonoverlapping(staged.as_ptr(), dst, n.min(4));
         }
+    }
+    #[inline(always)]
+    unsafe fn lane0(self) -> f32 {
+        unsafe { vgetq_lane_f32::<0>(self) }
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {

@@ -19,13 +19,15 @@ use simdnet_kernels::Kernels;
 
 mod eval;
 mod files;
+mod report;
 pub mod state;
 pub mod step;
 
 use files::Log;
+use report::{Curve, Progress};
 use state::{BestSoFar, Position, RunState};
 
-pub use eval::{evaluate, Evaluation};
+pub use eval::{evaluate, predictions, Evaluation};
 
 /// Everything `simdnet train` takes (see [`TrainConfig::default`] for the defaults).
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +63,12 @@ pub struct TrainConfig {
     pub resume: Option<PathBuf>,
     /// Start the best-so-far empty even when `out` holds a checkpoint.
     pub overwrite: bool,
+    /// Draw the training curves into this SVG file after every epoch (atomically).
+    pub plot: Option<PathBuf>,
+    /// Print only the epoch and test lines (no batch lines, no progress line).
+    pub quiet: bool,
+    /// Redraw a progress line on standard error during each epoch (for a terminal).
+    pub progress: bool,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +96,9 @@ impl Default for TrainConfig {
             state: None,
             resume: None,
             overwrite: false,
+            plot: None,
+            quiet: false,
+            progress: false,
         }
     }
 }
@@ -290,7 +301,8 @@ pub fn train(
         return Err(Error::new("the training set is empty"));
     }
     files::preflight(cfg, data)?;
-    let mut log = Log::new(log);
+    let mut log = Log::new(log, cfg.progress && !cfg.quiet);
+    let mut curve = Curve::default();
     let fingerprint = state::fingerprint(data);
     let mut sgd = Sgd::<f32>::new(&PARAM_LENS, cfg.sgd_options())?;
     let (model, mut position, history, mut best_so_far) = match &cfg.resume {
@@ -419,12 +431,24 @@ pub fn train(
                     position.seen += indices.len();
                     position.loss_total += loss * indices.len() as f64;
                     if b % cfg.log_interval == 0 {
-                        log.line(format_args!(
-                            "Train Epoch: {epoch} [{}/{n} ({:.0}%)]\tLoss: {loss:.6}",
-                            b * indices.len(),
-                            100.0 * b as f64 / batches as f64
-                        ))?;
+                        curve.train_point(epoch, b, batches, loss);
+                        if !cfg.quiet {
+                            log.line(format_args!(
+                                "Train Epoch: {epoch} [{}/{n} ({:.0}%)]\tLoss: {loss:.6}",
+                                b * indices.len(),
+                                100.0 * b as f64 / batches as f64
+                            ))?;
+                        }
                     }
+                    let elapsed = position.seconds + started.elapsed().as_secs_f64();
+                    log.progress(&Progress {
+                        epoch,
+                        epochs: cfg.epochs,
+                        done: position.seen,
+                        total: n,
+                        seconds: elapsed,
+                        loss: position.loss_total / position.seen.max(1) as f64,
+                    });
                 }
                 position.seconds += started.elapsed().as_secs_f64();
                 let (seen, seconds) = (position.seen, position.seconds);
@@ -474,6 +498,9 @@ pub fn train(
                 summary.epochs.push(stats.clone());
                 if let Some(path) = &cfg.metrics {
                     files::write_metrics(path, &summary.epochs)?;
+                }
+                if let Some(path) = &cfg.plot {
+                    curve.write(path, &summary.epochs)?;
                 }
                 if finished {
                     history.push(stats);

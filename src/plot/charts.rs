@@ -260,7 +260,7 @@ pub fn evaluation_picture(
     title: &str,
 ) -> String {
     let cell = 44.0;
-    let (mx, my) = (170.0, 90.0);
+    let (mx, my) = (170.0, 100.0);
     let grid_cols = 10usize;
     let shown = mistakes.len().min(max_mistakes);
     let grid_rows = shown.div_ceil(grid_cols);
@@ -274,7 +274,7 @@ pub fn evaluation_picture(
     let (mid, bottom) = (mx + 5.0 * cell, my + 10.0 * cell);
     svg.text(
         mid,
-        52.0,
+        44.0,
         12.0,
         Anchor::Middle,
         0.0,

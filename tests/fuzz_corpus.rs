@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 #[path = "../src/cli/args.rs"]
 mod args;
 #[allow(dead_code)]
+#[path = "../src/cli/suggest.rs"]
+mod suggest;
+#[allow(dead_code)]
 #[path = "../src/cli/usage.rs"]
 mod usage;
 

@@ -341,7 +341,7 @@ fn sigkill_at_random_moments_leaves_every_output_whole_and_out_never_worse() {
                 csv.ends_with('\n'),
                 "trial {trial}: a cut metrics CSV:\n{csv}"
             );
-            assert!(csv.lines().all(|l| l.split(',').count() == 6), "{csv}");
+            assert!(csv.lines().all(|l| l.split(',').count() == 7), "{csv}");
         }
     }
     assert!(
@@ -362,5 +362,64 @@ fn sigkill_at_random_moments_leaves_every_output_whole_and_out_never_worse() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     let _ = text(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once() {
+    let dir = scratch("second-ctrl-c");
+    let data = tiny_data(&dir, 64, 1000);
+    // 20,000 test images (the 1,000 repeated), so evaluating the existing --out takes a while.
+    for (name, header, item) in [
+        ("t10k-images-idx3-ubyte", 16, 784),
+        ("t10k-labels-idx1-ubyte", 8, 1),
+    ] {
+        let path = data.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let mut out = bytes[..header].to_vec();
+        out[4..8].copy_from_slice(&20_000u32.to_be_bytes());
+        for _ in 0..20 {
+            out.extend_from_slice(&bytes[header..header + 1000 * item]);
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+    let best = dir.join("best.safetensors");
+    LeNet5::new(1).save(&best, &[]).unwrap();
+    let mut child = command(&[
+        "train",
+        "--data",
+        p(&data),
+        "--out",
+        p(&best),
+        "--threads",
+        "1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut all = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        all.push_str(&line);
+        if line.starts_with("Training set:") {
+            // Both arrive while the existing --out is being evaluated, before any step.
+            send("INT", child.id());
+            std::thread::sleep(Duration::from_millis(20));
+            send("INT", child.id());
+        }
+        line.clear();
+    }
+    let out = common::wait_with_limit(child, Duration::from_secs(60), "second Ctrl-C");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{all}\n{stderr}");
+    // Quit at once: no evaluation result, no stop message, --out untouched.
+    assert!(
+        !all.contains("already holds"),
+        "it finished the evaluation:\n{all}"
+    );
+    assert!(!stderr.contains("Stopped by"), "{stderr}");
+    LeNet5::load(&best).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

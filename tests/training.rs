@@ -213,7 +213,7 @@ fn a_run_saves_the_best_epoch_and_logs_as_pytorchs_example() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec"
+        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds"
     );
     assert_eq!(rows.len(), 4);
     for (i, row) in rows[1..].iter().enumerate() {

@@ -8,6 +8,8 @@ use std::os::unix::ffi::OsStringExt;
 
 #[path = "../../src/cli/usage.rs"]
 mod usage;
+#[path = "../../src/cli/suggest.rs"]
+mod suggest;
 #[allow(dead_code)]
 #[path = "../../src/cli/args.rs"]
 mod args;

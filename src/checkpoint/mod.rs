@@ -54,7 +54,7 @@ mod json;
 mod read;
 mod write;
 
-pub use read::{f16_to_f32, match_expected, parse, read, read_expected};
+pub use read::{f16_to_f32, foreign_format, match_expected, parse, read, read_expected};
 pub use write::{encode, write};
 
 /// The largest header the reader accepts, in bytes (the reference implementation's limit).

@@ -32,6 +32,9 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
         return Err(problem(too_short(size)));
     }
     file.read_exact(&mut len_bytes).map_err(fail)?;
+    if let Some(what) = foreign_format(&len_bytes) {
+        return Err(problem(what));
+    }
     let header_len = check_header_len(u64::from_le_bytes(len_bytes), size).map_err(problem)?;
     let mut header = vec![0u8; header_len];
     file.read_exact(&mut header).map_err(fail)?;
@@ -175,12 +178,33 @@ fn check_header_len(header_len: u64, size: u64) -> std::result::Result<usize, St
     Ok(header_len as usize)
 }
 
+/// What a file is when its first bytes show a PyTorch `torch.save` file instead of safetensors
+/// (a zip archive since PyTorch 1.6, a pickle before), with how to convert it.
+pub fn foreign_format(head: &[u8]) -> Option<String> {
+    let what = if head.starts_with(b"PK\x03\x04") {
+        "a zip archive, the format of PyTorch's torch.save (a .pt/.pth file)"
+    } else if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        "a Python pickle, the format of PyTorch's legacy torch.save (a .pt/.pth file)"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "this is {what}, not safetensors; convert it in Python with \
+         `from safetensors.torch import save_file; save_file(model.state_dict(), \
+         \"model.safetensors\")` (state_dict names as in PyTorch's LeNet-5: conv1.weight, ..., \
+         fc3.bias)"
+    ))
+}
+
 /// Parses and validates a whole safetensors file held in memory (see the module documentation).
 /// Any byte string gives `Ok` or `Err`, never a panic, and nothing is allocated from a size the
 /// file states until that size has been checked against the file's length.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     if bytes.len() < 8 {
         return Err(too_short(bytes.len() as u64));
+    }
+    if let Some(what) = foreign_format(&bytes[..8]) {
+        return Err(what);
     }
     let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     let header_len = check_header_len(len, bytes.len() as u64)?;

@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use super::suggest;
 pub use super::usage::usage;
 #[cfg(test)]
 use super::usage::TRAIN_USAGE;
@@ -44,6 +45,10 @@ pub struct TrainArgs {
     pub state: Option<PathBuf>,
     pub resume: Option<PathBuf>,
     pub overwrite: bool,
+    /// Draw the training curves into this SVG file.
+    pub plot: Option<PathBuf>,
+    /// Only the epoch and test lines (no batch lines, no progress line).
+    pub quiet: bool,
 }
 
 /// `simdnet eval`'s options.
@@ -51,6 +56,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     pub weights: PathBuf,
     pub data: Option<PathBuf>,
+    /// Draw the confusion matrix and misclassified images into this SVG file.
+    pub plot: Option<PathBuf>,
+    pub threads: Option<usize>,
 }
 
 /// An invalid command line: the message and the subcommand whose usage to show.
@@ -71,10 +79,13 @@ impl UsageError {
 
 pub const COMMANDS: [&str; 5] = ["train", "eval", "gradcheck", "explain", "info"];
 
+/// The message of an empty command line.
+pub const NO_COMMAND: &str = "no command given";
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
     let Some(first) = args.first() else {
-        return Err(UsageError::new("no command given", None));
+        return Err(UsageError::new(NO_COMMAND, None));
     };
     let first = first.to_str().unwrap_or("");
     let rest = &args[1..];
@@ -85,7 +96,7 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             None => Ok(Command::Help(None)),
             Some(topic) => match COMMANDS.iter().find(|c| **c == topic) {
                 Some(c) => Ok(Command::Help(Some(c))),
-                None => Err(UsageError::new(format!("unknown command '{topic}'"), None)),
+                None => Err(UsageError::new(unknown_command(topic), None)),
             },
         },
         "train" => parse_train(rest),
@@ -94,13 +105,25 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "explain" => parse_no_options(rest, "explain", Command::Explain),
         "info" => parse_no_options(rest, "info", Command::Info),
         other if other.starts_with('-') => Err(UsageError::new(
-            format!("unknown option '{other}' (options follow the command)"),
+            format!(
+                "unknown option '{other}' (options follow the command: 'simdnet train {other}')"
+            ),
             None,
         )),
         _ => Err(UsageError::new(
-            format!("unknown command '{}'", args[0].to_string_lossy()),
+            unknown_command(&args[0].to_string_lossy()),
             None,
         )),
+    }
+}
+
+/// `unknown command 'trian' (did you mean 'train'?)`.
+fn unknown_command(typed: &str) -> String {
+    let mut known: Vec<&str> = COMMANDS.to_vec();
+    known.push("help");
+    match suggest::closest(typed, &known) {
+        Some(c) => format!("unknown command '{typed}' (did you mean '{c}'?)"),
+        None => format!("unknown command '{typed}'"),
     }
 }
 
@@ -114,6 +137,7 @@ struct Flag {
 fn flags(
     args: &[OsString],
     command: &'static str,
+    known: &[&str],
     takes_value: impl Fn(&str) -> Option<bool>,
 ) -> Result<Vec<Flag>, UsageError> {
     let err = |m: String| UsageError::new(m, Some(command));
@@ -142,7 +166,12 @@ fn flags(
             None => (arg.to_string(), None),
         };
         let Some(wants_value) = takes_value(&name) else {
-            return Err(err(format!("unknown option '{name}' for '{command}'")));
+            let hint = suggest::closest(&name, known)
+                .map(|c| format!(" (did you mean '{c}'?)"))
+                .unwrap_or_default();
+            return Err(err(format!(
+                "unknown option '{name}' for '{command}'{hint}"
+            )));
         };
         if out.iter().any(|f| f.name == name) {
             return Err(err(format!("option '{name}' is given more than once")));
@@ -170,14 +199,16 @@ fn parse_no_options(
     command: &'static str,
     cmd: Command,
 ) -> Result<Command, UsageError> {
-    let fl = flags(args, command, |name| (name == "--help").then_some(false))?;
+    let fl = flags(args, command, &["--help"], |name| {
+        (name == "--help").then_some(false)
+    })?;
     if fl.iter().any(|f| f.name == "--help") {
         return Ok(Command::Help(Some(command)));
     }
     Ok(cmd)
 }
 
-const TRAIN_VALUE_FLAGS: [&str; 17] = [
+const TRAIN_VALUE_FLAGS: [&str; 18] = [
     "--data",
     "--epochs",
     "--batch-size",
@@ -195,16 +226,27 @@ const TRAIN_VALUE_FLAGS: [&str; 17] = [
     "--log-interval",
     "--state",
     "--resume",
+    "--plot",
+];
+
+const TRAIN_SWITCHES: [&str; 5] = [
+    "--nesterov",
+    "--no-shuffle",
+    "--overwrite",
+    "--quiet",
+    "--help",
 ];
 
 fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
-    let fl = flags(args, "train", |name| {
+    let known: Vec<&str> = TRAIN_VALUE_FLAGS
+        .iter()
+        .chain(&TRAIN_SWITCHES)
+        .copied()
+        .collect();
+    let fl = flags(args, "train", &known, |name| {
         if TRAIN_VALUE_FLAGS.contains(&name) {
             Some(true)
-        } else if matches!(
-            name,
-            "--nesterov" | "--no-shuffle" | "--overwrite" | "--help"
-        ) {
+        } else if TRAIN_SWITCHES.contains(&name) {
             Some(false)
         } else {
             None
@@ -234,6 +276,8 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
         state: None,
         resume: None,
         overwrite: false,
+        plot: None,
+        quiet: false,
     };
     for f in fl {
         let v = f.value.as_deref();
@@ -259,6 +303,8 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
             "--state" => a.state = Some(path(n, v, "train")?),
             "--resume" => a.resume = Some(path(n, v, "train")?),
             "--overwrite" => a.overwrite = true,
+            "--plot" => a.plot = Some(path(n, v, "train")?),
+            "--quiet" => a.quiet = true,
             _ => unreachable!("flags() accepts only the names above"),
         }
     }
@@ -266,8 +312,9 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
 }
 
 fn parse_eval(args: &[OsString]) -> Result<Command, UsageError> {
-    let fl = flags(args, "eval", |name| match name {
-        "--weights" | "--data" => Some(true),
+    let known = ["--weights", "--data", "--plot", "--threads", "--help"];
+    let fl = flags(args, "eval", &known, |name| match name {
+        "--weights" | "--data" | "--plot" | "--threads" => Some(true),
         "--help" => Some(false),
         _ => None,
     })?;
@@ -275,18 +322,25 @@ fn parse_eval(args: &[OsString]) -> Result<Command, UsageError> {
         return Ok(Command::Help(Some("eval")));
     }
     let mut weights = None;
-    let mut data = None;
+    let (mut data, mut plot, mut threads) = (None, None, None);
     for f in fl {
         let v = f.value.as_deref();
         match f.name.as_str() {
             "--weights" => weights = Some(path("--weights", v, "eval")?),
             "--data" => data = Some(path("--data", v, "eval")?),
+            "--plot" => plot = Some(path("--plot", v, "eval")?),
+            "--threads" => threads = Some(count("--threads", v, "eval")?),
             _ => unreachable!("flags() accepts only the names above"),
         }
     }
     let weights = weights
         .ok_or_else(|| UsageError::new("missing required option '--weights FILE'", Some("eval")))?;
-    Ok(Command::Eval(EvalArgs { weights, data }))
+    Ok(Command::Eval(EvalArgs {
+        weights,
+        data,
+        plot,
+        threads,
+    }))
 }
 
 fn path(name: &str, v: Option<&OsStr>, command: &'static str) -> Result<PathBuf, UsageError> {
@@ -330,7 +384,13 @@ fn integer<T: std::str::FromStr>(
 
 /// A whole number of at least 1.
 fn count(name: &str, v: Option<&OsStr>, command: &'static str) -> Result<usize, UsageError> {
-    let n = integer::<usize>(name, v, command)?;
+    let s = text(name, v, command)?;
+    let n = s.parse::<usize>().map_err(|_| {
+        UsageError::new(
+            format!("invalid value '{s}' for '{name}': expected a whole number of at least 1"),
+            Some(command),
+        )
+    })?;
     if n == 0 {
         return Err(UsageError::new(
             format!("invalid value '0' for '{name}': must be at least 1"),
@@ -466,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn near_misses_get_a_suggestion() {
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["trian"],
+                "unknown command 'trian' (did you mean 'train'?)",
+            ),
+            (
+                &["help", "evl"],
+                "unknown command 'evl' (did you mean 'eval'?)",
+            ),
+            (&["fly"], "unknown command 'fly'"),
+            (
+                &["train", "--epoch", "3"],
+                "unknown option '--epoch' for 'train' (did you mean '--epochs'?)",
+            ),
+            (
+                &["eval", "--weight", "w"],
+                "unknown option '--weight' for 'eval' (did you mean '--weights'?)",
+            ),
+            (
+                &["train", "--learning-rate", "1"],
+                "unknown option '--learning-rate' for 'train'",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(p(args).expect_err(message).message, message);
+        }
+        let e = p(&["train", "--epochs", "x"]).unwrap_err();
+        assert!(e.message.ends_with("expected a whole number of at least 1"));
+        let e = p(&["train", "--seed", "x"]).unwrap_err();
+        assert!(e.message.ends_with("expected a non-negative whole number"));
+    }
+
+    #[test]
     fn help_and_commands() {
         assert_eq!(p(&["--help"]), Ok(Command::Help(None)));
         assert_eq!(p(&["help"]), Ok(Command::Help(None)));
@@ -485,7 +579,9 @@ mod tests {
             p(&["eval", "--data=d", "--weights", "w.safetensors"]),
             Ok(Command::Eval(EvalArgs {
                 weights: PathBuf::from("w.safetensors"),
-                data: Some(PathBuf::from("d"))
+                data: Some(PathBuf::from("d")),
+                plot: None,
+                threads: None,
             }))
         );
         for c in COMMANDS {
@@ -494,7 +590,7 @@ mod tests {
         // Every train flag is documented in the usage text.
         for f in TRAIN_VALUE_FLAGS
             .iter()
-            .chain(&["--nesterov", "--no-shuffle", "--overwrite"])
+            .chain(TRAIN_SWITCHES.iter().filter(|f| **f != "--help"))
         {
             assert!(TRAIN_USAGE.contains(&format!("  {f}")), "{f} undocumented");
         }

@@ -10,6 +10,7 @@
 pub mod args;
 mod commands;
 mod stop;
+mod suggest;
 mod usage;
 
 use args::{usage, Command, UsageError};
@@ -108,7 +109,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
         },
         Err(Failure::Usage(e)) => {
-            if !to_stderr(&format!("error: {}\n\n{}", e.message, usage(e.command))) {
+            if !to_stderr(&usage_error_text(&e)) {
                 return closed;
             }
             ExitCode::from(2)
@@ -129,8 +130,33 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// A command-line mistake: the error on one line and where to read more on the next. With no
+/// command at all, the whole usage (it is what `simdnet` alone is asking for).
+fn usage_error_text(e: &UsageError) -> String {
+    if e.message == args::NO_COMMAND {
+        return format!("error: {}\n\n{}", e.message, usage(None));
+    }
+    let help = match e.command {
+        Some(c) => format!("simdnet {c} --help"),
+        None => "simdnet --help".to_string(),
+    };
+    format!(
+        "error: {}\nFor more information, try '{help}'.\n",
+        e.message
+    )
+}
+
+/// The first line of a command run from an unoptimised build.
+pub const DEBUG_BUILD_NOTE: &str = "note: this simdnet is a debug build (built without \
+optimisation), about 100 times slower than a release build: use `cargo run --release -- ...` \
+or install it with `cargo install --path .`\n";
+
 fn execute(args: &[OsString], out: &mut dyn Write) -> Result<(), Failure> {
     let command = args::parse(args)?;
+    let works = !matches!(command, Command::Help(_) | Command::Version);
+    if cfg!(simdnet_unoptimized) && works && !to_stderr(DEBUG_BUILD_NOTE) {
+        return Err(Failure::Stopped(Stop::PipeClosed));
+    }
     match command {
         Command::Help(topic) => out.write_all(usage(topic).as_bytes()).map_err(output_error),
         Command::Version => {

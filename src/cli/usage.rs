@@ -15,7 +15,8 @@ Commands:
 Run `simdnet <command> --help` (or `simdnet help <command>`) for a command's options.
 
 Data (train, eval): --data DIR, else $SIMDNET_DATA, else /usr/share/datasets/fashion-mnist
-(Debian's dataset-fashion-mnist), else a Fashion-MNIST subset built into the program.
+(Debian's dataset-fashion-mnist), else a Fashion-MNIST subset built into the program (5,000
+training, 1,000 test images), which `--data builtin` picks whatever else is installed.
 
 Environment:
   SIMDNET_ISA=scalar|avx2|avx512|neon  use that kernel ISA (an error if this CPU lacks it)
@@ -38,7 +39,10 @@ non-regular file) and written atomically; Ctrl-C stops at the next step and save
 
 Options:
   --data DIR           directory with the four IDX files, raw or .gz (train-images-idx3-ubyte,
-                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)
+                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte),
+                       torchvision's root (DIR/FashionMNIST/raw or DIR/MNIST/raw), or `builtin`:
+                       the Fashion-MNIST subset built into the program (5,000 training and
+                       1,000 test images)
   --epochs N           passes over the training set [default: 10]
   --batch-size N       samples per optimizer step [default: 64]
   --lr F               learning rate [default: 0.01]
@@ -55,7 +59,7 @@ Options:
                        new best, and --save-last)
   --save-last FILE     also write the final weights here
   --metrics FILE       write a CSV: epoch,train_loss,test_loss,test_accuracy,train_seconds,
-                       samples_per_sec (a row per epoch)
+                       samples_per_sec,test_seconds (a row per epoch)
   --log-interval N     print the training loss every N batches, batch 0 included [default: 100]
   --state FILE         write the run's state here after every epoch and when stopped (Ctrl-C,
                        SIGTERM, a closed pipe), so `--resume FILE` continues it bit-exactly
@@ -65,13 +69,16 @@ Options:
                        others default to the saved values)
   --overwrite          let this run's first model replace an existing --out checkpoint (by
                        default it is evaluated first and kept unless a model beats it)
+  --plot FILE          draw the training curves (loss per log interval, test loss and accuracy
+                       per epoch) into this SVG file after every epoch
+  --quiet              print only the epoch and test lines (no batch lines, no progress line)
   -h, --help           this text
 
 Values are given as `--flag value` or `--flag=value`.
 ";
 
 pub const EVAL_USAGE: &str = "\
-Usage: simdnet eval --weights FILE [--data DIR]
+Usage: simdnet eval --weights FILE [--data DIR] [--plot FILE.svg] [--threads N]
 
 Evaluates a LeNet-5 checkpoint (safetensors, PyTorch's state_dict names and shapes; F32, F64,
 F16 or BF16) on the test set: average loss, accuracy, and the confusion matrix (rows: the true
@@ -79,7 +86,11 @@ class, columns: the predicted class).
 
 Options:
   --weights FILE   the checkpoint to evaluate (required)
-  --data DIR       directory with t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz)
+  --data DIR       directory with t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz),
+                   torchvision's root (DIR/FashionMNIST/raw), or `builtin` (the built-in subset)
+  --plot FILE      draw the confusion matrix as a heat map and the misclassified test images
+                   (true and predicted labels) into this SVG file
+  --threads N      threads to evaluate on [default: the number of cores]
   -h, --help       this text
 ";
 

@@ -4,7 +4,8 @@
 //! ## Where the data comes from ([`load`])
 //!
 //! 1. `--data DIR` when given: an error if it lacks the files (training needs all four,
-//!    evaluation the two `t10k` files);
+//!    evaluation the two `t10k` files) and so do torchvision's `DIR/FashionMNIST/raw` and
+//!    `DIR/MNIST/raw`; `--data builtin` picks the embedded subset (4.);
 //! 2. else `$SIMDNET_DATA` when set: an error if it is empty or lacks the files (never silently
 //!    skipped);
 //! 3. else `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist`) when it holds
@@ -200,14 +201,22 @@ pub fn resolve_with(
     need_train: bool,
 ) -> Result<Source> {
     if let Some(dir) = data_flag {
-        check_dir(dir, need_train, "--data")?;
-        Ok(Source::Flag(dir.to_path_buf()))
+        if dir.as_os_str() == BUILTIN {
+            return Ok(Source::Embedded);
+        }
+        let dir = torchvision_layout(dir, need_train);
+        check_dir(&dir, need_train, "--data")?;
+        Ok(Source::Flag(dir))
     } else if let Some(dir) = env_value {
         if dir.as_os_str().is_empty() {
             return Err(Error::new(format!(
                 "${DATA_ENV_VAR} is set but empty: set it to a data directory or unset it"
             )));
         }
+        if dir.as_os_str() == BUILTIN {
+            return Ok(Source::Embedded);
+        }
+        let dir = torchvision_layout(&dir, need_train);
         check_dir(&dir, need_train, &format!("${DATA_ENV_VAR}"))?;
         Ok(Source::Env(dir))
     } else if debian_usable(debian_dir, need_train) {
@@ -251,6 +260,23 @@ pub fn load_with(
     })
 }
 
+/// The `--data` value that picks the embedded subset (a directory of that name is `./builtin`).
+pub const BUILTIN: &str = "builtin";
+
+/// `dir` itself when it holds the needed files or when no torchvision layout below it does;
+/// otherwise torchvision's `dir/FashionMNIST/raw` or `dir/MNIST/raw` (the first complete one),
+/// so the root a PyTorch script passes to `torchvision.datasets.FashionMNIST` works as is.
+fn torchvision_layout(dir: &Path, need_train: bool) -> PathBuf {
+    if missing_files(dir, need_train).is_empty() {
+        return dir.to_path_buf();
+    }
+    ["FashionMNIST", "MNIST"]
+        .iter()
+        .map(|name| dir.join(name).join("raw"))
+        .find(|raw| raw.is_dir() && missing_files(raw, need_train).is_empty())
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
 /// The needed file names that `dir` lacks (raw or `.gz`).
 fn missing_files(dir: &Path, need_train: bool) -> Vec<&'static str> {
     needed(need_train)
@@ -290,7 +316,8 @@ fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {
         return Err(Error::in_file(
             dir,
             format!(
-                "data directory (from {what}) lacks {} (raw or .gz); {} needs {}",
+                "data directory (from {what}) lacks {} (raw or .gz; also looked in torchvision's \
+                 FashionMNIST/raw and MNIST/raw under it); {} needs {}",
                 missing.join(", "),
                 if need_train { "training" } else { "evaluation" },
                 if need_train {

@@ -383,33 +383,10 @@ mod tests {
         assert_eq!(ticks(f64::NAN, 1.0, 5), vec![0.0]);
     }
 
-    /// Checks that every tag is closed in order and every attribute value is quoted: enough to
-    /// catch a malformed document from this writer.
-    pub(crate) fn assert_well_formed(doc: &str) {
-        let mut open: Vec<String> = Vec::new();
-        let mut rest = doc;
-        while let Some(start) = rest.find('<') {
-            let end = rest[start..].find('>').expect("an unclosed '<'") + start;
-            let tag = &rest[start + 1..end];
-            rest = &rest[end + 1..];
-            if tag.starts_with('?') {
-                continue;
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(open.pop().as_deref(), Some(name), "mismatched </{name}>");
-                continue;
-            }
-            assert_eq!(
-                tag.matches('"').count() % 2,
-                0,
-                "unbalanced quotes in <{tag}>"
-            );
-            let name = tag.split_whitespace().next().unwrap().trim_end_matches('/');
-            if !tag.ends_with('/') {
-                open.push(name.to_string());
-            }
+    fn assert_well_formed(doc: &str) {
+        if let Err(e) = crate::plot::svg::well_formed(doc) {
+            panic!("{e}");
         }
-        assert!(open.is_empty(), "unclosed elements: {open:?}");
     }
 
     #[test]

@@ -218,3 +218,24 @@ fn argmax(row: &[f32]) -> usize {
     }
     best
 }
+
+/// The predicted class of every image of `test`, in order (for pictures of the mistakes).
+///
+/// # Errors
+/// A malformed image (one whose size is not LeNet-5's input).
+pub fn predictions(model: &LeNet5, test: &Dataset, kernels: &Kernels) -> Result<Vec<u8>> {
+    let mut ws = model.workspace(kernels, EVAL_BATCH)?;
+    let mut out = Vec::with_capacity(test.len());
+    for start in (0..test.len()).step_by(EVAL_BATCH) {
+        let range = start..(start + EVAL_BATCH).min(test.len());
+        let m = range.len();
+        ws.load_images(range.map(|i| test.image(i)))?;
+        model.forward(kernels, &mut ws, m)?;
+        out.extend(
+            ws.logits(m)
+                .chunks_exact(CLASSES)
+                .map(|row| argmax(row) as u8),
+        );
+    }
+    Ok(out)
+}

@@ -39,6 +39,12 @@ pub(super) fn preflight(cfg: &TrainConfig, data: &Splits) -> Result<()> {
             path: p,
         });
     }
+    if let Some(p) = &cfg.plot {
+        outs.push(Named {
+            flag: "--plot",
+            path: p,
+        });
+    }
     let data_files: Vec<PathBuf> = data::input_files(&data.source, data.train.is_some());
     let mut ins: Vec<Named> = data_files
         .iter()
@@ -137,17 +143,19 @@ pub(super) fn check_finite(
 
 /// The metrics CSV of `epochs`.
 pub(super) fn metrics_csv(epochs: &[EpochStats]) -> String {
-    let mut s =
-        String::from("epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec\n");
+    let mut s = String::from(
+        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds\n",
+    );
     for e in epochs {
         s.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.3},{:.1}\n",
+            "{},{:.6},{:.6},{:.6},{:.3},{:.1},{:.4}\n",
             e.epoch,
             e.train_loss,
             e.test.loss,
             e.test.accuracy(),
             e.train_seconds,
-            e.samples_per_sec
+            e.samples_per_sec,
+            e.test_seconds
         ));
     }
     s
@@ -160,18 +168,53 @@ pub(super) fn write_metrics(path: &Path, epochs: &[EpochStats]) -> Result<()> {
 
 /// The training log: a closed pipe stops the run (at the next step boundary) and silences the
 /// log instead of failing.
+///
+/// With `progress` on, [`Log::progress`] redraws one line on standard error (at most five
+/// times a second), and every log line first erases it, so the two never mix on a terminal.
 pub(super) struct Log<'a> {
     out: &'a mut dyn Write,
     closed: bool,
+    progress: bool,
+    shown: bool,
+    drawn_at: Option<std::time::Instant>,
 }
 
 impl<'a> Log<'a> {
-    pub(super) fn new(out: &'a mut dyn Write) -> Log<'a> {
-        Log { out, closed: false }
+    pub(super) fn new(out: &'a mut dyn Write, progress: bool) -> Log<'a> {
+        Log {
+            out,
+            closed: false,
+            progress,
+            shown: false,
+            drawn_at: None,
+        }
     }
 
-    /// Writes one line.
+    /// Redraws the progress line (when on and the last draw is 200 ms old). A failed write to
+    /// standard error is a closed pipe: a stop request.
+    pub(super) fn progress(&mut self, p: &super::report::Progress) {
+        if !self.progress || self.drawn_at.is_some_and(|t| t.elapsed().as_millis() < 200) {
+            return;
+        }
+        self.drawn_at = Some(std::time::Instant::now());
+        let _ = self.out.flush();
+        if write_stderr(&format!("\r\x1b[2K{}", p.text())) {
+            self.shown = true;
+        } else {
+            self.progress = false;
+            signals::request(Stop::PipeClosed);
+        }
+    }
+
+    /// Writes one line (erasing the progress line first).
     pub(super) fn line(&mut self, args: std::fmt::Arguments) -> Result<()> {
+        if self.shown {
+            self.shown = false;
+            if !write_stderr("\r\x1b[2K") {
+                self.progress = false;
+                signals::request(Stop::PipeClosed);
+            }
+        }
         if self.closed {
             return Ok(());
         }
@@ -189,4 +232,12 @@ impl<'a> Log<'a> {
             Err(e) => Err(Error::new(format!("cannot write the training log: {e}"))),
         }
     }
+}
+
+/// Writes `text` to standard error; `false` when that failed.
+fn write_stderr(text: &str) -> bool {
+    let mut err = std::io::stderr().lock();
+    err.write_all(text.as_bytes())
+        .and_then(|()| err.flush())
+        .is_ok()
 }

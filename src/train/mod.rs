@@ -19,13 +19,15 @@ use simdnet_kernels::Kernels;
 
 mod eval;
 mod files;
+mod report;
 pub mod state;
 pub mod step;
 
 use files::Log;
+use report::{Curve, Progress};
 use state::{BestSoFar, Position, RunState};
 
-pub use eval::{evaluate, Evaluation};
+pub use eval::{evaluate, predictions, Evaluation};
 
 /// Everything `simdnet train` takes (see [`TrainConfig::default`] for the defaults).
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +63,12 @@ pub struct TrainConfig {
     pub resume: Option<PathBuf>,
     /// Start the best-so-far empty even when `out` holds a checkpoint.
     pub overwrite: bool,
+    /// Draw the training curves into this SVG file after every epoch (atomically).
+    pub plot: Option<PathBuf>,
+    /// Print only the epoch and test lines (no batch lines, no progress line).
+    pub quiet: bool,
+    /// Redraw a progress line on standard error during each epoch (for a terminal).
+    pub progress: bool,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +96,9 @@ impl Default for TrainConfig {
             state: None,
             resume: None,
             overwrite: false,
+            plot: None,
+            quiet: false,
+            progress: false,
         }
     }
 }
@@ -149,6 +160,8 @@ pub struct EpochStats {
     pub test: Evaluation,
     pub train_seconds: f64,
     pub samples_per_sec: f64,
+    /// Seconds the evaluation of the test set took (the forward passes, data loading excluded).
+    pub test_seconds: f64,
 }
 
 /// The best model by test accuracy so far: a copy, which later steps on the live model do not
@@ -290,7 +303,8 @@ pub fn train(
         return Err(Error::new("the training set is empty"));
     }
     files::preflight(cfg, data)?;
-    let mut log = Log::new(log);
+    let mut log = Log::new(log, cfg.progress && !cfg.quiet);
+    let mut curve = Curve::default();
     let fingerprint = state::fingerprint(data);
     let mut sgd = Sgd::<f32>::new(&PARAM_LENS, cfg.sgd_options())?;
     let (model, mut position, history, mut best_so_far) = match &cfg.resume {
@@ -419,12 +433,24 @@ pub fn train(
                     position.seen += indices.len();
                     position.loss_total += loss * indices.len() as f64;
                     if b % cfg.log_interval == 0 {
-                        log.line(format_args!(
-                            "Train Epoch: {epoch} [{}/{n} ({:.0}%)]\tLoss: {loss:.6}",
-                            b * indices.len(),
-                            100.0 * b as f64 / batches as f64
-                        ))?;
+                        curve.train_point(epoch, b, batches, loss);
+                        if !cfg.quiet {
+                            log.line(format_args!(
+                                "Train Epoch: {epoch} [{}/{n} ({:.0}%)]\tLoss: {loss:.6}",
+                                b * indices.len(),
+                                100.0 * b as f64 / batches as f64
+                            ))?;
+                        }
                     }
+                    let elapsed = position.seconds + started.elapsed().as_secs_f64();
+                    log.progress(&Progress {
+                        epoch,
+                        epochs: cfg.epochs,
+                        done: position.seen,
+                        total: n,
+                        seconds: elapsed,
+                        loss: position.loss_total / position.seen.max(1) as f64,
+                    });
                 }
                 position.seconds += started.elapsed().as_secs_f64();
                 let (seen, seconds) = (position.seen, position.seconds);
@@ -433,11 +459,14 @@ pub fn train(
                 } else {
                     0.0
                 };
-                log.line(format_args!(
-                    "Epoch {epoch}: {seen} samples in {seconds:.2} s ({rate:.0} samples/s)"
-                ))?;
                 let model = team.model();
+                let evaluated = Instant::now();
                 let eval = team.evaluate(&data.test)?;
+                let test_seconds = evaluated.elapsed().as_secs_f64();
+                log.line(format_args!(
+                    "Epoch {epoch}: {seen} samples in {seconds:.2} s ({rate:.0} samples/s), \
+                     test set evaluated in {test_seconds:.3} s"
+                ))?;
                 log.line(format_args!("{}", eval.test_line()))?;
                 files::check_finite(&model, Some(&eval), position.steps, epoch)?;
                 if best_so_far.is_none_or(|b| eval.correct > b.correct) {
@@ -469,11 +498,15 @@ pub fn train(
                     test: eval,
                     train_seconds: seconds,
                     samples_per_sec: rate,
+                    test_seconds,
                 };
                 let finished = position.batch >= batches;
                 summary.epochs.push(stats.clone());
                 if let Some(path) = &cfg.metrics {
                     files::write_metrics(path, &summary.epochs)?;
+                }
+                if let Some(path) = &cfg.plot {
+                    curve.write(path, &summary.epochs)?;
                 }
                 if finished {
                     history.push(stats);

@@ -27,7 +27,7 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The state format this build writes and reads.
-pub const STATE_VERSION: &str = "1";
+pub const STATE_VERSION: &str = "2";
 
 /// Where a run is: the next batch to train is `batch` of `epoch`.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,7 +109,7 @@ fn path_text(p: &Option<PathBuf>) -> String {
 
 fn history_line(e: &EpochStats) -> String {
     let mut s = format!(
-        "{} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {}",
         e.epoch,
         e.samples,
         e.train_loss,
@@ -117,7 +117,8 @@ fn history_line(e: &EpochStats) -> String {
         e.test.correct,
         e.test.total,
         e.train_seconds,
-        e.samples_per_sec
+        e.samples_per_sec,
+        e.test_seconds
     );
     for row in &e.test.confusion {
         for v in row {
@@ -129,11 +130,11 @@ fn history_line(e: &EpochStats) -> String {
 
 fn parse_history_line(line: &str) -> Option<EpochStats> {
     let f: Vec<&str> = line.split(' ').collect();
-    if f.len() != 108 {
+    if f.len() != 109 {
         return None;
     }
     let mut confusion = [[0u64; 10]; 10];
-    for (i, v) in f[8..].iter().enumerate() {
+    for (i, v) in f[9..].iter().enumerate() {
         confusion[i / 10][i % 10] = v.parse().ok()?;
     }
     Some(EpochStats {
@@ -148,6 +149,7 @@ fn parse_history_line(line: &str) -> Option<EpochStats> {
         },
         train_seconds: f[6].parse().ok()?,
         samples_per_sec: f[7].parse().ok()?,
+        test_seconds: f[8].parse().ok()?,
     })
 }
 

@@ -154,3 +154,30 @@ pub fn send(signal: &str, pid: u32) {
         .success();
     assert!(ok, "kill -{signal} {pid}");
 }
+
+const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+/// Whether these tests are cross-run for aarch64 under qemu user mode (.cargo/config.toml).
+pub fn emulated() -> bool {
+    cfg!(target_arch = "aarch64") && Path::new(QEMU).exists()
+}
+
+/// Runs `simdnet args` with the environment's SIMDNET_ISA and SIMDNET_DATA removed and `env`
+/// added; under qemu user mode the aarch64 child is started through qemu, as the cargo runner
+/// starts the tests.
+pub fn simdnet(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = if emulated() {
+        let mut c = Command::new(QEMU);
+        c.args(["-L", "/usr/aarch64-linux-gnu", bin()]);
+        c
+    } else {
+        Command::new(bin())
+    };
+    cmd.args(args)
+        .env_remove("SIMDNET_ISA")
+        .env_remove("SIMDNET_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run simdnet")
+}

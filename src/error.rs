@@ -1,4 +1,7 @@
-//! The error type of the simdnet crate: a message a user can act on.
+//! The error type of the simdnet crate: a message a user can act on, and whether it is a
+//! refusal (the request itself cannot be carried out safely: an output that would overwrite an
+//! input, a path that is not a regular file) or a failure while doing it. The command line
+//! maps a refusal to exit status 2 and a failure to 1.
 
 use std::fmt;
 use std::path::Path;
@@ -7,12 +10,22 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     message: String,
+    refusal: bool,
 }
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Error {
         Error {
             message: message.into(),
+            refusal: false,
+        }
+    }
+
+    /// A refusal: checked before any work starts, nothing was changed.
+    pub fn refusal(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            refusal: true,
         }
     }
 
@@ -23,6 +36,11 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Whether this is a [`Error::refusal`].
+    pub fn is_refusal(&self) -> bool {
+        self.refusal
     }
 }
 

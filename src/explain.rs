@@ -121,37 +121,27 @@ pub fn explain(kernels: &Kernels, out: &mut dyn Write) -> std::io::Result<()> {
         sgd.step(kernels, &mut params, &g).map_err(failed)?;
         let buf = sgd.momentum_buffer(0).expect("momentum creates a buffer");
         if step == 1 {
-            writeln!(
+            formula(
                 out,
-                "    PyTorch: no buffer yet, so buf = g (a copy, no dampening)  = {}",
-                fmt(buf)
+                "PyTorch: no buffer yet, so buf = g (a copy, no dampening)",
+                buf,
             )?;
         } else {
-            writeln!(
-                out,
-                "    PyTorch: buf = {MOMENTUM} * buf + (1 - dampening) * g        = {}",
-                fmt(buf)
-            )?;
+            let label = format!("PyTorch: buf = {MOMENTUM} * buf + (1 - dampening) * g");
+            formula(out, &label, buf)?;
         }
-        writeln!(
-            out,
-            "             p = p - lr * buf                              = {}",
-            fmt(&params)
-        )?;
+        formula(out, "         p = p - lr * buf", &params)?;
         for i in 0..classes {
             v[i] = MOMENTUM as f32 * v[i] + LR as f32 * g[i];
             textbook_p[i] -= v[i];
         }
-        writeln!(
-            out,
-            "    textbook: v = {MOMENTUM} * v + lr * g (v starts at 0)        = {}",
-            fmt(&v)
-        )?;
-        writeln!(
-            out,
-            "             p = p - v                                     = {}",
-            fmt(&textbook_p)
-        )?;
+        let label = if step == 1 {
+            format!("textbook: v = {MOMENTUM} * v + lr * g (v starts at 0)")
+        } else {
+            format!("textbook: v = {MOMENTUM} * v + lr * g")
+        };
+        formula(out, &label, &v)?;
+        formula(out, "          p = p - v", &textbook_p)?;
     }
     writeln!(out)?;
     writeln!(
@@ -163,4 +153,9 @@ pub fn explain(kernels: &Kernels, out: &mut dyn Write) -> std::io::Result<()> {
         "PyTorch's buffer holds raw gradients and the textbook's v holds lr-scaled steps."
     )?;
     Ok(())
+}
+
+/// One formula line of the SGD steps: the formula, then ` = values` in a column of its own.
+fn formula(out: &mut dyn Write, label: &str, values: &[f32]) -> std::io::Result<()> {
+    writeln!(out, "    {label:<58} = {}", fmt(values))
 }

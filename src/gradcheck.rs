@@ -440,45 +440,78 @@ pub fn lenet_check() -> GradCheck {
 
 /// Every check: each layer, the loss and LeNet-5 in f64, then LeNet-5 in f32 on `kernels`.
 pub fn run_all(kernels: &Kernels) -> Vec<GradcheckRow> {
-    let check = GradCheck::default();
     let mut rows = Vec::new();
-    rows.extend(check_conv2d(&check));
-    rows.extend(check_linear(&check));
-    rows.extend(check_maxpool2d(&check));
-    rows.extend(check_avgpool2d(&check));
-    rows.extend(check_relu(&check));
-    rows.extend(check_flatten(&check));
-    rows.extend(check_cross_entropy(&check));
-    rows.extend(check_lenet5(&lenet_check()));
-    rows.extend(check_lenet5_f32(kernels));
+    run_each(kernels, |group| rows.extend_from_slice(group));
     rows
+}
+
+/// [`run_all`], handing each layer's rows to `done` as soon as that layer is checked (so a
+/// program can print them while the slower checks run).
+pub fn run_each(kernels: &Kernels, mut done: impl FnMut(&[GradcheckRow])) {
+    let check = GradCheck::default();
+    let layers: [&dyn Fn() -> Vec<GradcheckRow>; 9] = [
+        &|| check_conv2d(&check),
+        &|| check_linear(&check),
+        &|| check_maxpool2d(&check),
+        &|| check_avgpool2d(&check),
+        &|| check_relu(&check),
+        &|| check_flatten(&check),
+        &|| check_cross_entropy(&check),
+        &|| check_lenet5(&lenet_check()),
+        &|| check_lenet5_f32(kernels),
+    ];
+    for layer in layers {
+        done(&layer());
+    }
+}
+
+/// Width of the layer column in [`table_header`] and [`table_row`] (the longest layer name).
+pub const LAYER_WIDTH: usize = 28;
+
+/// The table's header line.
+pub fn table_header() -> String {
+    format!(
+        "{:<LAYER_WIDTH$}  {:<12}  {:<9}  {:>11}  {:>11}  result",
+        "layer", "tensor", "precision", "max abs err", "max rel err"
+    )
+}
+
+/// One row of the table, under [`table_header`]: under 90 columns, a layer name longer than
+/// the column on a line of its own above the numbers.
+pub fn table_row(r: &GradcheckRow) -> String {
+    let (above, layer) = if r.layer.chars().count() > LAYER_WIDTH {
+        (format!("{}\n", r.layer), "")
+    } else {
+        (String::new(), r.layer.as_str())
+    };
+    format!(
+        "{above}{:<LAYER_WIDTH$}  {:<12}  {:<9}  {:>11.3e}  {:>11.3e}  {}",
+        layer,
+        r.tensor,
+        r.precision,
+        r.max_abs_err,
+        r.max_rel_err,
+        if r.passed { "pass" } else { "FAIL" }
+    )
+}
+
+/// The table's closing lines: the count and the tolerances.
+pub fn table_footer(rows: &[GradcheckRow]) -> String {
+    let failed = rows.iter().filter(|r| !r.passed).count();
+    format!(
+        "{} of {} checks passed\n\
+         f64: PyTorch's gradcheck tolerances (eps 1e-6, atol 1e-5, rtol 1e-3)\n\
+         f32: max |g32 - g64| <= {F32_BOUND:e} * max |g64|",
+        rows.len() - failed,
+        rows.len()
+    )
 }
 
 /// The table: layer, tensor, precision, max abs error, max rel error, pass/FAIL.
 pub fn print_table(rows: &[GradcheckRow], out: &mut dyn Write) -> std::io::Result<()> {
-    let width = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
-    writeln!(
-        out,
-        "{:<width$}  {:<12}  {:<9}  {:>12}  {:>12}  result",
-        "layer", "tensor", "precision", "max abs err", "max rel err"
-    )?;
+    writeln!(out, "{}", table_header())?;
     for r in rows {
-        writeln!(
-            out,
-            "{:<width$}  {:<12}  {:<9}  {:>12.3e}  {:>12.3e}  {}",
-            r.layer,
-            r.tensor,
-            r.precision,
-            r.max_abs_err,
-            r.max_rel_err,
-            if r.passed { "pass" } else { "FAIL" }
-        )?;
+        writeln!(out, "{}", table_row(r))?;
     }
-    let failed = rows.iter().filter(|r| !r.passed).count();
-    writeln!(
-        out,
-        "{} of {} checks passed (f64: PyTorch's gradcheck tolerances eps 1e-6, atol 1e-5, rtol 1e-3; f32: max |g32 - g64| <= {F32_BOUND:e} * max |g64|)",
-        rows.len() - failed,
-        rows.len()
-    )
+    writeln!(out, "{}", table_footer(rows))
 }

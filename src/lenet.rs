@@ -51,6 +51,9 @@ pub struct LeNet5<T = f32> {
 }
 
 /// `(name, shape)` of every parameter tensor, in PyTorch's `state_dict` order.
+/// The `simdnet_format_version` simdnet writes into checkpoint metadata and reads.
+pub const FORMAT_VERSION: &str = "1";
+
 pub const PARAMS: [(&str, &[usize]); 10] = [
     ("conv1.weight", &[6, 1, 5, 5]),
     ("conv1.bias", &[6]),
@@ -127,8 +130,23 @@ impl LeNet5<f32> {
     /// Loads a checkpoint strictly: exactly the ten tensors of [`PARAMS`], by name and shape
     /// (F64/F16/BF16 are converted). Errors name the file and every missing, unexpected or
     /// mis-shaped tensor.
+    ///
+    /// A checkpoint whose `simdnet_format_version` metadata is not [`FORMAT_VERSION`] is
+    /// refused; one without simdnet metadata (saved by PyTorch) loads.
     pub fn load(path: &Path) -> Result<LeNet5> {
         let ckpt = checkpoint::read_expected(path, &PARAMS)?;
+        if let Some(v) = ckpt.meta("simdnet_format_version") {
+            if v != FORMAT_VERSION {
+                return Err(Error::in_file(
+                    path,
+                    format!(
+                        "checkpoint format version {v} is not supported: this simdnet reads \
+                         version {FORMAT_VERSION} (and checkpoints without simdnet metadata, \
+                         such as PyTorch's)"
+                    ),
+                ));
+            }
+        }
         let mut params = Vec::with_capacity(NUM_PARAMS);
         for t in &ckpt.tensors {
             params.extend_from_slice(&t.data);

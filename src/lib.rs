@@ -13,8 +13,10 @@ pub mod layers;
 pub mod lenet;
 pub mod loss;
 pub mod optim;
+pub mod outputs;
 pub mod plot;
 pub mod rng;
+pub mod signals;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -85,6 +85,32 @@ impl<T: Real> Sgd<T> {
         Some(&self.buffer[start..start + self.lens[i]])
     }
 
+    /// Every tensor's momentum buffer, back to back (empty before the first momentum step).
+    pub fn momentum_buffers(&self) -> &[T] {
+        &self.buffer
+    }
+
+    /// Restores a saved state: the momentum buffers (as [`Sgd::momentum_buffers`] gave them)
+    /// and the step count, so the next step continues exactly where the saved optimizer was.
+    ///
+    /// # Errors
+    /// Buffers that are neither empty nor as long as the parameters, or empty buffers after a
+    /// momentum step.
+    pub fn restore(&mut self, buffer: Vec<T>, steps: u64) -> Result<()> {
+        let total: usize = self.lens.iter().sum();
+        let momentum = self.options.momentum != 0.0;
+        let expected = if momentum && steps > 0 { total } else { 0 };
+        if buffer.len() != expected {
+            return Err(Error::new(format!(
+                "SGD state: {} momentum values after {steps} steps, expected {expected}",
+                buffer.len()
+            )));
+        }
+        self.buffer = buffer;
+        self.steps = steps;
+        Ok(())
+    }
+
     /// `optimizer.step()`: updates `params` in place from `grads` (both flat, the tensors back
     /// to back).
     pub fn step<B: Backend<T>>(

@@ -3,66 +3,10 @@
 
 use simdnet::checkpoint;
 use simdnet::lenet::LeNet5;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-/// The embedded subset's files on disk (the path mentions "fashion": class names are shown).
-const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/data/fashion-mnist-subset");
-
-const QEMU: &str = "/usr/bin/qemu-aarch64-static";
-
-/// Whether these tests are cross-run for aarch64 under qemu user mode (.cargo/config.toml).
-fn emulated() -> bool {
-    cfg!(target_arch = "aarch64") && Path::new(QEMU).exists()
-}
-
-fn simdnet(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let bin = env!("CARGO_BIN_EXE_simdnet");
-    // Under qemu user mode an aarch64 child cannot be exec'd directly, so start it the way the
-    // cargo runner starts the tests.
-    let mut cmd = if emulated() {
-        let mut c = Command::new(QEMU);
-        c.args(["-L", "/usr/aarch64-linux-gnu", bin]);
-        c
-    } else {
-        Command::new(bin)
-    };
-    cmd.args(args)
-        .env_remove("SIMDNET_ISA")
-        .env_remove("SIMDNET_DATA");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run simdnet")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts the exit status, and for 1 and 2 that stderr holds every `needles` and no panic.
-fn expect(out: &Output, code: i32, needles: &[&str]) -> (String, String) {
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    let haystack = if code == 0 { &stdout } else { &stderr };
-    for n in needles {
-        assert!(haystack.contains(n), "missing '{n}' in:\n{haystack}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    (stdout, stderr)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("simdnet-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{emulated, expect, scratch as temp_dir, simdnet, SUBSET};
 
 #[test]
 fn help_texts() {
@@ -106,89 +50,92 @@ fn help_texts() {
 }
 
 #[test]
-fn invalid_command_lines_exit_2_with_the_usage() {
+fn invalid_command_lines_exit_2_with_one_line_and_a_help_pointer() {
     let cases: [(&[&str], &str, &str); 12] = [
         (&[], "no command given", "Usage: simdnet <command>"),
-        (
-            &["fly"],
-            "unknown command 'fly'",
-            "Usage: simdnet <command>",
-        ),
+        (&["fly"], "unknown command 'fly'", "try 'simdnet --help'"),
         (
             &["train", "--bogus"],
             "unknown option '--bogus'",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--epochs", "many"],
             "invalid value 'many' for '--epochs'",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--batch-size=0"],
             "must be at least 1",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--lr"],
             "option '--lr' needs a value",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--lr", "-1"],
             "Invalid learning rate: -1",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--momentum=-0.1"],
             "Invalid momentum value: -0.1",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--weight-decay", "-1"],
             "Invalid weight_decay value: -1",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["train", "--nesterov", "--momentum", "0"],
             "Nesterov momentum requires a momentum and zero dampening",
-            "Usage: simdnet train",
+            "try 'simdnet train --help'",
         ),
         (
             &["eval"],
             "missing required option '--weights FILE'",
-            "Usage: simdnet eval",
+            "try 'simdnet eval --help'",
         ),
         (
             &["eval", "--weights", "w", "--data"],
             "option '--data' needs a value",
-            "Usage: simdnet eval",
+            "try 'simdnet eval --help'",
         ),
     ];
     for (args, message, usage) in cases {
         let out = simdnet(args, &[]);
-        let (stdout, _) = expect(&out, 2, &[message, usage]);
+        let (stdout, stderr) = expect(&out, 2, &[message, usage]);
         assert!(stdout.is_empty(), "{args:?} wrote to stdout: {stdout}");
+        if !args.is_empty() {
+            // One error line and one pointer to --help, not the whole usage.
+            assert_eq!(stderr.lines().count(), 2, "{args:?}: {stderr}");
+        }
     }
 }
 
 #[test]
-fn invalid_simdnet_isa_exits_2() {
+fn invalid_simdnet_isa_exits_2_except_for_info_which_explains_it() {
     for cmd in [
-        &["info"][..],
-        &["train", "--max-steps", "1"],
+        &["train", "--max-steps", "1"][..],
         &["gradcheck"],
         &["explain"],
+        &["eval", "--weights", "w.safetensors"],
     ] {
         expect(
             &simdnet(cmd, &[("SIMDNET_ISA", "bogus")]),
             2,
-            &[
-                "invalid SIMDNET_ISA: unknown kernel ISA 'bogus'",
-                "Usage: simdnet",
-            ],
+            &["invalid SIMDNET_ISA: unknown kernel ISA 'bogus'", "--help'"],
         );
     }
+    let (stdout, _) = expect(&simdnet(&["info"], &[("SIMDNET_ISA", "bogus")]), 0, &[]);
+    assert!(
+        stdout.contains("Kernel ISA in use: none: SIMDNET_ISA=\"bogus\" is invalid"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("every other command refuses"), "{stdout}");
     // An ISA this CPU lacks is invalid too.
     let lacking = if cfg!(target_arch = "x86_64") {
         "neon"
@@ -196,10 +143,12 @@ fn invalid_simdnet_isa_exits_2() {
         "avx2"
     };
     expect(
-        &simdnet(&["info"], &[("SIMDNET_ISA", lacking)]),
+        &simdnet(&["explain"], &[("SIMDNET_ISA", lacking)]),
         2,
         &["is not supported by this CPU"],
     );
+    let (stdout, _) = expect(&simdnet(&["info"], &[("SIMDNET_ISA", lacking)]), 0, &[]);
+    assert!(stdout.contains("is not supported by this CPU"), "{stdout}");
 }
 
 #[test]
@@ -426,7 +375,9 @@ fn tiny_training_run_writes_checkpoints_and_metrics() {
     }
     let csv = std::fs::read_to_string(&metrics).unwrap();
     assert!(
-        csv.starts_with("epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec\n"),
+        csv.starts_with(
+            "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds\n"
+        ),
         "{csv}"
     );
     // The checkpoint it wrote evaluates to the same test line.

@@ -1,11 +1,25 @@
 //! Replays the fuzz corpora (fuzz/corpus/<target>/) through the public parsers on stable Rust:
 //! every file gives `Ok` or `Err`, never a panic. Seeds named `valid-*` must be accepted and
-//! `bad-*` rejected (fuzz/make_corpus.py writes them); files a fuzzer adds need only not panic.
+//! `bad-*` rejected (fuzz/make_corpus.py writes them, and fuzz/corpus/cli's seeds are command
+//! lines split at NUL bytes); files a fuzzer adds need only not panic.
 
 use simdnet::checkpoint;
 use simdnet::data::{parse_images, parse_labels};
+use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+
+// The command-line parser lives in the binary; the test compiles the same files.
+#[allow(dead_code)]
+#[path = "../src/cli/args.rs"]
+mod args;
+#[allow(dead_code)]
+#[path = "../src/cli/suggest.rs"]
+mod suggest;
+#[allow(dead_code)]
+#[path = "../src/cli/usage.rs"]
+mod usage;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -95,6 +109,32 @@ fn safetensors_corpus_parses_or_errs_as_named() {
             assert_eq!((&a.name, &a.shape), (&b.name, &b.shape), "{name}");
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&a.data), bits(&b.data), "{name}: {}", a.name);
+        }
+    }
+}
+
+#[test]
+fn cli_corpus_parses_or_errs_as_named() {
+    let files = corpus("cli");
+    assert!(
+        files.len() >= 10,
+        "the cli corpus has only {} files",
+        files.len()
+    );
+    for (name, bytes) in &files {
+        let argv: Vec<OsString> = bytes
+            .split(|&b| b == 0)
+            .map(|a| OsString::from_vec(a.to_vec()))
+            .collect();
+        let parsed = args::parse(&argv);
+        if name.starts_with("valid-") {
+            assert!(parsed.is_ok(), "{name}: {:?}", parsed.as_ref().err());
+        } else if name.starts_with("bad-") {
+            assert!(parsed.is_err(), "{name} was accepted");
+        }
+        if let Err(e) = parsed {
+            assert!(!e.message.is_empty(), "{name}");
+            assert!(!args::usage(e.command).is_empty(), "{name}");
         }
     }
 }

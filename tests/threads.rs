@@ -251,3 +251,29 @@ fn a_failed_step_is_an_error_and_changes_nothing() {
     })
     .unwrap();
 }
+
+/// Evaluation takes the same batches in the same order of sums for any thread count, on its
+/// own threads or on the training team's: identical results, loss bits included.
+#[test]
+fn evaluation_has_the_same_bits_on_any_thread_count() {
+    let kernels = Kernels::get();
+    let (train, test) = data::embedded::splits().unwrap();
+    let model = LeNet5::new(5);
+    let reference = simdnet::train::evaluate(&model, &test, kernels, 1);
+    assert_eq!(reference.total, 1000);
+    for threads in [2, 3, 5] {
+        let e = simdnet::train::evaluate(&model, &test, kernels, threads);
+        assert_eq!(e, reference);
+        assert_eq!(e.loss.to_bits(), reference.loss.to_bits());
+    }
+    for threads in [1, 2, 3] {
+        let sgd = Sgd::new(&PARAM_LENS, SgdOptions::new(0.1)).unwrap();
+        let e = with_team(model.clone(), sgd, &train, kernels, 64, threads, |team| {
+            team.evaluate(&test)
+        })
+        .unwrap()
+        .0;
+        assert_eq!(e, reference, "team of {threads}");
+        assert_eq!(e.loss.to_bits(), reference.loss.to_bits());
+    }
+}

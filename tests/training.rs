@@ -76,8 +76,9 @@ fn a_nan_loss_stops_the_run_and_leaves_the_best_checkpoint_alone() {
         max_steps: None,
         ..config(&dir, 2, 0)
     };
-    let sentinel = b"the best model of an earlier run".to_vec();
-    std::fs::write(&cfg.out, &sentinel).unwrap();
+    // The best model of an earlier run: kept as the best so far, never replaced by a NaN one.
+    simdnet::lenet::LeNet5::new(7).save(&cfg.out, &[]).unwrap();
+    let sentinel = std::fs::read(&cfg.out).unwrap();
     let mut log = Vec::new();
     let err = train(&cfg, &data, Kernels::get(), &mut log)
         .unwrap_err()
@@ -212,7 +213,7 @@ fn a_run_saves_the_best_epoch_and_logs_as_pytorchs_example() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec"
+        "epoch,train_loss,test_loss,test_accuracy,train_seconds,samples_per_sec,test_seconds"
     );
     assert_eq!(rows.len(), 4);
     for (i, row) in rows[1..].iter().enumerate() {

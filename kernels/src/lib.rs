@@ -1,7 +1,7 @@
 //! # simdnet-kernels
 //!
-//! Hand-written `std::arch` kernels for AVX2+FMA (x86-64) and NEON (aarch64), each beside a plain
-//! scalar reference, chosen at run time. No dependencies.
+//! Hand-written `std::arch` kernels for AVX2+FMA and AVX-512 (x86-64) and NEON (aarch64), each
+//! beside a plain scalar reference, chosen at run time. No dependencies.
 //!
 //! ```
 //! use simdnet_kernels::{Isa, Kernels};
@@ -16,17 +16,27 @@
 //!
 //! ## Layout
 //!
-//! One folder per kernel; in it `mod.rs` (the safe entry points: methods on [`Kernels`] that
-//! check every length against the shape before any SIMD code runs), `scalar.rs` (the reference,
-//! generic over `f32` and `f64`, public so other crates can use it as an oracle), `avx2.rs` and
-//! `neon.rs` (one file per instruction set). Adding an ISA means one file per folder and one arm
-//! in each folder's `table` function; the tests iterate over [`Isa::supported`] and cover it.
+//! `simd/` is the SIMD vocabulary: one trait for a vector of f32 lanes, implemented once per
+//! instruction set. One folder per kernel; in it `mod.rs` (the safe entry points: methods on
+//! [`Kernels`] that check every length against the shape before any SIMD code runs, and the
+//! kernel's `table`), `scalar.rs` (the reference, generic over `f32` and `f64`, public so other
+//! crates can use it as an oracle), `vector.rs` (the algorithm, written once over the
+//! vocabulary) and one thin file per instruction set (`avx2.rs`, `avx512.rs`, `neon.rs`) that
+//! fixes the vector type under `#[target_feature]`. A kernel without an `avx512.rs` runs its
+//! AVX2 code in the AVX-512 table. Adding an ISA means one vocabulary implementation, one file
+//! per folder and one arm in each `table` function; the tests iterate over
+//! [`Isa::supported`] and cover it.
 //!
 //! ## Panics
 //!
 //! A slice whose length disagrees with the shape passed with it is a programmer error: the kernel
 //! panics with a message naming the argument, the expected and the actual length. Bad *data*
 //! (a class index out of range, an invalid learning rate) is an `Err` instead.
+//!
+//! ## Stability
+//!
+//! Items marked `#[doc(hidden)]` exist for this crate's own tests and benchmarks; they are
+//! outside the semver promise and may change in any release.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -43,8 +53,7 @@ pub mod gemm;
 pub mod maxpool;
 pub mod relu;
 pub mod sgd;
-#[cfg(target_arch = "x86_64")]
-mod transpose;
+pub(crate) mod simd;
 
 pub use dispatch::{cpu_features, Isa, IsaError, ISA_ENV_VAR};
 pub use real::Real;

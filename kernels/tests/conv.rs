@@ -1,6 +1,7 @@
-//! Convolution (im2col + the table's GEMM) on every ISA against the direct-loop reference in
-//! f64; im2col/col2im against their definition and each other; gradient checks of the
-//! reference's backward passes; the panics.
+//! Convolution on every ISA against the direct-loop reference in f64, on every path the table
+//! has (channel path on AVX-512 and AVX2, direct, and im2col + the table's GEMM), with sweeps
+//! across each path's thresholds; im2col/col2im against their definition and each other;
+//! gradient checks of the reference's backward passes; the panics.
 //!
 //! Tolerance: the inputs are f32 values, so the only error is f32 rounding in the sums. Each
 //! output is a sum of `n` products (plus the bias), added in some order by GEMM and col2im;

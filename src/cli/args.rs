@@ -4,6 +4,11 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use super::suggest;
+pub use super::usage::usage;
+#[cfg(test)]
+use super::usage::TRAIN_USAGE;
+
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -37,6 +42,13 @@ pub struct TrainArgs {
     pub save_last: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
     pub log_interval: Option<usize>,
+    pub state: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub overwrite: bool,
+    /// Draw the training curves into this SVG file.
+    pub plot: Option<PathBuf>,
+    /// Only the epoch and test lines (no batch lines, no progress line).
+    pub quiet: bool,
 }
 
 /// `simdnet eval`'s options.
@@ -44,6 +56,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     pub weights: PathBuf,
     pub data: Option<PathBuf>,
+    /// Draw the confusion matrix and misclassified images into this SVG file.
+    pub plot: Option<PathBuf>,
+    pub threads: Option<usize>,
 }
 
 /// An invalid command line: the message and the subcommand whose usage to show.
@@ -64,10 +79,13 @@ impl UsageError {
 
 pub const COMMANDS: [&str; 5] = ["train", "eval", "gradcheck", "explain", "info"];
 
+/// The message of an empty command line.
+pub const NO_COMMAND: &str = "no command given";
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
     let Some(first) = args.first() else {
-        return Err(UsageError::new("no command given", None));
+        return Err(UsageError::new(NO_COMMAND, None));
     };
     let first = first.to_str().unwrap_or("");
     let rest = &args[1..];
@@ -78,7 +96,7 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             None => Ok(Command::Help(None)),
             Some(topic) => match COMMANDS.iter().find(|c| **c == topic) {
                 Some(c) => Ok(Command::Help(Some(c))),
-                None => Err(UsageError::new(format!("unknown command '{topic}'"), None)),
+                None => Err(UsageError::new(unknown_command(topic), None)),
             },
         },
         "train" => parse_train(rest),
@@ -87,13 +105,25 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "explain" => parse_no_options(rest, "explain", Command::Explain),
         "info" => parse_no_options(rest, "info", Command::Info),
         other if other.starts_with('-') => Err(UsageError::new(
-            format!("unknown option '{other}' (options follow the command)"),
+            format!(
+                "unknown option '{other}' (options follow the command: 'simdnet train {other}')"
+            ),
             None,
         )),
         _ => Err(UsageError::new(
-            format!("unknown command '{}'", args[0].to_string_lossy()),
+            unknown_command(&args[0].to_string_lossy()),
             None,
         )),
+    }
+}
+
+/// `unknown command 'trian' (did you mean 'train'?)`.
+fn unknown_command(typed: &str) -> String {
+    let mut known: Vec<&str> = COMMANDS.to_vec();
+    known.push("help");
+    match suggest::closest(typed, &known) {
+        Some(c) => format!("unknown command '{typed}' (did you mean '{c}'?)"),
+        None => format!("unknown command '{typed}'"),
     }
 }
 
@@ -107,6 +137,7 @@ struct Flag {
 fn flags(
     args: &[OsString],
     command: &'static str,
+    known: &[&str],
     takes_value: impl Fn(&str) -> Option<bool>,
 ) -> Result<Vec<Flag>, UsageError> {
     let err = |m: String| UsageError::new(m, Some(command));
@@ -135,7 +166,12 @@ fn flags(
             None => (arg.to_string(), None),
         };
         let Some(wants_value) = takes_value(&name) else {
-            return Err(err(format!("unknown option '{name}' for '{command}'")));
+            let hint = suggest::closest(&name, known)
+                .map(|c| format!(" (did you mean '{c}'?)"))
+                .unwrap_or_default();
+            return Err(err(format!(
+                "unknown option '{name}' for '{command}'{hint}"
+            )));
         };
         if out.iter().any(|f| f.name == name) {
             return Err(err(format!("option '{name}' is given more than once")));
@@ -163,14 +199,16 @@ fn parse_no_options(
     command: &'static str,
     cmd: Command,
 ) -> Result<Command, UsageError> {
-    let fl = flags(args, command, |name| (name == "--help").then_some(false))?;
+    let fl = flags(args, command, &["--help"], |name| {
+        (name == "--help").then_some(false)
+    })?;
     if fl.iter().any(|f| f.name == "--help") {
         return Ok(Command::Help(Some(command)));
     }
     Ok(cmd)
 }
 
-const TRAIN_VALUE_FLAGS: [&str; 15] = [
+const TRAIN_VALUE_FLAGS: [&str; 18] = [
     "--data",
     "--epochs",
     "--batch-size",
@@ -186,13 +224,29 @@ const TRAIN_VALUE_FLAGS: [&str; 15] = [
     "--save-last",
     "--metrics",
     "--log-interval",
+    "--state",
+    "--resume",
+    "--plot",
+];
+
+const TRAIN_SWITCHES: [&str; 5] = [
+    "--nesterov",
+    "--no-shuffle",
+    "--overwrite",
+    "--quiet",
+    "--help",
 ];
 
 fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
-    let fl = flags(args, "train", |name| {
+    let known: Vec<&str> = TRAIN_VALUE_FLAGS
+        .iter()
+        .chain(&TRAIN_SWITCHES)
+        .copied()
+        .collect();
+    let fl = flags(args, "train", &known, |name| {
         if TRAIN_VALUE_FLAGS.contains(&name) {
             Some(true)
-        } else if matches!(name, "--nesterov" | "--no-shuffle" | "--help") {
+        } else if TRAIN_SWITCHES.contains(&name) {
             Some(false)
         } else {
             None
@@ -219,6 +273,11 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
         save_last: None,
         metrics: None,
         log_interval: None,
+        state: None,
+        resume: None,
+        overwrite: false,
+        plot: None,
+        quiet: false,
     };
     for f in fl {
         let v = f.value.as_deref();
@@ -241,6 +300,11 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
             "--save-last" => a.save_last = Some(path(n, v, "train")?),
             "--metrics" => a.metrics = Some(path(n, v, "train")?),
             "--log-interval" => a.log_interval = Some(count(n, v, "train")?),
+            "--state" => a.state = Some(path(n, v, "train")?),
+            "--resume" => a.resume = Some(path(n, v, "train")?),
+            "--overwrite" => a.overwrite = true,
+            "--plot" => a.plot = Some(path(n, v, "train")?),
+            "--quiet" => a.quiet = true,
             _ => unreachable!("flags() accepts only the names above"),
         }
     }
@@ -248,8 +312,9 @@ fn parse_train(args: &[OsString]) -> Result<Command, UsageError> {
 }
 
 fn parse_eval(args: &[OsString]) -> Result<Command, UsageError> {
-    let fl = flags(args, "eval", |name| match name {
-        "--weights" | "--data" => Some(true),
+    let known = ["--weights", "--data", "--plot", "--threads", "--help"];
+    let fl = flags(args, "eval", &known, |name| match name {
+        "--weights" | "--data" | "--plot" | "--threads" => Some(true),
         "--help" => Some(false),
         _ => None,
     })?;
@@ -257,18 +322,25 @@ fn parse_eval(args: &[OsString]) -> Result<Command, UsageError> {
         return Ok(Command::Help(Some("eval")));
     }
     let mut weights = None;
-    let mut data = None;
+    let (mut data, mut plot, mut threads) = (None, None, None);
     for f in fl {
         let v = f.value.as_deref();
         match f.name.as_str() {
             "--weights" => weights = Some(path("--weights", v, "eval")?),
             "--data" => data = Some(path("--data", v, "eval")?),
+            "--plot" => plot = Some(path("--plot", v, "eval")?),
+            "--threads" => threads = Some(count("--threads", v, "eval")?),
             _ => unreachable!("flags() accepts only the names above"),
         }
     }
     let weights = weights
         .ok_or_else(|| UsageError::new("missing required option '--weights FILE'", Some("eval")))?;
-    Ok(Command::Eval(EvalArgs { weights, data }))
+    Ok(Command::Eval(EvalArgs {
+        weights,
+        data,
+        plot,
+        threads,
+    }))
 }
 
 fn path(name: &str, v: Option<&OsStr>, command: &'static str) -> Result<PathBuf, UsageError> {
@@ -312,7 +384,13 @@ fn integer<T: std::str::FromStr>(
 
 /// A whole number of at least 1.
 fn count(name: &str, v: Option<&OsStr>, command: &'static str) -> Result<usize, UsageError> {
-    let n = integer::<usize>(name, v, command)?;
+    let s = text(name, v, command)?;
+    let n = s.parse::<usize>().map_err(|_| {
+        UsageError::new(
+            format!("invalid value '{s}' for '{name}': expected a whole number of at least 1"),
+            Some(command),
+        )
+    })?;
     if n == 0 {
         return Err(UsageError::new(
             format!("invalid value '0' for '{name}': must be at least 1"),
@@ -331,111 +409,6 @@ fn float(name: &str, v: Option<&OsStr>) -> Result<f64, UsageError> {
             format!("invalid value '{s}' for '{name}': expected a finite number"),
             Some("train"),
         )),
-    }
-}
-
-pub const MAIN_USAGE: &str = "\
-simdnet: LeNet-5 on hand-written SIMD kernels, with PyTorch-exact CrossEntropyLoss and SGD
-
-Usage: simdnet <command> [options]
-
-Commands:
-  train      train LeNet-5, keeping the best checkpoint by test accuracy
-  eval       evaluate a checkpoint: test loss, accuracy and confusion matrix
-  gradcheck  check the gradients of every layer and of LeNet-5 (f64, and f32 on the SIMD path)
-  explain    the tutorial's worked example (softmax, loss, gradient, SGD-momentum), step by step
-  info       the CPU features found and the kernel ISA in use
-
-Run `simdnet <command> --help` (or `simdnet help <command>`) for a command's options.
-
-Data (train, eval): --data DIR, else $SIMDNET_DATA, else /usr/share/datasets/fashion-mnist
-(Debian's dataset-fashion-mnist), else a Fashion-MNIST subset built into the program.
-
-Environment:
-  SIMDNET_ISA=scalar|avx2|avx512|neon  use that kernel ISA (an error if this CPU lacks it)
-  SIMDNET_DATA=DIR                     the data directory when --data is not given
-
-Exit status: 0 success, 1 error (files, data, a NaN loss, a failed check), 2 invalid command line.
-";
-
-pub const TRAIN_USAGE: &str = "\
-Usage: simdnet train [options]
-
-Trains LeNet-5 with minibatch SGD (momentum) and cross-entropy, data-parallel across threads.
-After each epoch it evaluates on the test set and writes the model to --out when the test
-accuracy is strictly higher than the best so far.
-
-Options:
-  --data DIR           directory with the four IDX files, raw or .gz (train-images-idx3-ubyte,
-                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)
-  --epochs N           passes over the training set [default: 10]
-  --batch-size N       samples per optimizer step [default: 64]
-  --lr F               learning rate [default: 0.01]
-  --momentum F         SGD momentum [default: 0.9]
-  --dampening F        SGD dampening [default: 0]
-  --weight-decay F     L2 penalty added to the gradient [default: 0]
-  --nesterov           Nesterov momentum (needs momentum > 0 and dampening 0)
-  --threads N          worker threads [default: the number of cores]
-  --seed N             seed of the initialisation and the shuffling [default: 0]
-  --out FILE           the best checkpoint (safetensors) [default: lenet5-best.safetensors]
-  --init FILE          start from this checkpoint (e.g. saved from PyTorch) instead of a fresh init
-  --no-shuffle         take the training set in file order
-  --max-steps N        stop after N optimizer steps (then evaluate once, write --out if it is a
-                       new best, and --save-last)
-  --save-last FILE     also write the final weights here
-  --metrics FILE       write a CSV: epoch,train_loss,test_loss,test_accuracy,train_seconds,
-                       samples_per_sec (a row per epoch)
-  --log-interval N     print the training loss every N batches, batch 0 included [default: 100]
-  -h, --help           this text
-
-Values are given as `--flag value` or `--flag=value`.
-";
-
-pub const EVAL_USAGE: &str = "\
-Usage: simdnet eval --weights FILE [--data DIR]
-
-Evaluates a LeNet-5 checkpoint (safetensors, PyTorch's state_dict names and shapes; F32, F64,
-F16 or BF16) on the test set: average loss, accuracy, and the confusion matrix (rows: the true
-class, columns: the predicted class).
-
-Options:
-  --weights FILE   the checkpoint to evaluate (required)
-  --data DIR       directory with t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz)
-  -h, --help       this text
-";
-
-pub const GRADCHECK_USAGE: &str = "\
-Usage: simdnet gradcheck
-
-Checks the gradients of every layer and of the whole LeNet-5 on a small batch against central
-differences in f64, and the f32 SIMD path against the f64 one. Prints a table (layer, tensor,
-max abs error, max rel error, pass); exits with status 1 if any check fails.
-";
-
-pub const EXPLAIN_USAGE: &str = "\
-Usage: simdnet explain
-
-The tutorial's worked example, computed by the library step by step: logits, softmax, loss, the
-gradient softmax - onehot, then two SGD-momentum steps on a few parameters (showing how the
-momentum buffer starts), each beside the textbook formula.
-";
-
-pub const INFO_USAGE: &str = "\
-Usage: simdnet info
-
-Prints the CPU features simdnet looks for, the kernel ISAs this CPU supports, the one in use
-(SIMDNET_ISA overrides the choice), and where `simdnet train` would take its data from.
-";
-
-/// The usage text of `command` (`None`: the program's).
-pub fn usage(command: Option<&str>) -> &'static str {
-    match command {
-        Some("train") => TRAIN_USAGE,
-        Some("eval") => EVAL_USAGE,
-        Some("gradcheck") => GRADCHECK_USAGE,
-        Some("explain") => EXPLAIN_USAGE,
-        Some("info") => INFO_USAGE,
-        _ => MAIN_USAGE,
     }
 }
 
@@ -553,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn near_misses_get_a_suggestion() {
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["trian"],
+                "unknown command 'trian' (did you mean 'train'?)",
+            ),
+            (
+                &["help", "evl"],
+                "unknown command 'evl' (did you mean 'eval'?)",
+            ),
+            (&["fly"], "unknown command 'fly'"),
+            (
+                &["train", "--epoch", "3"],
+                "unknown option '--epoch' for 'train' (did you mean '--epochs'?)",
+            ),
+            (
+                &["eval", "--weight", "w"],
+                "unknown option '--weight' for 'eval' (did you mean '--weights'?)",
+            ),
+            (
+                &["train", "--learning-rate", "1"],
+                "unknown option '--learning-rate' for 'train'",
+            ),
+        ];
+        for (args, message) in cases {
+            assert_eq!(p(args).expect_err(message).message, message);
+        }
+        let e = p(&["train", "--epochs", "x"]).unwrap_err();
+        assert!(e.message.ends_with("expected a whole number of at least 1"));
+        let e = p(&["train", "--seed", "x"]).unwrap_err();
+        assert!(e.message.ends_with("expected a non-negative whole number"));
+    }
+
+    #[test]
     fn help_and_commands() {
         assert_eq!(p(&["--help"]), Ok(Command::Help(None)));
         assert_eq!(p(&["help"]), Ok(Command::Help(None)));
@@ -572,7 +579,9 @@ mod tests {
             p(&["eval", "--data=d", "--weights", "w.safetensors"]),
             Ok(Command::Eval(EvalArgs {
                 weights: PathBuf::from("w.safetensors"),
-                data: Some(PathBuf::from("d"))
+                data: Some(PathBuf::from("d")),
+                plot: None,
+                threads: None,
             }))
         );
         for c in COMMANDS {
@@ -581,7 +590,7 @@ mod tests {
         // Every train flag is documented in the usage text.
         for f in TRAIN_VALUE_FLAGS
             .iter()
-            .chain(&["--nesterov", "--no-shuffle"])
+            .chain(TRAIN_SWITCHES.iter().filter(|f| **f != "--help"))
         {
             assert!(TRAIN_USAGE.contains(&format!("  {f}")), "{f} undocumented");
         }

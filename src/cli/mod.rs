@@ -1,10 +1,20 @@
 //! The `simdnet` command: parse the command line, run a subcommand, map the outcome to an exit
-//! status (0 success, 1 error, 2 invalid command line) and never show a panic trace.
+//! status and never show a panic trace or abort.
+//!
+//! Exit statuses: 0 success; 1 an error while working; 2 an invalid command line (with the
+//! usage) or a refusal (the files given cannot be used safely; nothing was touched); 128 + the
+//! signal when a stop request ended the run: 130 SIGINT, 143 SIGTERM, 141 a closed standard
+//! output or error (silently). Writes to standard error never panic: a failed write there is a
+//! closed pipe too.
 
 pub mod args;
 mod commands;
+mod stop;
+mod suggest;
+mod usage;
 
 use args::{usage, Command, UsageError};
+use simdnet::signals::Stop;
 use simdnet::Error;
 use std::ffi::OsString;
 use std::io::Write;
@@ -14,13 +24,21 @@ use std::process::ExitCode;
 pub enum Failure {
     /// An invalid command line (exit 2, with the usage).
     Usage(UsageError),
+    /// Files that cannot be used safely (exit 2, without the usage).
+    Refused(Error),
     /// Anything else (exit 1).
     Run(Error),
+    /// A stop request (exit 128 + signal); the message, if any, was already written.
+    Stopped(Stop),
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure::Run(e)
+        if e.is_refusal() {
+            Failure::Refused(e)
+        } else {
+            Failure::Run(e)
+        }
     }
 }
 
@@ -30,14 +48,28 @@ impl From<UsageError> for Failure {
     }
 }
 
-/// An error writing to standard output (a closed pipe, a full disk).
+/// An error writing to standard output: a closed pipe ends the program quietly (141), anything
+/// else (a full disk) is an error.
 pub fn output_error(e: std::io::Error) -> Failure {
-    Failure::Run(Error::new(format!("cannot write the output: {e}")))
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::Stopped(Stop::PipeClosed)
+    } else {
+        Failure::Run(Error::new(format!("cannot write the output: {e}")))
+    }
+}
+
+/// Writes `text` to standard error; `false` if that failed (a closed pipe).
+pub fn to_stderr(text: &str) -> bool {
+    let mut err = std::io::stderr().lock();
+    err.write_all(text.as_bytes())
+        .and_then(|()| err.flush())
+        .is_ok()
 }
 
 /// The program: arguments from the environment, exit status out.
 pub fn main() -> ExitCode {
-    // A panic is a bug, but the user still gets one line, not a trace.
+    // A panic is a bug, but the user still gets one line, not a trace, and the hook itself
+    // never panics (stderr may be closed).
     std::panic::set_hook(Box::new(|info| {
         let what = info
             .payload()
@@ -49,7 +81,9 @@ pub fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("error: internal error (a bug in simdnet): {what}{place}");
+        to_stderr(&format!(
+            "error: internal error (a bug in simdnet): {what}{place}\n"
+        ));
     }));
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match std::panic::catch_unwind(|| run(&args)) {
@@ -62,31 +96,74 @@ pub fn main() -> ExitCode {
 pub fn run(args: &[OsString]) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match execute(args, &mut out) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = execute(args, &mut out);
+    let flushed = out.flush();
+    let closed = ExitCode::from(Stop::PipeClosed.exit_status());
+    match result {
+        Ok(()) => match flushed {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed,
+            Err(e) => {
+                to_stderr(&format!("error: cannot write the output: {e}\n"));
+                ExitCode::from(1)
+            }
+            Ok(()) => ExitCode::SUCCESS,
+        },
         Err(Failure::Usage(e)) => {
-            let _ = out.flush();
-            eprintln!("error: {}\n", e.message);
-            eprint!("{}", usage(e.command));
+            if !to_stderr(&usage_error_text(&e)) {
+                return closed;
+            }
+            ExitCode::from(2)
+        }
+        Err(Failure::Refused(e)) => {
+            if !to_stderr(&format!("error: {e}\n")) {
+                return closed;
+            }
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            let _ = out.flush();
-            eprintln!("error: {e}");
+            if !to_stderr(&format!("error: {e}\n")) {
+                return closed;
+            }
             ExitCode::from(1)
         }
+        Err(Failure::Stopped(stop)) => ExitCode::from(stop.exit_status()),
     }
 }
 
+/// A command-line mistake: the error on one line and where to read more on the next. With no
+/// command at all, the whole usage (it is what `simdnet` alone is asking for).
+fn usage_error_text(e: &UsageError) -> String {
+    if e.message == args::NO_COMMAND {
+        return format!("error: {}\n\n{}", e.message, usage(None));
+    }
+    let help = match e.command {
+        Some(c) => format!("simdnet {c} --help"),
+        None => "simdnet --help".to_string(),
+    };
+    format!(
+        "error: {}\nFor more information, try '{help}'.\n",
+        e.message
+    )
+}
+
+/// The first line of a command run from an unoptimised build.
+pub const DEBUG_BUILD_NOTE: &str = "note: this simdnet is a debug build (built without \
+optimisation), about 100 times slower than a release build: use `cargo run --release -- ...` \
+or install it with `cargo install --path .`\n";
+
 fn execute(args: &[OsString], out: &mut dyn Write) -> Result<(), Failure> {
     let command = args::parse(args)?;
+    let works = !matches!(command, Command::Help(_) | Command::Version);
+    if cfg!(simdnet_unoptimized) && works && !to_stderr(DEBUG_BUILD_NOTE) {
+        return Err(Failure::Stopped(Stop::PipeClosed));
+    }
     match command {
         Command::Help(topic) => out.write_all(usage(topic).as_bytes()).map_err(output_error),
         Command::Version => {
             writeln!(out, "simdnet {}", env!("CARGO_PKG_VERSION")).map_err(output_error)
         }
         Command::Info => commands::info(out),
-        Command::Train(a) => commands::train(*a, out),
+        Command::Train(a) => commands::train(*a, &args[1..], out),
         Command::Eval(a) => commands::eval(a, out),
         Command::Gradcheck => commands::gradcheck(out),
         Command::Explain => commands::explain(out),

@@ -298,7 +298,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32_matches_the_standard_check_value() {
+    fn miri_crc32_matches_the_standard_check_value() {
         // The CRC-32 check value of "123456789" (from the CRC catalogue).
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn header_fields_are_skipped_and_checked() {
+    fn miri_gzip_header_fields_are_skipped_and_checked() {
         // FEXTRA (2 bytes), FNAME "a", FCOMMENT "b", FHCRC.
         let mut h = vec![
             0x1f,

@@ -4,7 +4,8 @@
 //! ## Where the data comes from ([`load`])
 //!
 //! 1. `--data DIR` when given: an error if it lacks the files (training needs all four,
-//!    evaluation the two `t10k` files);
+//!    evaluation the two `t10k` files) and so do torchvision's `DIR/FashionMNIST/raw` and
+//!    `DIR/MNIST/raw`; `--data builtin` picks the embedded subset (4.);
 //! 2. else `$SIMDNET_DATA` when set: an error if it is empty or lacks the files (never silently
 //!    skipped);
 //! 3. else `/usr/share/datasets/fashion-mnist` (Debian's `dataset-fashion-mnist`) when it holds
@@ -200,14 +201,22 @@ pub fn resolve_with(
     need_train: bool,
 ) -> Result<Source> {
     if let Some(dir) = data_flag {
-        check_dir(dir, need_train, "--data")?;
-        Ok(Source::Flag(dir.to_path_buf()))
+        if dir.as_os_str() == BUILTIN {
+            return Ok(Source::Embedded);
+        }
+        let dir = torchvision_layout(dir, need_train);
+        check_dir(&dir, need_train, "--data")?;
+        Ok(Source::Flag(dir))
     } else if let Some(dir) = env_value {
         if dir.as_os_str().is_empty() {
             return Err(Error::new(format!(
                 "${DATA_ENV_VAR} is set but empty: set it to a data directory or unset it"
             )));
         }
+        if dir.as_os_str() == BUILTIN {
+            return Ok(Source::Embedded);
+        }
+        let dir = torchvision_layout(&dir, need_train);
         check_dir(&dir, need_train, &format!("${DATA_ENV_VAR}"))?;
         Ok(Source::Env(dir))
     } else if debian_usable(debian_dir, need_train) {
@@ -251,12 +260,29 @@ pub fn load_with(
     })
 }
 
+/// The `--data` value that picks the embedded subset (a directory of that name is `./builtin`).
+pub const BUILTIN: &str = "builtin";
+
+/// `dir` itself when it holds the needed files or when no torchvision layout below it does;
+/// otherwise torchvision's `dir/FashionMNIST/raw` or `dir/MNIST/raw` (the first complete one),
+/// so the root a PyTorch script passes to `torchvision.datasets.FashionMNIST` works as is.
+fn torchvision_layout(dir: &Path, need_train: bool) -> PathBuf {
+    if missing_files(dir, need_train).is_empty() {
+        return dir.to_path_buf();
+    }
+    ["FashionMNIST", "MNIST"]
+        .iter()
+        .map(|name| dir.join(name).join("raw"))
+        .find(|raw| raw.is_dir() && missing_files(raw, need_train).is_empty())
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
 /// The needed file names that `dir` lacks (raw or `.gz`).
 fn missing_files(dir: &Path, need_train: bool) -> Vec<&'static str> {
     needed(need_train)
         .iter()
         .copied()
-        .filter(|name| !find_file(dir, name).is_file())
+        .filter(|name| !find_file(dir, name).exists())
         .collect()
 }
 
@@ -290,7 +316,8 @@ fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {
         return Err(Error::in_file(
             dir,
             format!(
-                "data directory (from {what}) lacks {} (raw or .gz); {} needs {}",
+                "data directory (from {what}) lacks {} (raw or .gz; also looked in torchvision's \
+                 FashionMNIST/raw and MNIST/raw under it); {} needs {}",
                 missing.join(", "),
                 if need_train { "training" } else { "evaluation" },
                 if need_train {
@@ -304,10 +331,11 @@ fn check_dir(dir: &Path, need_train: bool, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `dir/name` if it exists, else `dir/name.gz` (which may not exist either).
+/// `dir/name` if it exists, else `dir/name.gz` (which may not exist either). Whatever exists
+/// counts: a path that is not a regular file is refused by name when it is opened.
 fn find_file(dir: &Path, name: &str) -> PathBuf {
     let raw = dir.join(name);
-    if raw.is_file() {
+    if raw.exists() {
         raw
     } else {
         dir.join(format!("{name}.gz"))
@@ -316,34 +344,56 @@ fn find_file(dir: &Path, name: &str) -> PathBuf {
 
 /// Reads and checks an images file (raw or gzip).
 pub fn read_images(path: &Path) -> Result<Images> {
-    let bytes = read_file(path)?;
-    parse_images(&bytes).map_err(|e| Error::in_file(path, e))
+    let mut opened = idx::open(path, "images file")?;
+    let at = |e: String| Error::in_file(path, e);
+    let mut s = opened.stream().map_err(at)?;
+    let count = idx::images_header(&mut s).map_err(at)?;
+    idx::images_body(s, count).map_err(at)
 }
 
 /// Reads and checks a labels file (raw or gzip).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_file(path)?;
-    parse_labels(&bytes).map_err(|e| Error::in_file(path, e))
+    let mut opened = idx::open(path, "labels file")?;
+    let at = |e: String| Error::in_file(path, e);
+    let mut s = opened.stream().map_err(at)?;
+    let count = idx::labels_header(&mut s).map_err(at)?;
+    idx::labels_body(s, count).map_err(at)
 }
 
-/// Reads an images file and a labels file and checks they hold the same number of items.
+/// Reads an images file and a labels file, checking from their headers that they hold the same
+/// number of items before reading either body.
 pub fn read_dataset(images_path: &Path, labels_path: &Path) -> Result<Dataset> {
-    let images = read_images(images_path)?;
-    let labels = read_labels(labels_path)?;
-    if images.count != labels.len() {
+    let mut images_file = idx::open(images_path, "images file")?;
+    let mut labels_file = idx::open(labels_path, "labels file")?;
+    let at_images = |e: String| Error::in_file(images_path, e);
+    let at_labels = |e: String| Error::in_file(labels_path, e);
+    let mut images = images_file.stream().map_err(at_images)?;
+    let mut labels = labels_file.stream().map_err(at_labels)?;
+    let image_count = idx::images_header(&mut images).map_err(at_images)?;
+    let label_count = idx::labels_header(&mut labels).map_err(at_labels)?;
+    if image_count != label_count {
         return Err(Error::new(format!(
-            "{} holds {} images but {} holds {} labels: the counts must agree",
+            "{} holds {image_count} images but {} holds {label_count} labels: the counts must \
+             agree",
             images_path.display(),
-            images.count,
             labels_path.display(),
-            labels.len()
         )));
     }
+    let images = idx::images_body(images, image_count).map_err(at_images)?;
+    let labels = idx::labels_body(labels, label_count).map_err(at_labels)?;
     Dataset::from_parts(images, labels).map_err(Error::new)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::in_file(path, format!("cannot read: {e}")))
+/// The files `source` reads (none for the embedded subset), in the order train images, train
+/// labels, test images, test labels (the first two only with `need_train`).
+pub fn input_files(source: &Source, need_train: bool) -> Vec<PathBuf> {
+    match source {
+        Source::Flag(dir) | Source::Env(dir) | Source::Debian(dir) => needed(need_train)
+            .iter()
+            .map(|name| find_file(dir, name))
+            .collect(),
+        Source::Embedded => Vec::new(),
+    }
 }
 
 /// The Fashion-MNIST subset compiled into the binary.

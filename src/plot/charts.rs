@@ -175,8 +175,8 @@ pub fn training_curves(train: &[TrainPoint], test: &[TestPoint], title: &str) ->
     svg.text(w / 2.0, 24.0, 15.0, Anchor::Middle, 0.0, "black", title);
 
     let last_epoch = test.iter().map(|t| t.epoch as f64).fold(1.0, f64::max);
-    let (ex_lo, ex_hi) = span(train.iter().map(|p| p.epoch));
-    let x_range = (ex_lo.min(0.0).max(0.0), ex_hi.max(last_epoch));
+    let (_, last_point) = span(train.iter().map(|p| p.epoch));
+    let x_range = (0.0, last_point.max(last_epoch));
     let losses = train
         .iter()
         .map(|p| p.loss)
@@ -260,7 +260,7 @@ pub fn evaluation_picture(
     title: &str,
 ) -> String {
     let cell = 44.0;
-    let (mx, my) = (170.0, 90.0);
+    let (mx, my) = (170.0, 100.0);
     let grid_cols = 10usize;
     let shown = mistakes.len().min(max_mistakes);
     let grid_rows = shown.div_ceil(grid_cols);
@@ -274,7 +274,7 @@ pub fn evaluation_picture(
     let (mid, bottom) = (mx + 5.0 * cell, my + 10.0 * cell);
     svg.text(
         mid,
-        52.0,
+        44.0,
         12.0,
         Anchor::Middle,
         0.0,
@@ -383,33 +383,10 @@ mod tests {
         assert_eq!(ticks(f64::NAN, 1.0, 5), vec![0.0]);
     }
 
-    /// Checks that every tag is closed in order and every attribute value is quoted: enough to
-    /// catch a malformed document from this writer.
-    pub(crate) fn assert_well_formed(doc: &str) {
-        let mut open: Vec<String> = Vec::new();
-        let mut rest = doc;
-        while let Some(start) = rest.find('<') {
-            let end = rest[start..].find('>').expect("an unclosed '<'") + start;
-            let tag = &rest[start + 1..end];
-            rest = &rest[end + 1..];
-            if tag.starts_with('?') {
-                continue;
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(open.pop().as_deref(), Some(name), "mismatched </{name}>");
-                continue;
-            }
-            assert_eq!(
-                tag.matches('"').count() % 2,
-                0,
-                "unbalanced quotes in <{tag}>"
-            );
-            let name = tag.split_whitespace().next().unwrap().trim_end_matches('/');
-            if !tag.ends_with('/') {
-                open.push(name.to_string());
-            }
+    fn assert_well_formed(doc: &str) {
+        if let Err(e) = crate::plot::svg::well_formed(doc) {
+            panic!("{e}");
         }
-        assert!(open.is_empty(), "unclosed elements: {open:?}");
     }
 
     #[test]

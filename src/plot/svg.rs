@@ -214,6 +214,59 @@ impl Svg {
     }
 }
 
+/// Checks what this writer's documents must satisfy to be well-formed XML: every tag closed in
+/// order, every attribute value quoted, no stray `<` or `&` in text. (A check of the documents
+/// written here, not a general XML parser.)
+pub fn well_formed(doc: &str) -> Result<(), String> {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = doc;
+    loop {
+        let (text, tail) = match rest.find('<') {
+            Some(start) => (&rest[..start], Some(&rest[start + 1..])),
+            None => (rest, None),
+        };
+        for (i, _) in text.match_indices('&') {
+            let entity = &text[i..];
+            let known = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"];
+            if !known.iter().any(|e| entity.starts_with(e)) {
+                return Err(format!(
+                    "a bare '&' in text: {:?}",
+                    &entity[..entity.len().min(20)]
+                ));
+            }
+        }
+        let Some(tail) = tail else { break };
+        let end = tail.find('>').ok_or("an unclosed '<'")?;
+        let tag = &tail[..end];
+        rest = &tail[end + 1..];
+        if tag.starts_with('?') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match open.pop() {
+                Some(o) if o == name => continue,
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        }
+        if tag.matches('"').count() % 2 != 0 {
+            return Err(format!("unbalanced quotes in <{tag}>"));
+        }
+        let name = tag
+            .split_whitespace()
+            .next()
+            .ok_or("an empty tag")?
+            .trim_end_matches('/');
+        if !tag.ends_with('/') {
+            open.push(name);
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed elements: {open:?}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +291,10 @@ mod tests {
         assert!(doc.contains(r#"x2="0" y2="0""#));
         assert!(doc.contains(r#"y="2.5""#));
         assert!(doc.ends_with("</svg>\n"));
+        assert_eq!(well_formed(&doc), Ok(()));
+        assert!(well_formed("<svg><g></svg>").is_err());
+        assert!(well_formed("<svg>a & b</svg>").is_err());
+        assert!(well_formed("<svg x=\"1></svg>").is_err());
+        assert!(well_formed("<svg>").is_err());
     }
 }

@@ -1,13 +1,18 @@
 //! Evaluation: mean cross-entropy, accuracy and confusion matrix of a model on a dataset.
 //!
-//! The set is cut into contiguous ranges, one per thread; each thread runs the forward pass
-//! over its range in batches of [`EVAL_CHUNK`] images with its own workspace, and the
-//! per-range sums are added in range order, so the result does not depend on the thread count
-//! beyond the f64 rounding of the loss sum (the counts are exact).
+//! The set is cut into batches of [`EVAL_BATCH`] images, small enough that a batch's
+//! activations stay in a core's L2 cache; thread `t` of `T` takes batches `t, t + T, …` with
+//! its own workspace and a [`Tally`]. Each batch's loss sum is kept apart (f64) and the sums are
+//! added in batch order at the end, and the counts are exact, so the result has the same bits
+//! for any thread count. A tally grows its list of sums once, so in steady state (the training
+//! team evaluates with the same tallies every epoch) nothing is allocated per batch.
+
+use std::ops::Deref;
 
 use crate::data::Dataset;
-use crate::lenet::{LeNet5, CLASSES};
+use crate::lenet::{LeNet5, Workspace, CLASSES};
 use crate::loss::CrossEntropyLoss;
+use crate::Result;
 use simdnet_kernels::Kernels;
 
 /// A model's loss and accuracy on a dataset.
@@ -43,19 +48,152 @@ impl Evaluation {
     }
 }
 
-/// Evaluation batches per thread.
-const EVAL_CHUNK: usize = 500;
+/// Images per evaluation batch (the training micro-batch: its workspace serves both).
+pub const EVAL_BATCH: usize = super::step::MICRO_BATCH;
 
-/// Mean loss, accuracy and confusion matrix of `model` on `test`, split across `threads`.
+/// One thread's running results over the batches it evaluated.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// The loss sum of each batch this thread took, in the order it took them.
+    sums: Vec<f64>,
+    correct: usize,
+    confusion: [[u64; 10]; 10],
+    targets: Vec<i64>,
+    rows: Vec<f32>,
+    criterion: CrossEntropyLoss<f32>,
+}
+
+impl Tally {
+    pub(crate) fn new() -> Tally {
+        Tally {
+            sums: Vec::new(),
+            correct: 0,
+            confusion: [[0; 10]; 10],
+            targets: Vec::with_capacity(EVAL_BATCH),
+            rows: Vec::with_capacity(EVAL_BATCH),
+            criterion: CrossEntropyLoss::default(),
+        }
+    }
+
+    /// Evaluates batches `t, t + threads, …` of `test` into a cleared tally.
+    pub(crate) fn run(
+        &mut self,
+        model: &LeNet5,
+        ws: &mut Workspace<f32>,
+        test: &Dataset,
+        kernels: &Kernels,
+        (t, threads): (usize, usize),
+    ) -> Result<()> {
+        self.sums.clear();
+        self.correct = 0;
+        self.confusion = [[0; 10]; 10];
+        let n = test.len();
+        let batches = n.div_ceil(EVAL_BATCH);
+        // Grows once to the largest set this tally has seen.
+        self.sums.reserve(batches.div_ceil(threads.max(1)));
+        for k in (t..batches).step_by(threads) {
+            let range = k * EVAL_BATCH..((k + 1) * EVAL_BATCH).min(n);
+            let sum = self.batch(model, ws, test, kernels, range)?;
+            self.sums.push(sum);
+        }
+        Ok(())
+    }
+
+    /// Forward pass over `range` of `test`; counts the correct predictions and returns the
+    /// sum of the losses.
+    fn batch(
+        &mut self,
+        model: &LeNet5,
+        ws: &mut Workspace<f32>,
+        test: &Dataset,
+        kernels: &Kernels,
+        range: std::ops::Range<usize>,
+    ) -> Result<f64> {
+        let m = range.len();
+        ws.load_images(range.clone().map(|i| test.image(i)))?;
+        model.forward(kernels, ws, m)?;
+        self.targets.clear();
+        self.targets
+            .extend(range.map(|i| i64::from(test.labels[i])));
+        self.rows.clear();
+        self.rows.resize(m, 0.0);
+        let logits = ws.logits(m);
+        let sum = match self.criterion.forward_rows(
+            kernels,
+            logits,
+            CLASSES,
+            &self.targets,
+            &mut self.rows,
+        ) {
+            Ok(()) => self.rows.iter().map(|&l| f64::from(l)).sum::<f64>(),
+            Err(_) => f64::NAN, // labels >= 10 are rejected when the data load
+        };
+        for (row, &label) in logits.chunks_exact(CLASSES).zip(&self.targets) {
+            let predicted = argmax(row);
+            let label = label as usize;
+            if predicted == label {
+                self.correct += 1;
+            }
+            if label < 10 {
+                self.confusion[label][predicted] += 1;
+            }
+        }
+        Ok(sum)
+    }
+}
+
+/// The evaluation of `n` samples from the tallies of `threads` threads (thread `t` took
+/// batches `t, t + threads, …`; `tally(t)` gives its tally): batch sums added in batch order.
+/// A batch missing from its tally (its thread failed) makes the loss NaN.
+pub(crate) fn combine<G: Deref<Target = Tally>>(
+    threads: usize,
+    n: usize,
+    tally: impl Fn(usize) -> G,
+) -> Evaluation {
+    let mut eval = Evaluation {
+        loss: 0.0,
+        correct: 0,
+        total: n,
+        confusion: [[0; 10]; 10],
+    };
+    for t in 0..threads {
+        let tally = tally(t);
+        eval.correct += tally.correct;
+        for (row, part) in eval.confusion.iter_mut().zip(&tally.confusion) {
+            for (c, p) in row.iter_mut().zip(part) {
+                *c += p;
+            }
+        }
+    }
+    for k in 0..n.div_ceil(EVAL_BATCH) {
+        let sums = &tally(k % threads).sums;
+        eval.loss += sums.get(k / threads).copied().unwrap_or(f64::NAN);
+    }
+    eval.loss /= n.max(1) as f64;
+    eval
+}
+
+/// Mean loss, accuracy and confusion matrix of `model` on `test`, on `threads` threads.
 pub fn evaluate(model: &LeNet5, test: &Dataset, kernels: &Kernels, threads: usize) -> Evaluation {
     let n = test.len();
-    let threads = threads.clamp(1, n.max(1));
-    let per_thread = n.div_ceil(threads);
-    let parts: Vec<(f64, usize, [[u64; 10]; 10])> = std::thread::scope(|scope| {
+    let threads = threads.clamp(1, n.div_ceil(EVAL_BATCH).max(1));
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (lo, hi) = ((t * per_thread).min(n), ((t + 1) * per_thread).min(n));
-                scope.spawn(move || evaluate_range(model, test, kernels, lo..hi))
+                scope.spawn(move || {
+                    let mut tally = Tally::new();
+                    let mut ws = model
+                        .workspace(kernels, EVAL_BATCH)
+                        .expect("LeNet-5's own shapes are valid");
+                    if tally
+                        .run(model, &mut ws, test, kernels, (t, threads))
+                        .is_err()
+                    {
+                        // Only a malformed image can fail; the loss says so.
+                        tally.sums.clear();
+                    }
+                    tally
+                })
             })
             .collect();
         handles
@@ -63,23 +201,7 @@ pub fn evaluate(model: &LeNet5, test: &Dataset, kernels: &Kernels, threads: usiz
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    let mut eval = Evaluation {
-        loss: 0.0,
-        correct: 0,
-        total: n,
-        confusion: [[0; 10]; 10],
-    };
-    for (loss, correct, confusion) in parts {
-        eval.loss += loss;
-        eval.correct += correct;
-        for (row, part) in eval.confusion.iter_mut().zip(confusion) {
-            for (c, p) in row.iter_mut().zip(part) {
-                *c += p;
-            }
-        }
-    }
-    eval.loss /= n.max(1) as f64;
-    eval
+    combine(threads, n, |t| &tallies[t])
 }
 
 /// The index of the largest logit (the first on ties; NaN counts as the largest, as
@@ -97,51 +219,23 @@ fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// (sum of losses, correct, confusion) over `range` of `test`.
-fn evaluate_range(
-    model: &LeNet5,
-    test: &Dataset,
-    kernels: &Kernels,
-    range: std::ops::Range<usize>,
-) -> (f64, usize, [[u64; 10]; 10]) {
-    let mut loss_sum = 0.0;
-    let mut correct = 0;
-    let mut confusion = [[0u64; 10]; 10];
-    let capacity = EVAL_CHUNK.min(range.len()).max(1);
-    let mut ws = model
-        .workspace(kernels, capacity)
-        .expect("LeNet-5's own shapes are valid");
-    let criterion = CrossEntropyLoss::<f32>::default();
-    let mut targets = vec![0i64; capacity];
-    let mut rows = vec![0f32; capacity];
-    let mut start = range.start;
-    while start < range.end {
-        let end = (start + capacity).min(range.end);
-        let m = end - start;
-        ws.load_images((start..end).map(|i| test.image(i)))
-            .expect("28x28 images, at most the capacity");
-        model
-            .forward(kernels, &mut ws, m)
-            .expect("batch within capacity");
-        for (t, i) in targets.iter_mut().zip(start..end) {
-            *t = i64::from(test.labels[i]);
-        }
-        let logits = ws.logits(m);
-        match criterion.forward_rows(kernels, logits, CLASSES, &targets[..m], &mut rows[..m]) {
-            Ok(()) => loss_sum += rows[..m].iter().map(|&l| f64::from(l)).sum::<f64>(),
-            Err(_) => loss_sum = f64::NAN, // labels >= 10 are rejected when the data load
-        }
-        for (row, &label) in logits.chunks_exact(CLASSES).zip(&targets[..m]) {
-            let predicted = argmax(row);
-            let label = label as usize;
-            if predicted == label {
-                correct += 1;
-            }
-            if label < 10 {
-                confusion[label][predicted] += 1;
-            }
-        }
-        start = end;
+/// The predicted class of every image of `test`, in order (for pictures of the mistakes).
+///
+/// # Errors
+/// A malformed image (one whose size is not LeNet-5's input).
+pub fn predictions(model: &LeNet5, test: &Dataset, kernels: &Kernels) -> Result<Vec<u8>> {
+    let mut ws = model.workspace(kernels, EVAL_BATCH)?;
+    let mut out = Vec::with_capacity(test.len());
+    for start in (0..test.len()).step_by(EVAL_BATCH) {
+        let range = start..(start + EVAL_BATCH).min(test.len());
+        let m = range.len();
+        ws.load_images(range.map(|i| test.image(i)))?;
+        model.forward(kernels, &mut ws, m)?;
+        out.extend(
+            ws.logits(m)
+                .chunks_exact(CLASSES)
+                .map(|row| argmax(row) as u8),
+        );
     }
-    (loss_sum, correct, confusion)
+    Ok(out)
 }

@@ -4,7 +4,8 @@
 //! [`with_team`] starts the threads once (`std::thread::scope`), hands the caller a [`Team`]
 //! whose [`Team::step`] trains on one batch, and stops the threads when the caller returns,
 //! panics or fails. Every buffer is allocated when the team starts, so a step allocates
-//! nothing.
+//! nothing (`tests/allocations.rs` counts). Two barriers per step: one before the reduction
+//! (every micro-batch gradient is ready) and the start of the next job.
 //!
 //! ## One step, and why its bits do not depend on the thread count
 //!
@@ -23,16 +24,22 @@
 //!    finite and no thread failed, runs SGD on its range ([`SgdPart`]: the kernel works element
 //!    by element, so any split gives the bits of one whole step). A loss that is not finite
 //!    leaves the weights and the optimizer as they were.
-//! 4. After a last barrier the next step starts by copying every range into each thread's
-//!    weights.
+//! 4. The next job (a step or an evaluation) starts at a barrier every thread reaches only
+//!    after its SGD range, and begins by copying every range into each thread's weights; so a
+//!    step ends without waiting for the other threads, and [`Team::model`] and
+//!    [`Team::optimizer`] wait for the threads to finish the last step.
 //!
-//! The micro-batch gradients of a batch are kept in at most a few buffers: when a batch has
-//! more micro-batches than buffers, it runs in waves, and each wave's gradients are added to
-//! the running sum in the same order, which changes no bit.
+//! The micro-batch gradients of a batch are kept in at most `MAX_BUFFERS` (16) buffers: a batch
+//! with more micro-batches runs in waves, and each wave's gradients are added to the running
+//! sum in the same order, which changes no bit. The reduction walks its range in blocks of
+//! `REDUCE_BLOCK` (1,024 floats), so each block's running sum stays in L1 cache while every micro-batch's
+//! gradient streams past it once.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex, RwLock};
+use std::ops::{Deref, Range};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use super::eval::{combine, Evaluation, Tally};
 
 use crate::backend::Targets;
 use crate::data::Dataset;
@@ -46,15 +53,38 @@ use simdnet_kernels::Kernels;
 /// same bits for any thread count (checkpoints record it).
 pub const MICRO_BATCH: usize = 16;
 
+/// The most micro-batch gradients kept at once (a larger batch runs in waves).
+const MAX_BUFFERS: usize = 16;
+
+/// Floats per block of the reduction (4 KiB: the running sum of a block stays in L1 cache
+/// while each micro-batch's gradient streams past it once).
+const REDUCE_BLOCK: usize = 1024;
+
 /// Parameter ranges start on multiples of this many floats (64 bytes, a cache line).
 const RANGE_ALIGN: usize = 16;
 
-/// One thread's own state: a copy of the weights and the buffers of a micro-batch.
+/// One thread's own state: a copy of the weights, the buffers of a micro-batch and its
+/// evaluation results.
 struct Lane {
     model: LeNet5,
     ws: Workspace<f32>,
     targets: Vec<i64>,
+    tally: Tally,
 }
+
+/// A lane's evaluation results, borrowed for [`combine`].
+struct TallyOf<'g>(MutexGuard<'g, Lane>);
+
+impl Deref for TallyOf<'_> {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.0.tally
+    }
+}
+
+/// What the threads do after the start barrier.
+const JOB_STEP: usize = 0;
+const JOB_EVALUATE: usize = 1;
 
 /// What one micro-batch of the current wave left: its gradients and the sum of its losses.
 struct Micro {
@@ -82,7 +112,16 @@ struct Shared<'a> {
     micro: Vec<RwLock<Micro>>,
     parts: Vec<RwLock<Part>>,
     errors: Vec<Mutex<Option<Error>>>,
-    failed: AtomicBool,
+    /// Counts the jobs (steps and evaluations) given to the threads.
+    job_id: AtomicU64,
+    /// The id of the last job in which a thread failed.
+    failed: AtomicU64,
+    /// The id of the last job each thread has finished.
+    finished: Vec<AtomicU64>,
+    /// [`JOB_STEP`] or [`JOB_EVALUATE`].
+    job: AtomicUsize,
+    /// The set [`Team::evaluate`] evaluates.
+    eval_set: RwLock<Option<&'a Dataset>>,
     start: Barrier,
     reduce: Barrier,
     done: Barrier,
@@ -155,20 +194,19 @@ impl Setup {
 /// Starts `threads` threads (the caller's included) that train `model` with `sgd` on batches
 /// of at most `batch_size` samples of `train`, runs `body` with them, and returns its result
 /// with the final weights and optimizer. The threads stop when `body` returns or panics.
-pub fn with_team<R>(
+pub fn with_team<'a, R>(
     model: LeNet5,
     sgd: Sgd,
-    train: &Dataset,
-    kernels: &Kernels,
+    train: &'a Dataset,
+    kernels: &'a Kernels,
     batch_size: usize,
     threads: usize,
-    body: impl FnOnce(&mut Team<'_, '_>) -> Result<R>,
+    body: impl FnOnce(&mut Team<'_, 'a>) -> Result<R>,
 ) -> Result<(R, LeNet5, Sgd)> {
     let batch_size = batch_size.max(1);
     let threads = Setup::new(threads, batch_size, kernels).threads;
-    let capacity = MICRO_BATCH.min(batch_size);
     let micro_per_batch = batch_size.div_ceil(MICRO_BATCH);
-    let buffers = micro_per_batch.min((4 * threads).max(8));
+    let buffers = micro_per_batch.min(MAX_BUFFERS);
     let ranges = ranges(NUM_PARAMS, threads);
     let sgd_parts = sgd.split(&ranges)?;
     let parts = ranges
@@ -185,9 +223,10 @@ pub fn with_team<R>(
     let lanes = (0..threads)
         .map(|_| {
             Ok(Mutex::new(Lane {
-                ws: model.workspace(kernels, capacity)?,
+                ws: model.workspace(kernels, MICRO_BATCH)?,
                 model: model.clone(),
-                targets: Vec::with_capacity(capacity),
+                targets: Vec::with_capacity(MICRO_BATCH),
+                tally: Tally::new(),
             }))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -206,7 +245,11 @@ pub fn with_team<R>(
             .collect(),
         parts,
         errors: (0..threads).map(|_| Mutex::new(None)).collect(),
-        failed: AtomicBool::new(false),
+        job_id: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        finished: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        job: AtomicUsize::new(JOB_STEP),
+        eval_set: RwLock::new(None),
         start: Barrier::new(threads),
         reduce: Barrier::new(threads),
         done: Barrier::new(threads),
@@ -238,7 +281,7 @@ impl Drop for Release<'_, '_> {
     }
 }
 
-impl Team<'_, '_> {
+impl<'a> Team<'_, 'a> {
     /// One optimizer step on the samples `indices` of the training set (at most the batch size
     /// given to [`with_team`]); returns the batch's mean loss. A loss that is not finite leaves
     /// the weights and the optimizer as they were.
@@ -256,19 +299,33 @@ impl Team<'_, '_> {
             batch.clear();
             batch.extend_from_slice(indices);
         }
-        shared.failed.store(false, Ordering::Relaxed);
+        shared.job.store(JOB_STEP, Ordering::Relaxed);
+        shared.job_id.fetch_add(1, Ordering::Release);
         shared.start.wait();
         let loss = shared.run_step(0);
-        for slot in &shared.errors {
-            if let Some(e) = lock(slot).take() {
-                return Err(e);
-            }
-        }
+        shared.take_error()?;
         Ok(loss)
+    }
+
+    /// Evaluates the current weights on `test` with every thread (see [`super::evaluate`]:
+    /// the same batches and the same bits).
+    pub fn evaluate(&mut self, test: &'a Dataset) -> Result<Evaluation> {
+        let shared = self.shared;
+        *write(&shared.eval_set) = Some(test);
+        shared.job.store(JOB_EVALUATE, Ordering::Relaxed);
+        shared.job_id.fetch_add(1, Ordering::Release);
+        shared.start.wait();
+        shared.run_evaluation(0);
+        shared.take_error()?;
+        let threads = shared.lanes.len();
+        Ok(combine(threads, test.len(), |t| {
+            TallyOf(lock(&shared.lanes[t]))
+        }))
     }
 
     /// A copy of the current weights.
     pub fn model(&self) -> LeNet5 {
+        self.shared.wait_idle();
         let mut params = Vec::with_capacity(NUM_PARAMS);
         for part in &self.shared.parts {
             params.extend_from_slice(&read(part).params);
@@ -278,6 +335,7 @@ impl Team<'_, '_> {
 
     /// A copy of the optimizer as it is now (momentum buffers and step count).
     pub fn optimizer(&self) -> Sgd {
+        self.shared.wait_idle();
         let mut sgd = self.shared.sgd.clone();
         for part in &self.shared.parts {
             sgd.absorb(&read(part).sgd)
@@ -300,8 +358,50 @@ impl Shared<'_> {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.run_step(t);
+            match self.job.load(Ordering::Relaxed) {
+                JOB_EVALUATE => self.run_evaluation(t),
+                _ => {
+                    self.run_step(t);
+                }
+            }
         }
+    }
+
+    /// Waits until every thread has finished the last job (a step does not wait for the
+    /// other threads' SGD ranges: the next job's start barrier does).
+    fn wait_idle(&self) {
+        let id = self.job_id.load(Ordering::Acquire);
+        for finished in &self.finished {
+            while finished.load(Ordering::Acquire) < id {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// The first error a thread recorded in the last job, if any (all are cleared).
+    fn take_error(&self) -> Result<()> {
+        let mut first = None;
+        for slot in &self.errors {
+            let e = lock(slot).take();
+            first = first.or(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Thread `t`'s part of an evaluation: batches `t, t + T, …` into its tally.
+    fn run_evaluation(&self, t: usize) {
+        let id = self.job_id.load(Ordering::Acquire);
+        self.guarded(t, id, || {
+            self.refresh(t)?;
+            let test = read(&self.eval_set).expect("set before the job starts");
+            let mut lane = lock(&self.lanes[t]);
+            let Lane {
+                model, ws, tally, ..
+            } = &mut *lane;
+            tally.run(model, ws, test, self.kernels, (t, self.lanes.len()))
+        });
+        self.finished[t].store(id, Ordering::Release);
+        self.done.wait();
     }
 
     /// Thread `t`'s whole part of a step (every thread passes the same barriers, whatever
@@ -311,16 +411,17 @@ impl Shared<'_> {
         let n = read(&self.batch).len();
         let micro = n.div_ceil(MICRO_BATCH);
         let per_wave = self.micro.len();
+        let id = self.job_id.load(Ordering::Acquire);
         let mut loss = 0.0f64;
-        self.guarded(t, || self.refresh(t));
+        self.guarded(t, id, || self.refresh(t));
         for first in (0..micro).step_by(per_wave) {
             let wave = first..(first + per_wave).min(micro);
             for j in wave.clone().skip(t).step_by(threads) {
-                self.guarded(t, || self.micro_batch(t, j, j - first, n));
+                self.guarded(t, id, || self.micro_batch(t, j, j - first, n));
             }
             self.reduce.wait();
-            self.guarded(t, || {
-                loss += self.reduce_wave(t, wave.clone(), first == 0);
+            self.guarded(t, id, || {
+                self.reduce_wave(t, wave.len(), first == 0, &mut loss);
                 Ok(())
             });
             if wave.end < micro {
@@ -328,20 +429,21 @@ impl Shared<'_> {
                 self.reduce.wait();
             }
         }
-        if loss.is_finite() && !self.failed.load(Ordering::Acquire) {
-            self.guarded(t, || {
+        // Every failure of phase A was recorded before the barrier above.
+        if loss.is_finite() && self.failed.load(Ordering::Acquire) != id {
+            self.guarded(t, id, || {
                 let mut part = write(&self.parts[t]);
                 let Part { params, grad, sgd } = &mut *part;
                 sgd.step(self.kernels, params, grad)
             });
         }
-        self.done.wait();
+        self.finished[t].store(id, Ordering::Release);
         loss / n as f64
     }
 
     /// Runs `f`, turning an error or a panic into thread `t`'s error: every thread must reach
     /// the barriers, or the others would wait forever.
-    fn guarded(&self, t: usize, f: impl FnOnce() -> Result<()>) {
+    fn guarded(&self, t: usize, id: u64, f: impl FnOnce() -> Result<()>) {
         let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,
@@ -354,7 +456,7 @@ impl Shared<'_> {
                 Error::new(format!("internal error in training thread {t}: {what}"))
             }
         };
-        self.failed.store(true, Ordering::Release);
+        self.failed.store(id, Ordering::Release);
         lock(&self.errors[t]).get_or_insert(error);
     }
 
@@ -377,7 +479,9 @@ impl Shared<'_> {
         let indices = &batch[j * MICRO_BATCH..((j + 1) * MICRO_BATCH).min(n)];
         let rows = indices.len();
         let mut lane = lock(&self.lanes[t]);
-        let Lane { model, ws, targets } = &mut *lane;
+        let Lane {
+            model, ws, targets, ..
+        } = &mut *lane;
         ws.load_images(indices.iter().map(|&i| self.train.image(i as usize)))?;
         targets.clear();
         targets.extend(
@@ -402,26 +506,33 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Adds the gradients of the micro-batches `wave` (buffers `0..wave.len()`), in order, to
+    /// Adds the gradients in buffers `0..slots` (one wave's micro-batches), in order, to
     /// thread `t`'s range of the reduced gradient (`first`: the batch's first wave, which
-    /// starts the sum); returns the sum of their losses, in the same order.
-    fn reduce_wave(&self, t: usize, wave: Range<usize>, first: bool) -> f64 {
+    /// starts the sum), a block at a time; adds their losses to `loss`, in the same order.
+    fn reduce_wave(&self, t: usize, slots: usize, first: bool, loss: &mut f64) {
+        let micro: [Option<RwLockReadGuard<'_, Micro>>; MAX_BUFFERS] =
+            std::array::from_fn(|s| (s < slots).then(|| read(&self.micro[s])));
+        let micro = micro.iter().flatten();
+        for m in micro.clone() {
+            *loss += f64::from(m.loss);
+        }
         let mut part = write(&self.parts[t]);
-        let r = part.sgd.range();
+        let offset = part.sgd.range().start;
         let acc = &mut part.grad[..];
-        let mut loss = 0.0f64;
-        for slot in 0..wave.len() {
-            let micro = read(&self.micro[slot]);
-            loss += f64::from(micro.loss);
-            let g = &micro.grads[r.clone()];
-            if first && slot == 0 {
-                acc.copy_from_slice(g);
-            } else {
-                for (a, &b) in acc.iter_mut().zip(g) {
-                    *a += b;
+        for start in (0..acc.len()).step_by(REDUCE_BLOCK) {
+            let r = start..(start + REDUCE_BLOCK).min(acc.len());
+            let acc = &mut acc[r.clone()];
+            let r = offset + r.start..offset + r.end;
+            for (k, m) in micro.clone().enumerate() {
+                let g = &m.grads[r.clone()];
+                if first && k == 0 {
+                    acc.copy_from_slice(g);
+                } else {
+                    for (a, &b) in acc.iter_mut().zip(g) {
+                        *a += b;
+                    }
                 }
             }
         }
-        loss
     }
 }

@@ -11,6 +11,7 @@
 //! bit-identical to the reference. Other kernel sizes and strides run the reference loop.
 
 pub mod scalar;
+mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -9,6 +9,7 @@
 //! sum), so it agrees to within the usual summation bound, not bit for bit.
 
 pub mod scalar;
+mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -17,7 +17,7 @@
 //! direct path's or GEMM's (`mod.rs`).
 
 use super::{Block, Direct, Taps};
-use crate::transpose::transpose8;
+use crate::simd::avx2::transpose8;
 use core::arch::x86_64::*;
 
 /// f32 lanes per ymm vector.

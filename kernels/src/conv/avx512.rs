@@ -22,7 +22,7 @@
 //! (input channels x rows x row vectors, skipping kernel rows that read only padding).
 
 use super::{Block, Direct, Taps};
-use crate::transpose::transpose16;
+use crate::simd::avx512::transpose16;
 use core::arch::x86_64::*;
 
 /// f32 lanes per zmm vector.

@@ -1,233 +1,40 @@
-//! 2-D convolution (NCHW, PyTorch's `conv2d` semantics): on AVX-512 and AVX2 a channel-vectorised path
-//! for stride-1 layers with narrow rows, a direct path for small stride-1 layers, im2col and
-//! GEMM for the rest.
+//! 2-D convolution, PyTorch's `conv2d`: input `[batch, in_channels, in_h, in_w]`, weight
+//! `[out_channels, in_channels, kernel_h, kernel_w]`, bias `[out_channels]`, output
+//! `[batch, out_channels, out_h, out_w]`, all contiguous NCHW; zero padding, stride, dilation;
+//! `out = (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1` per axis. Forward, and the
+//! backward's weight, bias and (optional) input gradients. Every path gives PyTorch's results
+//! within f32 summation error; the direct-loop references (the oracle) are in [`scalar`].
 //!
-//! ## Layout
+//! # Paths
 //!
-//! - input `[batch, in_channels, in_h, in_w]`, weight `[out_channels, in_channels, kernel_h,
-//!   kernel_w]`, bias `[out_channels]`, output `[batch, out_channels, out_h, out_w]`, all
-//!   row-major (contiguous NCHW), as PyTorch stores them.
-//! - `out = (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1` per axis (PyTorch's
-//!   formula, floor division); zero padding.
+//! The shape and the table pick one path:
 //!
-//! ## Method
+//! - channel (AVX-512 and AVX2; stride 1, dilation 1, narrow output rows, at least 8 output
+//!   channels, small kernels; LeNet's conv2): output channels in the lanes, 16 per group, a
+//!   register block of pixels, an in-register 16 x 16 (8 x 8) transpose back to NCHW; nothing
+//!   unfolded. Narrow rows fill a vector badly along the row, channels fill it fully.
+//! - direct (stride 1, dilation 1, small `K = in_channels kernel_h kernel_w`; LeNet's conv1):
+//!   a block of output channels x vectors along a row in registers, one broadcast weight per
+//!   channel and tap; the input gradient is the forward of the padded `dy` with the flipped,
+//!   channel-swapped weight. With small `K` unfolding costs as much as multiplying.
+//! - unfolded (every other shape): [`im2col`] of a tile of images side by side, one GEMM per
+//!   tile (`out = weight x cols`, the output starting as the bias), and for the backward
+//!   `grad_weight += dy x cols^T`, `grad_cols = weight^T x dy` folded back by [`col2im`].
 //!
-//! The shape and the table pick one of three paths: the AVX-512 and AVX2 tables take the channel
-//! path where [`Conv2dShape::takes_channel_path`] says so; otherwise (and on every other table) the
-//! shape alone picks the direct path or im2col + GEMM ([`Conv2dShape::is_direct`]). All give
-//! PyTorch's results to within f32 summation error, in different orders.
+//! Where a padding is not below its kernel size the input gradient takes the unfolded path's
+//! GEMM + col2im. The thresholds are the shape's predicates; the measurements behind them are
+//! in `benches/README.md`.
 //!
-//! ### Channel path (AVX-512 and AVX2; stride 1, `out_w <= 16`, `Cout >= 8`; LeNet's conv2)
+//! # Workspace and invariants
 //!
-//! Rows of 10 output pixels (LeNet's conv2) fill a 16-lane vector badly, and conv2's GEMMs
-//! (`16 x 150 x 100` per image) are small and need their columns unfolded (9x the input), so
-//! this path puts the *output channels* in the lanes instead: 16 per zmm, a group of 16 at a
-//! time (`__mmask16` on the last group's bias load and stores; its missing channels' weights
-//! are zero). It unfolds nothing: each image is copied into zero-padded planes as on the
-//! direct path. The rule ([`Conv2dShape::takes_channel_path`]): the AVX-512 or AVX2 table, stride 1,
-//! dilation 1, `in_channels >= 1`, kernels of 1..=[`CHANNEL_MAX_KERNEL`] (7) per axis,
-//! `out_channels >=` [`CHANNEL_MIN_OUT_CHANNELS`] (8: half a vector) and `out_w <=`
-//! [`CHANNEL_MAX_OUT_W`] (16: a block is whole rows), whatever `K` (it also takes the direct
-//! path's shapes that fit: each one measured was faster, below). The NEON table keeps its
-//! direct and GEMM paths (not measured). AVX2 has the same rule (measured below) and the same
-//! workspace layout (groups of 16 channels, two ymm each); how it differs follows AVX-512's
-//! numbers.
-//!
-//! - forward: the weight re-laid out once per call (in the workspace) as `[group][ci][ky][kx][16
-//!   channels]`; a register block of `R` whole output rows (`R x out_w <= 28` accumulators,
-//!   `R <= 8`; conv2: 2 x 10) starts at the bias, and each tap loads one weight vector and
-//!   multiplies it by one broadcast input value per pixel (an embedded-broadcast FMA). A block
-//!   past the last row repeats that row's inputs and does not store it. The channels-last
-//!   block goes to `[pixel][16]` in the workspace, and the image's group is transposed 16 x 16
-//!   at a time (in registers) to the NCHW output.
-//! - weight gradient: each image's output gradient transposed (16 x 16 in registers) to
-//!   `[group][pixel][16]` in the workspace; for each input channel, a block of kernel rows by
-//!   the whole kernel width (`G x kernel_w <= 28`, conv2: all 5 x 5 taps) of accumulators
-//!   runs over every output pixel, one gradient vector loaded per pixel and multiplied by one
-//!   broadcast input value per tap; the sums (`[group][K][16]`, in the workspace) are carried
-//!   over the batch and transposed to `[Cout, K]` once at the end.
-//! - input gradient: as on the direct path, the forward correlation of `dy` padded by `kernel -
-//!   1 - pad` with the flipped, channel-swapped weight, but with its own AVX-512 block: 6 input
-//!   channels x 2 rows, a row being one vector (two when the input row is wider than 16), the
-//!   6 weights of a tap broadcast once into registers for the 2 rows, and only the kernel rows
-//!   that reach a real row of `dy` for some row of the block (the rest read the zero padding;
-//!   for conv2 this skips 23% of the work). Where a padding is not below its kernel size, GEMM
-//!   and col2im as on the direct path. A Cout-vectorised input gradient (sums over the channel
-//!   lanes, reduced per pixel) was not tried.
-//! - bias gradient: the table's `bias_backward`.
-//!
-//! LeNet-5's conv2 at batch 64, one thread, this machine (Sapphire Rapids class, shared with
-//! other work; medians of 200 calls): forward 0.21 ms (~145 GFLOP/s), weight + bias gradient
-//! 0.215 ms, input gradient 0.35 ms (it does ~1.7x the forward's multiplies: 14 of 16 lanes,
-//! and the padded border columns), forward + backward 0.78 ms; with the input gradient on the
-//! direct path's kernel (blocks of one row) it was 1.10 ms, and the GEMM path on the same table
-//! takes 1.72 ms. Against PyTorch 2.15 (oneDNN, AVX-512, one thread), three interleaved rounds
-//! of `cargo bench --bench conv` and `pytorch_kernels.py --threads 1`: forward 0.223-0.225 ms
-//! (summary median; criterion 0.238-0.242) vs 0.281-0.288, 1.18-1.28x; forward + backward
-//! 0.797-0.813 ms (criterion 0.835-0.879) vs 1.93-2.04 ms, 2.2-2.5x. Other shapes, fwd+bwd
-//! with every gradient, channel vs the table's old path (direct for `K <= 100`, else GEMM),
-//! ms: 6 -> 16, 14x14, 3x3, pad 1: 0.58 vs 0.96; 3 -> 16, 12x12, 3x3: 0.27 vs 0.48; 1 -> 16,
-//! 8x8, 3x3: 0.13 vs 0.19; 16 -> 32, 8x8, 3x3, pad 1: 1.27 vs 2.16 (its input gradient,
-//! 8-wide rows, 0.60 vs 0.55 on GEMM + col2im: the one part measured slower); 8 -> 8, 16x16,
-//! 5x5, pad 2: 2.0 vs 4.0.
-//!
-//! On AVX2 (`avx2.rs`; 8 lanes, 16 ymm) the same passes, a group of 16 channels being two
-//! vectors (one when the group has at most 8 channels: `Cout = 8`, or a last group of 1..=8):
-//!
-//! - forward: blocks of 6 pixels x 2 vectors (8 x 1 for a narrow group) taken row-major across
-//!   the output plane, not whole rows (a 10-wide row would need 20 accumulators); each pixel
-//!   keeps its own input pointer, and a block past the plane's end repeats the last pixel and
-//!   does not store it. Channels-last to NCHW by 8 x 8 register transposes (masked stores for
-//!   a pixel tail).
-//! - weight gradient: per input channel and kernel row, the kernel's columns (in two blocks
-//!   when wider than 6) by 2 vectors (1 for a narrow group) of accumulators over every pixel.
-//! - input gradient: no block of its own. Where `Cout * kernel_h * kernel_w <= 300`
-//!   (`AVX2_DIRECT_DX_MAX_K`), or the shape's other path is the direct one, the direct path's
-//!   (the AVX2 direct forward kernel on the transposed convolution); above, GEMM and col2im
-//!   over tiles of images as on the GEMM path (conv2: 400). Measured at batch 32, medians of
-//!   200 calls, ms, the direct kernel vs GEMM: conv2 0.42 vs 0.38; 6 -> 24, 14x14, 5x5 0.63 vs
-//!   0.48; 6 -> 8, 14x14, 5x5 0.21 vs 0.28; 8 -> 8, 16x16, 5x5, pad 2 0.39 vs 0.83; 6 -> 12
-//!   (300) 0.31 vs 0.33 and 16 -> 32, 8x8, 3x3, pad 1 (288) 0.38 vs 0.40, alike. A block of
-//!   its own (AVX-512's skips kernel rows that read only padding: 23% of conv2's work) was
-//!   not tried.
-//!
-//! AVX2 table, fwd+bwd with every gradient at batch 32 (medians of 200 calls, one process per
-//! build, run one after the other, this machine), channel path vs the old path (direct for `K
-//! <= 100`, else GEMM), ms: conv2 0.81 vs 1.15 (forward 0.23 vs 0.38, weight + bias gradient
-//! 0.20 vs 0.39, input gradient 0.38 on both); 6 -> 8, 14x14, 5x5 0.49 vs 0.82; 6 -> 12 0.73
-//! vs 0.92; 6 -> 24 1.21 vs 1.39; 6 -> 16, 14x14, 3x3, pad 1 0.55 vs 0.61 (its forward alone
-//! slower, 0.19 vs 0.16: `K = 54` suits the direct path's rows); 3 -> 16, 12x12, 3x3 0.20 vs
-//! 0.27; 1 -> 16, 8x8, 3x3 0.072 vs 0.089; 16 -> 32, 8x8, 3x3, pad 1 0.99 vs 1.31; 8 -> 8,
-//! 16x16, 5x5, pad 2 1.38 vs 2.74. No measured shape was slower in total, so the rule is
-//! AVX-512's.
-//!
-//! LeNet-5's conv2 at batch 64 on the AVX2 table, two interleaved rounds of `CONV_SUMMARY_ONLY=1
-//! cargo bench --bench conv` with the old build and this one (medians, this machine, one
-//! thread): forward 0.733 / 0.741 ms before, 0.438 / 0.423 after (1.7x); forward + backward
-//! 2.449 / 2.461 before, 1.793 / 1.794 after (1.37x; against PyTorch's 1.9-3.0 ms on this
-//! machine, 1.1-1.7x, short of the issue's 2x). Its fwd+bwd is now ~24% forward, ~22% weight
-//! and bias gradient and ~44% input gradient (GEMM + col2im, 0.77-0.79 ms; on the direct kernel
-//! 0.82), so an AVX2 input-gradient block is what is left to do.
-//!
-//! ### Direct (stride 1, dilation 1, `1 <= K <=` [`DIRECT_MAX_K`]; LeNet's conv1, `K = 25`)
-//!
-//! With `K = in_channels * kernel_h * kernel_w` small the GEMMs are tiny in one dimension (conv1:
-//! `6 x 25 x 784` per image) and unfolding the columns costs as much as multiplying them, so
-//! this path unfolds nothing. Each image's input planes are copied once into zero-padded planes
-//! (`in + 2 * pad` per axis) in the workspace, followed by 16 zeroed floats of slack, so the
-//! loops have no border branches and a row's last vector may load past the row's end without
-//! leaving the buffer. One file per ISA (`avx2.rs`, `avx512.rs`, `neon.rs`, in the folder's
-//! [`Kernels`] table; the scalar table has plain-Rust loops of the same shape in `mod.rs`):
-//!
-//! - forward: for each output row, a block of output channels x vectors across the row (AVX-512
-//!   6 x 2 x 16 lanes, AVX2 6 x 2 x 8, NEON 6 x 4 x 4) held in registers, starting at the bias;
-//!   each kernel tap loads one input vector per vector of the block and broadcasts one weight
-//!   per channel (AVX-512: kernel widths 3 and 5 as constants, so the tap loop unrolls). The last vector's extra lanes are never stored (AVX-512 `__mmask16`, AVX2
-//!   `maskstore`, NEON a copy through the stack).
-//! - weight gradient: `dW[co][ci][ky][kx] = sum over images, y, x of dy[co][y][x] *
-//!   padded[ci][y + ky][x + kx]`, a block of output channels x kernel columns (AVX-512 3 x 5,
-//!   AVX2 2 x 5, NEON 3 x 5) of vector accumulators, held in registers down all an image's rows,
-//!   then added into 16 partial sums per weight in the workspace, reduced once at the end. The
-//!   row's last vector loads both operands masked (or through zeroed stack arrays on NEON), so
-//!   an infinity beyond the row cannot make `0 * inf = NaN`.
-//! - input gradient (when asked for): at stride 1 it is the forward convolution of `dy`, padded
-//!   by `kernel - 1 - pad`, with the weight's in and out channels swapped and its taps flipped
-//!   (a copy in the workspace), so it runs the forward kernel. Where a padding is not below
-//!   its kernel size (that padding would be negative) it is the GEMM path's instead, one image
-//!   at a time: `grad_cols = weight^T x dy`, folded back by [`col2im`].
-//! - bias gradient: on the AVX-512 table, in the weight-gradient pass: each image's
-//!   output-gradient planes are summed (four vectors of partial sums, a masked tail) into
-//!   `grad_bias` just before that image's weight-gradient blocks read them, so the batch's `dy`
-//!   (1.2 MB for conv1) comes from memory once, not twice, and the blocks find it in L1. The
-//!   other tables call their `bias_backward` first.
-//!
-//! LeNet-5's conv1 (batch 64, AVX-512, this machine; side by side in one process, calls
-//! alternating between the variants, 2000 each, medians): the fused bias gradient took
-//! fwd+bwd from 0.632 to 0.613, 0.606 to 0.584 and 0.518 to 0.504 ms (a loaded machine; ~3%);
-//! the forward's tap loop with the kernel width a constant (3 and 5 are instantiated, other
-//! widths read it at run time) took the forward from 0.261 to 0.245 ms (~6%, three runs
-//! alike). Measured and not taken: blocks of 2 output rows (6 x 2 x 2 accumulators: the
-//! forward went from 0.16 to 0.22 ms, its outer-loop pointers spilled to the stack); a "flat"
-//! forward for shapes whose output rows are as wide as the input's (`2 * pad_w + 1 ==
-//! kernel_w`): each output plane as one run of `out_h * out_w` pixels in 6 x 4-vector
-//! blocks, every load masked to the lanes whose tap lands in the unpadded image (no copy, no
-//! idle lanes: 12.5% fewer FMAs for conv1), 0.157-0.166 ms against 0.148-0.155 for the row
-//! blocks (the masked loads cross cache lines and need a mask load each); and a T1 prefetch
-//! of the next image's `dy` before each image's blocks, 3% slower. The padded copies are
-//! AVX-512 row copies on that table (whole vectors and a masked one; fwd+bwd 0.346 -> 0.339
-//! ms side by side). Against PyTorch 2.15 (one
-//! thread), three interleaved rounds of `pytorch_kernels.py --threads 1` and
-//! `CONV_SUMMARY_ONLY=1 cargo bench --bench conv` (medians): forward 0.147 / 0.150 / 0.149
-//! ms vs 0.778 / 0.944 / 0.640 ms (4.3-6.3x), forward + backward 0.358 / 0.362 / 0.373 ms vs
-//! 1.870 / 2.303 / 1.637 ms (4.4-6.4x); minimums 0.330 / 0.328 / 0.347 ms. The profile of
-//! fwd+bwd: weight + bias gradient 55% (of it ~16% the bias sums' first reads of `dy`),
-//! forward 39%, the padded copies 5% (before the row copies below). The forward runs at ~111 GFLOP/s (of ~169 peak; its
-//! 28-wide rows use 28 of 32 lanes), fwd+bwd at ~91.
-//!
-//! The bound on `K`, from forward + backward (input gradient included) at batch 32, min of 60
-//! calls, AVX-512 (AVX2 alike), direct vs GEMM path, two runs each on a loaded machine:
-//! `K = 27` (3 -> 16, 32x32, 3x3, pad 1, no input gradient) 0.85 vs 1.28 ms; `K = 54` (6 -> 16,
-//! 14x14, 3x3) 0.43 vs 0.45; `K = 75` and `K = 100` (3 -> 16 and 4 -> 8, 28x28, 5x5, pad 2)
-//! 2.3 vs 3.0 and 1.2 vs 2.7; `K = 144` (16 -> 32, 14x14, 3x3, pad 1) 2.6 vs 2.6; LeNet's
-//! conv2 (`K = 150`, rows 10 wide) 0.93 vs 0.87. Rows narrower than a vector waste lanes on the
-//! direct path, so deep layers with small planes keep the GEMM path; `K <= 100` takes every
-//! measured win.
-//!
-//! ### im2col + GEMM (every other shape; LeNet's conv2 on the tables without the channel path)
-//!
-//! [`im2col`] unfolds an image into a column matrix `cols[K, N]` with `K = in_channels *
-//! kernel_h * kernel_w` rows (one per weight coordinate) and `N = out_h * out_w` columns (one per
-//! output pixel), so the convolution is a GEMM `out[Cout, N] = weight[Cout, K] x cols[K, N]`.
-//!
-//! The batch goes through in tiles of [`Conv2dShape::images_per_tile`] images (split evenly, so
-//! the tiles differ by at most one image): a tile's images are unfolded side by side into one
-//! `cols[K, tile * N]` (image `i` in columns `i * N..`), so each GEMM covers the whole tile
-//! instead of one image (LeNet's conv2 alone has GEMMs of `N = 100`, too narrow to run fast):
-//!
-//! - forward: `out_tile[Cout, tile * N] = weight x cols`, the output starting as the bias
-//!   (GEMM's `beta = 1`, as PyTorch's unfolded path does), then scattered to the images' NCHW
-//!   planes (a copy of `Cout * tile` rows of `N`). A tile of one image writes in place.
-//! - backward: the tile's `grad_out` is gathered into one matrix `dy[Cout, tile * N]` (the
-//!   inverse copy), then `grad_weight += dy x cols^T` (`beta = 0` for the first tile) and
-//!   `grad_cols = weight^T x dy` into the same column buffer, folded back into each image's
-//!   input gradient by [`col2im`] (the adjoint of [`im2col`]: it adds).
-//!
-//! The GEMM is the table's `sgemm`, so the convolution runs on whichever ISA the [`Kernels`]
-//! table is. The bias gradient is the table's `bias_backward`.
-//!
-//! This path has no per-ISA convolution file: im2col and col2im are generic row copies and adds
-//! (stride-1 rows up to 32 wide are copied with the width a constant, so each row is a few inline
-//! moves instead of a `memcpy` call; col2im's adds likewise, ~3% of conv2's fwd+bwd). They are
-//! a large share of LeNet's convolution time (conv2's columns are 9x its input), so an ISA
-//! im2col, or packing the GEMM's B panels straight from the image, is the next step; neither was
-//! done here.
-//!
-//! ## Workspace
-//!
-//! The caller owns the scratch, [`Conv2dShape::workspace_len`] f32; the same buffer serves the
-//! forward and the backward pass, and a training loop allocates nothing per step. The length
-//! depends on the shape only, not on the table: a shape the channel path takes gets the larger
-//! of that path's workspace and the one its other path (direct or GEMM) needs.
-//!
-//! - Channel path: one image's padded planes, the weight (or its gradient's sums) as `[group][K][16]`
-//!   and one image's output (or output gradient) as `[group][pixel][16]`, `groups =
-//!   ceil(Cout / 16)`; or, if more, the input gradient's (as the direct path's). It does not
-//!   depend on the batch. LeNet-5's conv2: the passes' 6 x 14 x 14 + 16 + 16 x (150 + 100) =
-//!   5192 f32, the input gradient's 2400 + 16 x 18 x 18 + 16 = 7600; less than its GEMM path's,
-//!   which therefore sets the length.
-//! - Direct path: one image's padded planes and slack, and 16 partial sums per weight; or, if
-//!   more, what the input gradient needs: the flipped weight and one image's padded
-//!   output-gradient planes (or one image's columns, `K * N`, where it takes the GEMM). It does
-//!   not depend on the batch. LeNet-5's conv1: 150 + 6 x 32 x 32 + 16 f32.
-//! - GEMM path: one tile's columns (`tile * K * N`) and, when a tile holds several images, its
-//!   output / output-gradient matrix (`tile * Cout * N`). The tile is enough images for
-//!   [`TILE_COLUMNS`] output pixels, but no more than keep both within [`TILE_BUDGET`] (512
-//!   KiB), and at most the batch, so the buffer stays in cache and is never a column buffer for
-//!   a whole batch. LeNet-5's conv2 at batch 64: 6 images of 150 x 100 columns plus a 16 x 600
-//!   output buffer.
-//!
-//! The length grows with `batch` up to that bound (or not at all), so a workspace sized for the
-//! largest batch serves smaller ones (a prefix of it).
+//! The caller owns the scratch, [`Conv2dShape::workspace_len`] floats, computed with checked
+//! arithmetic from the shape alone (not the table): the largest any path of the shape needs, so
+//! one buffer serves forward and backward and a training loop allocates nothing per step. It
+//! grows with `batch` only up to the unfolded path's tile bound, so a workspace for the largest
+//! batch serves smaller ones. The direct path's padded planes end with 16 zeroed floats of
+//! slack, so a row's last vector may load past the row without leaving the buffer; its last
+//! vector's extra lanes are never stored, and the weight gradient masks both operands there so
+//! an infinity beyond the row cannot make `0 * inf = NaN`.
 //!
 //! ```
 //! use simdnet_kernels::conv::Conv2dShape;
@@ -249,8 +56,6 @@
 //! k.conv2d_backward(&shape, &x, &w, &dy, None, &mut dw, Some(&mut db), &mut workspace);
 //! assert_eq!(db, vec![2.0 * 784.0; 6]);
 //! ```
-//!
-//! The direct-loop references (the oracle) are in [`scalar`].
 
 pub mod scalar;
 mod shape;

@@ -2,44 +2,45 @@
 //!
 //! # Accuracy contract
 //!
-//! `exp` uses range reduction and a polynomial: `x = n*ln2 + r` with `n = round(x / ln2)` and
-//! `|r| <= ln2/2` (Cody-Waite: `ln2` split in a short high part, so `n*ln2_hi` is exact, and a
-//! low part), `exp(r) = 1 + r + r^2*q(r)` with a degree-4 `q` fitted to `(exp(r) - 1 - r)/r^2`,
-//! evaluated by Horner with fused multiply-adds as `1 + r*(1 + r*q(r))` (one chain of six; the
-//! earlier order, `(r + r^2*q) + 1`, took one operation more, was 3% (AVX2) and 8% (AVX-512)
-//! slower on an L1-resident softmax exp pass, and had a worst error of 0.98 ulp against
-//! 0.85), and `2^n` put in the exponent bits.
+//! - `exp`: for `x` in `[-87.33654, 88.72283]` the result is within 2 ulp of `exp(x)` computed
+//!   in f64 (the tests measure at most 1 ulp on every ISA). `x < -87.33654` (below
+//!   `ln(FLT_MIN)`) gives `0`, `-inf` included: no denormal is ever produced, so nothing
+//!   downstream slows down on denormal arithmetic. `x > 88.72283` (above `ln(FLT_MAX)`) gives
+//!   `+inf`. NaN stays NaN.
+//! - `ln`: within 2 ulp of the f64 logarithm for every positive finite input (denormals
+//!   included); `ln(0) = -inf`, `ln(x < 0) = NaN`, `ln(inf) = inf`, NaN stays NaN.
 //!
-//! - For `x` in `[-87.33654, 88.72283]` the result is within 2 ulp of `exp(x)` computed in f64
-//!   (the tests measure at most 1 ulp on every ISA).
-//! - `x < -87.33654` (below `ln(FLT_MIN)`) gives `0`: no denormal is ever produced, so nothing
-//!   downstream slows down on denormal arithmetic. `-inf` gives `0`.
-//! - `x > 88.72283` (above `ln(FLT_MAX)`) gives `+inf`. NaN stays NaN.
+//! # Method
 //!
-//! `ln` is the classic `logf` reduction: `x = 2^k * (1 + f)` with `1 + f` in
-//! `[sqrt(2)/2, sqrt(2))`, `s = f / (2 + f)`, `ln(1 + f) = f - f^2/2 + s*(f^2/2 + R(s^2))` with a
-//! degree-4 `R`, plus `k*ln2` in two parts. Within 2 ulp of the f64 logarithm for every positive
-//! finite input (denormals included); `ln(0) = -inf`, `ln(x < 0) = NaN`, `ln(inf) = inf`, NaN
-//! stays NaN.
+//! `exp`: `x = n ln2 + r` with `n = round(x / ln2)` (adding `1.5 * 2^23` rounds the product)
+//! and `|r| <= ln2/2`, `ln2` split in a short high part (so `n ln2_hi` is exact) and a low part
+//! (Cody-Waite); `exp(r) = 1 + r (1 + r q(r))` with a degree-4 `q` fitted to
+//! `(exp(r) - 1 - r) / r^2`, one chain of fused multiply-adds; then `p * 2^n`, which is normal
+//! for every `n` the clamp to the range allows. How `2^n` is applied is the vocabulary's
+//! (`F32x::scale_pow2_or_zero`): AVX2 and NEON add `n` to the exponent field, AVX-512 uses
+//! `vscalefps` in its zero-masking form, which also makes the clamp unnecessary in softmax's
+//! `exp(x - max)` ([`vector::exp_nonpositive`](self)).
 //!
-//! Per ISA: AVX2 (8 lanes) and NEON (4 lanes) add `n` to the exponent field of `p` with
-//! integer arithmetic; AVX-512 (16 lanes) uses `vscalefps` (`p * 2^n` in one instruction) in
-//! its zero-masking form, so the lanes below the range come out as 0 without a separate
-//! select, and softmax's `exp(x - max)` needs no clamp at all. The polynomial and the
-//! reduction use the same constants on every ISA (`consts`), so they cannot drift apart. Tails: masked loads and stores on x86 (AVX2 lane masks,
-//! AVX-512 `__mmask16`), a padded stack buffer on NEON.
+//! `ln`: the classic `logf` reduction, `x = 2^k (1 + f)` with `1 + f` in
+//! `[sqrt(2)/2, sqrt(2))`, `s = f / (2 + f)`, `ln(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))` with
+//! a degree-4 `R`, plus `k ln2` in two parts; denormal inputs are scaled by `2^23` first.
+//!
+//! Both algorithms are written once (`vector.rs`, generic over [`F32x`](crate::simd)) with the
+//! constants of [`consts`](self); the ISA files only instantiate them. Tails go through the
+//! vocabulary's first-`n` loads and stores, so no lane outside the slices is touched.
 //!
 //! The scalar table entries are the references: `std`'s `exp` / `ln` with the same edge rules
 //! ([`scalar::exp`], [`scalar::ln`]).
 
 pub mod scalar;
+pub(crate) mod vector;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
+mod avx2;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512;
+mod avx512;
 #[cfg(target_arch = "aarch64")]
-pub(crate) mod neon;
+mod neon;
 
 use crate::{check_len, kernel_table, Isa, Kernels};
 
@@ -65,7 +66,6 @@ pub(crate) mod consts {
     pub const C6: f32 = 0.001_374_621_9;
 
     /// Adding it rounds `|v| < 2^22` to an integer in the low mantissa bits (`1.5 * 2^23`).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub const SHIFTER: f32 = 12_582_912.0;
 
     /// `ln` constants (the classic `logf` ones): `ln 2` split for `k * ln2`, and `R(z)`.
@@ -75,8 +75,6 @@ pub(crate) mod consts {
     pub const LG2: f32 = 0.400_009_72;
     pub const LG3: f32 = 0.284_987_87;
     pub const LG4: f32 = 0.242_790_79;
-    /// Bits of `sqrt(2)/2`: mantissas are moved into `[sqrt(2)/2, sqrt(2))`.
-    pub const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
 }
 
 kernel_table! {

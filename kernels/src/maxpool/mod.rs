@@ -23,11 +23,12 @@
 //! [`Pool2dShape`] is shared with average pooling.
 
 pub mod scalar;
+pub(crate) mod vector;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
+mod avx2;
 #[cfg(target_arch = "aarch64")]
-pub(crate) mod neon;
+mod neon;
 
 use crate::{check_len, checked_product, kernel_table, Isa, Kernels, ShapeError};
 

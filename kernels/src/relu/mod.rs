@@ -7,9 +7,11 @@
 //!   and also where it is NaN, as in PyTorch.
 //!
 //! Every ISA gives the same bits as the reference: the operations are selections, not
-//! arithmetic.
+//! arithmetic. The body is written once over the SIMD vocabulary (`vector.rs`); the ISA files
+//! fix the vector type. There is no AVX-512 file: the AVX-512 table runs the AVX2 one.
 
 pub mod scalar;
+mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -39,17 +39,17 @@
 //!
 //! # Kernels
 //!
-//! Scalar (the reference), AVX2+FMA (8 lanes), AVX-512 (16 lanes) and NEON (4 lanes) do the
-//! same operations per element, so every ISA gives the reference's bits. The x86 kernels
-//! first peel the lanes before `p`'s vector-size boundary (32 or 64 bytes) with a masked
-//! vector, so the main loop never splits a cache line when `g` and the buffer share `p`'s
-//! offset (as `simdnet::optim::Sgd` arranges); the tail is masked too. The step moves 20
-//! bytes per parameter, so it runs at the speed of the cache or memory holding the buffers:
-//! on this project's 2-vCPU Xeon (AVX-512), at LeNet-5's 61,706 parameters (1.2 MB, L2), the
-//! AVX-512 step took 12.1-12.2 us against `machine_peak.c`'s cache-resident pattern
-//! 12.0 us; AVX2 took 12.5-13.1 us (two runs side by side of `cargo bench --bench sgd`).
+//! Scalar (the reference) and one body over the SIMD vocabulary (`vector.rs`), instantiated
+//! for AVX2+FMA (8 lanes), AVX-512 (16 lanes) and NEON (4 lanes): the same operations per
+//! element, so every ISA gives the reference's bits. The body first peels the lanes before
+//! `p`'s vector-size boundary with a first-`n` vector, so the main loop never splits a cache
+//! line when `g` and the buffer share `p`'s offset (as `simdnet::optim::Sgd` arranges; split
+//! accesses cost the step a large share of its cache-resident rate, `benches/README.md`); the
+//! tail goes the same way. The step moves 20 bytes per parameter, so it runs at the speed of
+//! the cache or memory holding the buffers.
 
 pub mod scalar;
+mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -151,7 +151,7 @@ impl std::error::Error for SgdError {}
 
 /// A step's f32 constants and switches (PyTorch's roundings of the f64 options).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Coefficients {
+pub(crate) struct Coefficients {
     pub neg_lr: f32,
     pub momentum: f32,
     pub one_minus_dampening: f32,
@@ -161,26 +161,6 @@ pub struct Coefficients {
     pub nesterov: bool,
     pub maximize: bool,
 }
-
-/// `$run::<WD, MOM, FIRST, NEST>(args)` for a step's switches (weight decay, momentum, first
-/// step, Nesterov): each ISA's loop is compiled once per combination, with no branch inside.
-macro_rules! with_switches {
-    ($c:expr, $first:expr, $run:ident($($arg:expr),*)) => {
-        match ($c.use_weight_decay, $c.use_momentum, $first, $c.nesterov) {
-            (false, false, _, _) => $run::<false, false, false, false>($($arg),*),
-            (true, false, _, _) => $run::<true, false, false, false>($($arg),*),
-            (false, true, false, false) => $run::<false, true, false, false>($($arg),*),
-            (false, true, false, true) => $run::<false, true, false, true>($($arg),*),
-            (false, true, true, false) => $run::<false, true, true, false>($($arg),*),
-            (false, true, true, true) => $run::<false, true, true, true>($($arg),*),
-            (true, true, false, false) => $run::<true, true, false, false>($($arg),*),
-            (true, true, false, true) => $run::<true, true, false, true>($($arg),*),
-            (true, true, true, false) => $run::<true, true, true, false>($($arg),*),
-            (true, true, true, true) => $run::<true, true, true, true>($($arg),*),
-        }
-    };
-}
-pub(crate) use with_switches;
 
 kernel_table! {
     /// Per-ISA SGD step.

@@ -16,7 +16,7 @@ const FOLDERS: [&str; 9] = [
 ];
 
 #[test]
-fn names_round_trip_and_unknown_names_are_errors() {
+fn miri_dispatch_names_round_trip_and_unknown_names_are_errors() {
     for isa in Isa::ALL {
         assert_eq!(Isa::parse(isa.name()), Ok(isa));
         assert_eq!(Isa::parse(&isa.name().to_uppercase()), Ok(isa));
@@ -33,7 +33,7 @@ fn names_round_trip_and_unknown_names_are_errors() {
 }
 
 #[test]
-fn unsupported_isa_is_an_error_naming_it() {
+fn miri_dispatch_unsupported_isa_is_an_error_naming_it() {
     let missing = if cfg!(target_arch = "aarch64") {
         Isa::Avx2
     } else {
@@ -51,14 +51,14 @@ fn unsupported_isa_is_an_error_naming_it() {
 }
 
 #[test]
-fn scalar_is_always_available_and_listed_first() {
+fn miri_dispatch_scalar_is_always_available_and_listed_first() {
     let all = Kernels::all();
     assert_eq!(all[0].isa(), Isa::Scalar);
     assert_eq!(all.len(), Isa::supported().len());
 }
 
 #[test]
-fn every_folder_has_entries() {
+fn miri_dispatch_every_folder_has_entries() {
     let entries = Kernels::for_isa(Isa::Scalar).unwrap().entries();
     for folder in FOLDERS {
         assert!(
@@ -87,7 +87,7 @@ fn assert_no_scalar_fallback(k: &Kernels) {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_table_has_no_scalar_entry() {
+fn miri_dispatch_avx2_table_has_no_scalar_entry() {
     if Isa::Avx2.is_supported() {
         if !Isa::Avx512.is_supported() {
             assert_eq!(Isa::best(), Isa::Avx2);
@@ -105,7 +105,7 @@ const AVX512_FOLDERS: [&str; 5] = ["gemm", "conv", "exp", "cross_entropy", "sgd"
 /// kernels, not AVX2's.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_is_the_default_where_the_cpu_has_it() {
+fn miri_dispatch_avx512_is_the_default_where_the_cpu_has_it() {
     if !Isa::Avx512.is_supported() {
         assert!(Kernels::for_isa(Isa::Avx512).is_err());
         return;
@@ -135,7 +135,7 @@ fn avx512_is_the_default_where_the_cpu_has_it() {
 /// AVX-512 ISA is not offered on aarch64.
 #[cfg(target_arch = "aarch64")]
 #[test]
-fn avx512_is_unsupported_on_aarch64() {
+fn miri_dispatch_avx512_is_unsupported_on_aarch64() {
     assert!(!Isa::Avx512.is_supported());
     assert_eq!(
         Kernels::for_isa(Isa::Avx512).unwrap_err(),
@@ -147,7 +147,7 @@ fn avx512_is_unsupported_on_aarch64() {
 /// scalar cannot pass. (CI runs this under qemu.)
 #[cfg(target_arch = "aarch64")]
 #[test]
-fn default_table_on_aarch64_is_neon_everywhere() {
+fn miri_dispatch_default_table_on_aarch64_is_neon_everywhere() {
     assert!(Isa::Neon.is_supported());
     assert_eq!(Isa::best(), Isa::Neon);
     let default = Kernels::get();

@@ -70,6 +70,7 @@ impl Kernels {
     /// length), or if a stride or kernel size is 0 or the output would be empty.
     #[track_caller]
     pub fn avgpool2d_forward(&self, shape: &Pool2dShape, input: &[f32], output: &mut [f32]) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
         check_len("avgpool2d_forward: input", shape.input_len(), input.len());
         check_len(
             "avgpool2d_forward: output",
@@ -93,6 +94,7 @@ impl Kernels {
         grad_output: &[f32],
         grad_input: &mut [f32],
     ) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
         check_len(
             "avgpool2d_backward: grad_output",
             shape.output_len(),

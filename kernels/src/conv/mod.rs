@@ -922,6 +922,9 @@ impl Kernels {
         output: &mut [f32],
         workspace: &mut [f32],
     ) {
+        // Every length this call may compute, in checked arithmetic, before any is used: the
+        // panic is `Conv2dShape::check`'s error.
+        crate::or_panic(shape.check());
         let n = shape.out_plane_len();
         check_len("conv2d_forward: input", shape.input_len(), input.len());
         check_len("conv2d_forward: weight", shape.weight_len(), weight.len());
@@ -1041,6 +1044,7 @@ impl Kernels {
         grad_bias: Option<&mut [f32]>,
         workspace: &mut [f32],
     ) {
+        crate::or_panic(shape.check()); // as in `conv2d_forward`
         let n = shape.out_plane_len();
         check_len("conv2d_backward: input", shape.input_len(), input.len());
         check_len("conv2d_backward: weight", shape.weight_len(), weight.len());

@@ -118,8 +118,8 @@ impl Pool2dShape {
     /// `batch * channels * in_h * in_w`.
     ///
     /// # Panics
-    /// If it or [`Pool2dShape::planes`] overflows `usize` (the message names the shape and the
-    /// quantity).
+    /// If it, [`Pool2dShape::planes`] or one plane (`in_h * in_w`, even with no planes)
+    /// overflows `usize` (the message names the shape and the quantity).
     #[track_caller]
     pub fn input_len(&self) -> usize {
         crate::or_panic(self.try_input_len())
@@ -137,7 +137,8 @@ impl Pool2dShape {
     /// `batch * channels * out_h * out_w`.
     ///
     /// # Panics
-    /// As [`Pool2dShape::out_h`], or if it or [`Pool2dShape::planes`] overflows `usize`.
+    /// As [`Pool2dShape::out_h`], or if it, [`Pool2dShape::planes`] or one plane (`out_h *
+    /// out_w`) overflows `usize`.
     #[track_caller]
     pub fn output_len(&self) -> usize {
         crate::or_panic(self.try_output_len())
@@ -156,15 +157,26 @@ impl Pool2dShape {
         checked_product(self, q, &[self.batch, self.channels])
     }
 
+    /// One input plane, `in_h * in_w` (checked even when there are no planes).
+    pub fn try_in_plane_len(&self) -> Result<usize, ShapeError> {
+        let q = "pool2d: an input plane (in_h * in_w)";
+        checked_product(self, q, &[self.in_h, self.in_w])
+    }
+
+    /// One output plane, `out_h * out_w`.
+    pub fn try_out_plane_len(&self) -> Result<usize, ShapeError> {
+        let q = "pool2d: an output plane (out_h * out_w)";
+        checked_product(self, q, &[self.try_out_h()?, self.try_out_w()?])
+    }
+
     pub fn try_input_len(&self) -> Result<usize, ShapeError> {
         let q = "pool2d: input_len (batch * channels * in_h * in_w)";
-        checked_product(self, q, &[self.try_planes()?, self.in_h, self.in_w])
+        checked_product(self, q, &[self.try_planes()?, self.try_in_plane_len()?])
     }
 
     pub fn try_output_len(&self) -> Result<usize, ShapeError> {
         let q = "pool2d: output_len (batch * channels * out_h * out_w)";
-        let (oh, ow) = (self.try_out_h()?, self.try_out_w()?);
-        checked_product(self, q, &[self.try_planes()?, oh, ow])
+        checked_product(self, q, &[self.try_planes()?, self.try_out_plane_len()?])
     }
 
     /// Whether this is the 2x2, stride-2 pooling the SIMD paths specialise.
@@ -253,6 +265,7 @@ impl Kernels {
         output: &mut [f32],
         argmax: &mut [u32],
     ) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
         let out_len = shape.output_len();
         check_len("maxpool2d_forward: input", shape.input_len(), input.len());
         check_len("maxpool2d_forward: output", out_len, output.len());
@@ -278,6 +291,7 @@ impl Kernels {
         argmax: &[u32],
         grad_input: &mut [f32],
     ) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
         let out_len = shape.output_len();
         check_len(
             "maxpool2d_backward: grad_output",

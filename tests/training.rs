@@ -195,7 +195,11 @@ fn a_run_saves_the_best_epoch_and_logs_as_pytorchs_example() {
             .iter()
             .find(|l| l.starts_with(&format!("Epoch {epoch}: 5000 samples in ")))
             .unwrap();
-        assert!(line.ends_with(" samples/s)"), "{line}");
+        assert!(
+            line.contains(" samples/s), test set evaluated in "),
+            "{line}"
+        );
+        assert!(line.ends_with(" s"), "{line}");
         let test = format!(
             "Test set: Average loss: {:.4}, Accuracy: {}/1000 ({:.2}%)",
             e.test.loss,
@@ -218,8 +222,9 @@ fn a_run_saves_the_best_epoch_and_logs_as_pytorchs_example() {
     assert_eq!(rows.len(), 4);
     for (i, row) in rows[1..].iter().enumerate() {
         let cols: Vec<f64> = row.split(',').map(|c| c.parse().unwrap()).collect();
-        assert_eq!(cols.len(), 6);
+        assert_eq!(cols.len(), 7);
         assert_eq!(cols[0] as usize, i + 1);
+        assert!(cols[6] > 0.0 && cols[6].is_finite(), "test_seconds: {row}");
         assert!((cols[3] - summary.epochs[i].test.accuracy()).abs() < 1e-6);
     }
     let _ = std::fs::remove_dir_all(&dir);

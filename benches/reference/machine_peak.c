@@ -5,7 +5,8 @@
  *   - the rate of the SGD-momentum access pattern (read p, g, v; write p, v: 20 bytes/element),
  *     with LeNet-5's 61,706 parameters in cache, and on arrays far larger than the caches.
  *
- *   gcc -O2 -mavx2 -mfma -mavx512f benches/reference/machine_peak.c -o /tmp/peak -lpthread
+ *   gcc -O3 -mavx2 -mfma -mavx512f benches/reference/machine_peak.c -o /tmp/peak -lpthread
+ * (-O3: at -O2 gcc keeps the twelve accumulators in memory and the FMA loop measures stores)
  *   /tmp/peak
  *
  * The AVX-512 loop is compiled in always and run only when the CPU reports avx512f, so one

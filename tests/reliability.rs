@@ -11,7 +11,7 @@ use common::{command, expect, p, run, scratch, tiny_data, wait_with_limit};
 use simdnet::checkpoint;
 use simdnet::lenet::LeNet5;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 fn mkfifo(path: &Path) {
@@ -430,18 +430,14 @@ fn hostile_header(len: usize) -> Vec<u8> {
     file
 }
 
-#[test]
-fn a_hostile_header_is_read_in_bounded_memory() {
-    let dir = scratch("hostile-header");
-    let data = tiny_data(&dir, 64, 20);
-    let path = dir.join("hostile.safetensors");
-    std::fs::write(&path, hostile_header(24 << 20)).unwrap();
-    // 24 MiB of header under a 256 MiB address-space limit: a document tree would need gigabytes.
+/// `simdnet eval --weights weights --data data` under a 256 MiB address-space limit
+/// (`ulimit -v`), failing the test if it runs past `limit`.
+fn eval_in_256_mib(weights: &Path, data: &Path, limit: Duration, what: &str) -> Output {
     let script = format!(
         "ulimit -v 262144; exec {} eval --weights {} --data {}",
         common::bin(),
-        p(&path),
-        p(&data)
+        p(weights),
+        p(data)
     );
     let child = std::process::Command::new("sh")
         .args(["-c", &script])
@@ -449,7 +445,17 @@ fn a_hostile_header_is_read_in_bounded_memory() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = wait_with_limit(child, Duration::from_secs(60), "hostile header");
+    wait_with_limit(child, limit, what)
+}
+
+#[test]
+fn a_hostile_header_is_read_in_bounded_memory() {
+    let dir = scratch("hostile-header");
+    let data = tiny_data(&dir, 64, 20);
+    let path = dir.join("hostile.safetensors");
+    std::fs::write(&path, hostile_header(24 << 20)).unwrap();
+    // 24 MiB of header under a 256 MiB address-space limit: a document tree would need gigabytes.
+    let out = eval_in_256_mib(&path, &data, Duration::from_secs(60), "hostile header");
     expect(
         &out,
         1,
@@ -479,19 +485,7 @@ fn a_huge_images_file_with_a_small_labels_file_fails_on_the_headers() {
     let w = dir.join("w.safetensors");
     LeNet5::new(0).save(&w, &[]).unwrap();
     // Under a 256 MiB address-space limit: reading the body first would need 3 GB.
-    let script = format!(
-        "ulimit -v 262144; exec {} eval --weights {} --data {}",
-        common::bin(),
-        p(&w),
-        p(&data)
-    );
-    let child = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_limit(child, Duration::from_secs(30), "sparse images");
+    let out = eval_in_256_mib(&w, &data, Duration::from_secs(30), "sparse images");
     expect(
         &out,
         1,

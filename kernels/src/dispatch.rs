@@ -4,6 +4,7 @@
 //! aarch64 CPU: SIMD code is only reached through a table that was built after checking the CPU.
 
 use std::fmt;
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
 /// An instruction set a kernel table can be built for.
@@ -93,6 +94,15 @@ impl Isa {
         }
     }
 
+    /// Whether this crate builds a table of this ISA on this architecture (whatever the CPU).
+    pub(crate) fn of_this_arch(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 | Isa::Avx512 => cfg!(target_arch = "x86_64"),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
+        }
+    }
+
     /// The fastest ISA this CPU supports.
     pub fn best() -> Isa {
         if Isa::Avx512.is_supported() {
@@ -120,27 +130,18 @@ impl Isa {
             Err(IsaError::Unsupported(isa))
         }
     }
+}
 
-    /// The ISA `SIMDNET_ISA` asks for: `Ok(None)` when unset or empty, an error when it names an
-    /// unknown ISA or one this CPU lacks.
-    pub fn from_env() -> Result<Option<Isa>, IsaError> {
-        match std::env::var(ISA_ENV_VAR) {
-            Ok(v) if !v.trim().is_empty() => Isa::select(&v).map(Some),
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(v)) => {
-                Err(IsaError::Unknown(v.to_string_lossy().into_owned()))
-            }
+/// The ISA `SIMDNET_ISA` asks for: `Ok(None)` when unset or empty, an error when it names an
+/// unknown ISA or one this CPU lacks. Only [`Kernels::from_env`](crate::Kernels::from_env)
+/// calls it: no other function of this crate reads the environment.
+pub(crate) fn isa_from_env() -> Result<Option<Isa>, IsaError> {
+    match std::env::var(ISA_ENV_VAR) {
+        Ok(v) if !v.trim().is_empty() => Isa::select(&v).map(Some),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            Err(IsaError::Unknown(v.to_string_lossy().into_owned()))
         }
-    }
-
-    /// The ISA the cached default table uses: `SIMDNET_ISA` when it is valid, else [`Isa::best`].
-    /// Decided once per process.
-    pub fn default_isa() -> Isa {
-        static CHOSEN: OnceLock<Isa> = OnceLock::new();
-        *CHOSEN.get_or_init(|| match Isa::from_env() {
-            Ok(Some(isa)) => isa,
-            _ => Isa::best(),
-        })
     }
 }
 

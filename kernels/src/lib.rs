@@ -6,7 +6,9 @@
 //! ```
 //! use simdnet_kernels::{Isa, Kernels};
 //!
-//! let k = Kernels::get(); // the best ISA this CPU has (or SIMDNET_ISA when valid), cached
+//! let k = Kernels::get(); // the best ISA this CPU has, cached
+//! let chosen = Kernels::from_env(); // SIMDNET_ISA's table (an error if invalid), else the best
+//! assert!(chosen.is_ok() || std::env::var_os("SIMDNET_ISA").is_some());
 //! println!("using {}", k.isa());
 //! for isa in Isa::supported() {
 //!     let table = Kernels::for_isa(isa).unwrap(); // any ISA the CPU supports, for tests/benches
@@ -62,17 +64,29 @@ use std::sync::OnceLock;
 
 /// Declares a per-ISA table of kernel function pointers and lists its entries, so tests can
 /// prove which implementation each entry is (for example that no NEON entry is the scalar one).
+/// Entries in the `optional` block are kernels only some tables have (`None` elsewhere); a
+/// kernel's plan reads whether they are there.
 macro_rules! kernel_table {
-    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($field:ident : $ty:ty),* $(,)?
+    } $(optional { $($ofield:ident : $oty:ty),* $(,)? })?) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug)]
-        $vis struct $name { $(pub(crate) $field: $ty),* }
+        $vis struct $name {
+            $(pub(crate) $field: $ty,)*
+            $($(pub(crate) $ofield: Option<$oty>,)*)?
+        }
 
         impl $name {
-            /// `(entry name, function address)` for every entry.
+            /// `(entry name, function address)` for every entry the table has.
             #[allow(dead_code)]
             pub(crate) fn entries(&self) -> Vec<(&'static str, usize)> {
-                vec![$((stringify!($field), self.$field as usize)),*]
+                #[allow(unused_mut)]
+                let mut entries = vec![$((stringify!($field), self.$field as usize)),*];
+                $($(if let Some(f) = self.$ofield {
+                    entries.push((stringify!($ofield), f as usize));
+                })*)?
+                entries
             }
         }
     };
@@ -170,8 +184,10 @@ fn overflow(shape: &dyn std::fmt::Debug, quantity: &str) -> ShapeError {
     ShapeError::new(format!("{quantity} overflows usize in {shape:?}"))
 }
 
-/// The kernels of one instruction set. Obtain it with [`Kernels::get`] (cached, best ISA) or
-/// [`Kernels::for_isa`] (any ISA the CPU supports). Cheap to copy: it is a table of function
+/// The kernels of one instruction set. Obtain the best one for this CPU with [`Kernels::get`]
+/// (cached), one for a named ISA with [`Kernels::for_isa`] or [`Kernels::select`], every
+/// supported one with [`Kernels::all`], and the one `SIMDNET_ISA` names with
+/// [`Kernels::from_env`] (for programs that offer the override). Cheap to copy: it is a table of function
 /// pointers. Holding a `Kernels` of a SIMD ISA proves the CPU was checked for it, which is what
 /// makes its safe methods sound.
 #[derive(Clone, Copy, Debug)]
@@ -217,17 +233,16 @@ impl Kernels {
     /// The table `SIMDNET_ISA` asks for, or the best one when it is unset; an error when it is
     /// set to something invalid. Programs use this to report a bad override instead of
     /// silently ignoring it.
+    ///
+    /// This is the one function of the crate that reads the environment.
     pub fn from_env() -> Result<Kernels, IsaError> {
-        Kernels::for_isa(Isa::from_env()?.unwrap_or_else(Isa::best))
+        Kernels::for_isa(dispatch::isa_from_env()?.unwrap_or_else(Isa::best))
     }
 
-    /// The process-wide default table, built once: `SIMDNET_ISA` when it names an ISA this CPU
-    /// has, otherwise the best ISA available.
+    /// The table of the best ISA this CPU supports ([`Isa::best`]), built once per process.
     pub fn get() -> &'static Kernels {
-        static DEFAULT: OnceLock<Kernels> = OnceLock::new();
-        DEFAULT.get_or_init(|| {
-            Kernels::for_isa(Isa::default_isa()).expect("the default ISA is always supported")
-        })
+        static BEST: OnceLock<Kernels> = OnceLock::new();
+        BEST.get_or_init(|| Kernels::for_isa(Isa::best()).expect("the best ISA is supported"))
     }
 
     /// One table per ISA this CPU supports, scalar first (for tests and benchmarks).

@@ -14,10 +14,10 @@ mod common;
 
 use common::{all_kernels, cases, random_vec, widen};
 use proptest::prelude::*;
-use simdnet_kernels::conv::{
-    col2im, im2col, scalar, Conv2dShape, CHANNEL_MAX_KERNEL, CHANNEL_MAX_OUT_W,
-    CHANNEL_MIN_OUT_CHANNELS, DIRECT_MAX_K,
+use simdnet_kernels::conv::rules::{
+    self, CHANNEL_MAX_KERNEL, CHANNEL_MAX_OUT_W, CHANNEL_MIN_OUT_CHANNELS, DIRECT_MAX_K,
 };
+use simdnet_kernels::conv::{col2im, im2col, scalar, Conv2dShape};
 use simdnet_kernels::gradcheck::{GradCheck, Tensor};
 use simdnet_kernels::{Isa, Kernels};
 
@@ -204,6 +204,21 @@ fn channel_shape() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
+/// The ISAs whose tables have the channel path, where this architecture builds them.
+const CHANNEL_ISAS: &[Isa] = if cfg!(target_arch = "x86_64") {
+    &[Isa::Avx512, Isa::Avx2]
+} else {
+    &[]
+};
+
+/// Whether every table of [`CHANNEL_ISAS`] runs `s` on the channel path (true where there are
+/// none: then no table has the path to take).
+fn channel_tables_take(s: &Conv2dShape) -> bool {
+    CHANNEL_ISAS
+        .iter()
+        .all(|&isa| rules::takes_channel_path(s, isa))
+}
+
 /// The channel path's rule for a stride-1, dilation-1 shape with kernels up to 7.
 fn expect_channel_path(s: &Conv2dShape) -> bool {
     s.out_channels >= CHANNEL_MIN_OUT_CHANNELS && s.out_w() <= CHANNEL_MAX_OUT_W
@@ -216,9 +231,10 @@ proptest! {
     fn channel_path_forward_matches_reference(
         s in channel_shape(), seed in any::<u64>(), bias in any::<bool>()
     ) {
-        prop_assert_eq!(s.takes_channel_path(Isa::Avx512), expect_channel_path(&s));
-        prop_assert_eq!(s.takes_channel_path(Isa::Avx2), expect_channel_path(&s));
-        prop_assert!(!s.takes_channel_path(Isa::Scalar) && !s.takes_channel_path(Isa::Neon));
+        for &isa in CHANNEL_ISAS {
+            prop_assert_eq!(rules::takes_channel_path(&s, isa), expect_channel_path(&s));
+        }
+        prop_assert!(!rules::takes_channel_path(&s, Isa::Scalar) && !rules::takes_channel_path(&s, Isa::Neon));
         check_forward(&s, seed, bias);
     }
 
@@ -229,7 +245,9 @@ proptest! {
         want_input in any::<bool>(),
         want_bias in any::<bool>(),
     ) {
-        prop_assert_eq!(s.takes_channel_path(Isa::Avx512), expect_channel_path(&s));
+        for &isa in CHANNEL_ISAS {
+            prop_assert_eq!(rules::takes_channel_path(&s, isa), expect_channel_path(&s));
+        }
         check_backward(&s, seed, want_input, want_bias);
     }
 
@@ -237,7 +255,7 @@ proptest! {
     fn direct_forward_matches_reference(
         s in direct_shape(), seed in any::<u64>(), bias in any::<bool>()
     ) {
-        prop_assert!(s.is_direct(), "{:?}", s);
+        prop_assert!(rules::is_direct(&s), "{:?}", s);
         check_forward(&s, seed, bias);
     }
 
@@ -248,7 +266,7 @@ proptest! {
         want_input in any::<bool>(),
         want_bias in any::<bool>(),
     ) {
-        prop_assert!(s.is_direct(), "{:?}", s);
+        prop_assert!(rules::is_direct(&s), "{:?}", s);
         check_backward(&s, seed, want_input, want_bias);
     }
 
@@ -346,10 +364,10 @@ fn tiles_of_several_images_match_reference() {
             .with_padding(1, 1)
     };
     let deep = |batch| Conv2dShape::new(batch, 64, 2, (6, 6), (5, 5));
-    assert_eq!(conv2(64).images_per_tile(), 6);
-    assert_eq!(strided(64).images_per_tile(), 21);
-    assert_eq!(deep(64).images_per_tile(), 20);
-    assert_eq!(conv1(64).images_per_tile(), 1);
+    assert_eq!(rules::images_per_tile(&conv2(64)), 6);
+    assert_eq!(rules::images_per_tile(&strided(64)), 21);
+    assert_eq!(rules::images_per_tile(&deep(64)), 20);
+    assert_eq!(rules::images_per_tile(&conv1(64)), 1);
     let shapes = [
         conv2(3),
         conv2(6),
@@ -361,7 +379,7 @@ fn tiles_of_several_images_match_reference() {
         deep(41),
     ];
     for (i, s) in shapes.iter().enumerate() {
-        assert!(s.images_per_tile() > 1, "{s:?}");
+        assert!(rules::images_per_tile(s) > 1, "{s:?}");
         check_forward(s, 60 + i as u64, i.is_multiple_of(2));
         check_backward(s, 70 + i as u64, true, i % 2 == 1);
     }
@@ -398,19 +416,37 @@ fn wide_rows_match_reference() {
 /// Which shapes take the direct path: stride 1, dilation 1 and `1 <= K <= DIRECT_MAX_K`.
 #[test]
 fn direct_path_rule() {
-    assert!(conv1(64).is_direct());
+    assert!(rules::is_direct(&conv1(64)));
     assert!(
-        !conv2(64).is_direct(),
+        !rules::is_direct(&conv2(64)),
         "K = 150 keeps the GEMM path (on tables without the channel path)"
     );
     let base = Conv2dShape::new(2, 1, 4, (9, 9), (3, 3));
-    assert!(base.is_direct());
-    assert!(!base.with_stride(1, 2).is_direct());
-    assert!(!base.with_dilation(2, 1).is_direct());
-    assert!(!Conv2dShape::new(2, 0, 4, (9, 9), (3, 3)).is_direct());
+    assert!(rules::is_direct(&base));
+    assert!(!rules::is_direct(&base.with_stride(1, 2)));
+    assert!(!rules::is_direct(&base.with_dilation(2, 1)));
+    assert!(!rules::is_direct(&Conv2dShape::new(
+        2,
+        0,
+        4,
+        (9, 9),
+        (3, 3)
+    )));
     let widest = DIRECT_MAX_K / 9;
-    assert!(Conv2dShape::new(2, widest, 4, (9, 9), (3, 3)).is_direct());
-    assert!(!Conv2dShape::new(2, widest + 1, 4, (9, 9), (3, 3)).is_direct());
+    assert!(rules::is_direct(&Conv2dShape::new(
+        2,
+        widest,
+        4,
+        (9, 9),
+        (3, 3)
+    )));
+    assert!(!rules::is_direct(&Conv2dShape::new(
+        2,
+        widest + 1,
+        4,
+        (9, 9),
+        (3, 3)
+    )));
 }
 
 /// The direct path's workspace does not depend on the batch (so a buffer sized for one batch
@@ -455,14 +491,14 @@ fn direct_workspace_is_the_same_for_every_batch() {
 fn direct_path_every_width_kernel_and_padding() {
     for w in 1..=40 {
         let s = Conv2dShape::new(2, 2, 7, (3, w), (3, 3)).with_padding(1, 1);
-        assert!(s.is_direct());
+        assert!(rules::is_direct(&s));
         check_forward(&s, w as u64, w.is_multiple_of(2));
         check_backward(&s, w as u64, w.is_multiple_of(3), true);
     }
     for k in 1..=7 {
         for p in 0..=3 {
             let s = Conv2dShape::new(2, 1, 5, (k.max(4), k + 9), (k, k)).with_padding(p, p);
-            assert!(s.is_direct());
+            assert!(rules::is_direct(&s));
             let seed = (k * 4 + p) as u64;
             check_forward(&s, seed, p.is_multiple_of(2));
             check_backward(&s, seed, p % 2 == 1, true);
@@ -497,7 +533,7 @@ fn assert_within_nonfinite(what: &str, got: &[f32], want: &[f64], mag: &[f64], t
 fn direct_path_keeps_nonfinite_values_where_they_belong() {
     for w in [3, 5, 7, 9, 13, 17, 21, 30] {
         let s = Conv2dShape::new(2, 2, 4, (4, w + 2), (2, 3));
-        assert!(s.is_direct());
+        assert!(rules::is_direct(&s));
         let (mut x, wt, b, mut dy) = data(&s, w as u64);
         let (oh, ow) = (s.out_h(), s.out_w());
         // Column 0 of some rows (image, channel, row): only kernel column 0 reads it, so the
@@ -544,7 +580,7 @@ fn direct_path_bias_gradient_every_batch_and_plane() {
         for w in 1..=40 {
             let h = 1 + (w + batch) % 3;
             let s = Conv2dShape::new(batch, 1, 3, (h, w), (1, 3)).with_padding(0, 1);
-            assert!(s.is_direct());
+            assert!(rules::is_direct(&s));
             let seed = (batch * 100 + w) as u64;
             check_backward(&s, seed, false, true);
             if batch == 0 {
@@ -575,20 +611,20 @@ fn direct_path_bias_gradient_every_batch_and_plane() {
 /// NEON tables do not have the path.
 #[test]
 fn channel_path_rule() {
-    for isa in [Isa::Avx512, Isa::Avx2] {
+    for &isa in CHANNEL_ISAS {
         channel_path_rule_of(isa);
     }
     for isa in [Isa::Scalar, Isa::Neon] {
-        assert!(!conv2(64).takes_channel_path(isa), "{isa}");
-        assert!(!conv2(1).takes_channel_path(isa), "{isa}");
+        assert!(!rules::takes_channel_path(&conv2(64), isa), "{isa}");
+        assert!(!rules::takes_channel_path(&conv2(1), isa), "{isa}");
     }
 }
 
 fn channel_path_rule_of(isa: Isa) {
-    assert!(conv2(64).takes_channel_path(isa), "{isa}");
-    assert!(conv2(1).takes_channel_path(isa), "{isa}");
-    assert!(!conv1(64).takes_channel_path(isa), "{isa}");
-    let takes = |s: Conv2dShape| s.takes_channel_path(isa);
+    assert!(rules::takes_channel_path(&conv2(64), isa), "{isa}");
+    assert!(rules::takes_channel_path(&conv2(1), isa), "{isa}");
+    assert!(!rules::takes_channel_path(&conv1(64), isa), "{isa}");
+    let takes = |s: Conv2dShape| rules::takes_channel_path(&s, isa);
     assert!(!takes(conv2(64).with_stride(1, 2)));
     assert!(!takes(conv2(64).with_stride(2, 1)));
     assert!(!takes(conv2(64).with_dilation(1, 2)));
@@ -623,8 +659,9 @@ fn channel_path_every_group_tail() {
         let (k, w) = (1 + i % 7, 1 + (i * 7) % 20);
         let s = Conv2dShape::new(1 + i % 3, 1 + i % 7, co, (k + 2, w + k - 1), (k, k));
         let expect = co >= 8 && w <= 16;
-        assert_eq!(s.takes_channel_path(Isa::Avx512), expect, "{s:?}");
-        assert_eq!(s.takes_channel_path(Isa::Avx2), expect, "{s:?}");
+        for &isa in CHANNEL_ISAS {
+            assert_eq!(rules::takes_channel_path(&s, isa), expect, "{s:?}");
+        }
         check_forward(&s, 120 + i as u64, i % 2 == 0);
         check_backward(&s, 140 + i as u64, i % 3 != 1, i % 2 == 1);
     }
@@ -638,7 +675,7 @@ fn channel_path_every_group_tail() {
 fn channel_path_workspace() {
     assert_eq!(conv2(64).workspace_len(), 6 * (150 * 100 + 16 * 100));
     let s = |b| Conv2dShape::new(b, 1, 40, (8, 16), (1, 1));
-    assert!(s(1).takes_channel_path(Isa::Avx512) && s(1).is_direct());
+    assert!(channel_tables_take(&s(1)) && rules::is_direct(&s(1)));
     assert_eq!(s(1).workspace_len(), 128 + 16 + 48 * (1 + 128));
     assert_eq!(s(0).workspace_len(), s(9).workspace_len());
     check_forward(&s(3), 160, true);
@@ -669,7 +706,7 @@ fn channel_path_keeps_nonfinite_values_where_they_belong() {
         // that multiplies the padding (as PyTorch's unfolded one does), where the reference
         // skips it.
         let s = Conv2dShape::new(2, 3, co, (5, w + 2), (2, 3));
-        assert!(s.takes_channel_path(Isa::Avx512), "{s:?}");
+        assert!(channel_tables_take(&s), "{s:?}");
         let (mut x, wt, b, mut dy) = data(&s, 100 + i as u64);
         let (oh, ow) = (s.out_h(), s.out_w());
         let at = |n: usize, c: usize, y: usize, x: usize| ((n * 3 + c) * 5 + y) * (w + 2) + x;

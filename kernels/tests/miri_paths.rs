@@ -12,7 +12,7 @@ mod hostile;
 
 use common::{assert_close, random_vec, widen};
 use hostile::{conv_matches_reference, pool_matches_reference, tables};
-use simdnet_kernels::conv::Conv2dShape;
+use simdnet_kernels::conv::{rules, Conv2dShape};
 use simdnet_kernels::cross_entropy::{self, CrossEntropyOptions, GradOutput, Targets};
 use simdnet_kernels::gemm::{self, Transpose};
 use simdnet_kernels::maxpool::Pool2dShape;
@@ -27,7 +27,7 @@ fn miri_conv_every_path() {
     let direct_wide_pad = Conv2dShape::new(1, 1, 2, (3, 3), (2, 2)).with_padding(2, 2);
     // channel (AVX2, AVX-512): stride 1, Cout >= 8, out_w <= 16, kernels <= 7; a group tail.
     let channel = Conv2dShape::new(2, 2, 9, (4, 4), (3, 3)).with_padding(1, 1);
-    // channel with more than AVX2_DIRECT_DX_MAX_K taps per input-gradient value on AVX2 (20 * 4 *
+    // channel with more than `rules::DIRECT_DX_MAX_TAPS` products per input-gradient value on AVX2 (20 * 4 *
     // 4 = 320 > 300) and K > 100 (so the shape's other path is GEMM): the unfolded dx.
     let channel_gemm_dx = Conv2dShape::new(1, 7, 20, (4, 4), (4, 4)).with_padding(1, 1);
     // unfolded: stride 2, dilation 2, several images per tile.
@@ -39,10 +39,10 @@ fn miri_conv_every_path() {
         for s in [direct, direct_wide_pad, channel, channel_gemm_dx, unfolded] {
             conv_matches_reference(&k, &s, 11);
         }
-        assert!(direct.is_direct() && !unfolded.is_direct());
+        assert!(rules::is_direct(&direct) && !rules::is_direct(&unfolded));
         if matches!(k.isa(), Isa::Avx2 | Isa::Avx512) {
-            assert!(channel.takes_channel_path(k.isa()));
-            assert!(channel_gemm_dx.takes_channel_path(k.isa()));
+            assert!(rules::takes_channel_path(&channel, k.isa()));
+            assert!(rules::takes_channel_path(&channel_gemm_dx, k.isa()));
         }
     }
 }

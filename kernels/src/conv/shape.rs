@@ -10,8 +10,8 @@
 //! kernels loop over the real dimensions, which is why the rule exists. Each length includes
 //! the ones it is built from (the input's includes one image's, even when `batch` is 0).
 
-use super::{Direct, TILE_BUDGET, TILE_COLUMNS};
-use crate::{checked_product, checked_sum, Isa, ShapeError};
+use super::plan::{channel_geometry, direct_geometry, TILE_BUDGET, TILE_COLUMNS};
+use crate::{checked_product, checked_sum, ShapeError};
 
 /// The shape of a 2-D convolution. Build it with [`Conv2dShape::new`] and the `with_*` methods.
 ///
@@ -141,7 +141,7 @@ impl Conv2dShape {
         Ok(())
     }
 
-    crate::conv::or_panic! {
+    super::geometry::or_panic! {
         /// Output height: `(in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1`.
         ///
         /// # Panics
@@ -193,19 +193,8 @@ impl Conv2dShape {
         /// # Panics
         /// As [`Conv2dShape::out_h`], or if it or [`Conv2dShape::col_rows`] overflows `usize`.
         pub fn col_len = try_col_len -> usize;
-        /// Images the convolution unfolds together into one column tile (so each GEMM covers
-        /// them all): enough for the GEMMs' `tile * out_h * out_w` to reach [`TILE_COLUMNS`],
-        /// but no more than keep a tile's columns and its `[out_channels, tile * out_h *
-        /// out_w]` output buffer within [`TILE_BUDGET`] f32; at least 1, at most `batch`, and 1
-        /// when an image has no columns. LeNet-5 at batch 64: 1 for conv1 (784 output pixels),
-        /// 6 for conv2 (100).
-        ///
-        /// # Panics
-        /// As [`Conv2dShape::col_len`], or if one image's share of a tile, `(K + out_channels)
-        /// * out_h * out_w`, overflows `usize`.
-        pub fn images_per_tile = try_images_per_tile -> usize;
-        /// Elements (f32) of the workspace the convolution needs. On the direct path (see
-        /// [`Conv2dShape::is_direct`]) it does not depend on `batch`: the padded planes of one
+        /// Elements (f32) of the workspace the convolution needs. On the direct path (stride 1,
+        /// dilation 1, `K <= 100`) it does not depend on `batch`: the padded planes of one
         /// image, `in_channels * (in_h + 2 * pad_h) * (in_w + 2 * pad_w) + 16`, and 16 partial
         /// sums per weight; or, if more, the input gradient's: the weight and one image's
         /// output gradient padded by `kernel - 1 - pad`, `out_channels * (out_h + 2 *
@@ -214,12 +203,13 @@ impl Conv2dShape {
         /// ([`Conv2dShape::col_len`]). Otherwise a column tile, `images_per_tile * col_len`,
         /// and, when the tile holds several images, the tile's output (or output-gradient)
         /// buffer, `images_per_tile * out_channels * out_h * out_w`. It grows with `batch` up
-        /// to about [`TILE_BUDGET`] (or one image's columns, if larger), so a workspace sized
+        /// to about 128 Ki f32 (or one image's columns, if larger), so a workspace sized
         /// for a batch serves every smaller batch: pass its first `workspace_len` elements (the
         /// convolution checks the length exactly).
         ///
         /// The length depends on the shape, not on the table: a shape the channel path fits
-        /// (see [`Conv2dShape::takes_channel_path`]) gets at least that path's workspace too,
+        /// (stride 1, dilation 1, kernels up to 7, at least 8 output channels, output rows up
+        /// to 16 wide) gets at least that path's workspace too,
         /// one image's padded planes plus `ceil(out_channels / 16) * 16 * (K + out_h *
         /// out_w)`, or the input gradient's as above if more.
         ///
@@ -311,7 +301,16 @@ impl Conv2dShape {
         checked_product(self, q, &[self.try_col_rows()?, self.try_out_plane_len()?])
     }
 
-    pub fn try_images_per_tile(&self) -> Result<usize, ShapeError> {
+    /// Images the convolution unfolds together into one column tile (so each GEMM covers
+    /// them all): enough for the GEMMs' `tile * out_h * out_w` to reach [`TILE_COLUMNS`],
+    /// but no more than keep a tile's columns and its `[out_channels, tile * out_h *
+    /// out_w]` output buffer within [`TILE_BUDGET`] f32; at least 1, at most `batch`, and 1
+    /// when an image has no columns. LeNet-5 at batch 64: 1 for conv1 (784 output pixels),
+    /// 6 for conv2 (100).
+    ///
+    /// An error as [`Conv2dShape::col_len`]'s, or if one image's share of a tile,
+    /// `(K + out_channels) * out_h * out_w`, overflows `usize`.
+    pub(crate) fn try_images_per_tile(&self) -> Result<usize, ShapeError> {
         let n = self.try_out_plane_len()?;
         let q = "conv2d: one image's share of a column tile ((K + out_channels) * out_h * out_w)";
         let rows = checked_sum(self, q, &[self.try_col_rows()?, self.out_channels])?;
@@ -327,43 +326,15 @@ impl Conv2dShape {
 
     pub fn try_workspace_len(&self) -> Result<usize, ShapeError> {
         let other = self.try_unfolded_or_direct_workspace_len()?;
-        Ok(match Direct::try_channels(self)? {
+        Ok(match channel_geometry(self)? {
             Some(channels) => other.max(channels.try_channel_workspace_len()?),
             None => other,
         })
     }
 
-    /// Whether this convolution takes the direct path (stride 1, dilation 1, and
-    /// `1 <= in_channels * kernel_h * kernel_w <=` [`DIRECT_MAX_K`](super::DIRECT_MAX_K))
-    /// rather than im2col and GEMM, on a table that does not take the channel path for it
-    /// ([`Conv2dShape::takes_channel_path`]); see the module docs.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn is_direct(&self) -> bool {
-        Direct::new(self).is_some()
-    }
-
-    /// Whether the table of `isa` runs this convolution on the channel path (see the module
-    /// docs): the AVX-512 and AVX2 tables have one (the same rule), and take stride-1,
-    /// dilation-1 shapes with `1 <= in_channels`, `1 <= kernel_h, kernel_w <=`
-    /// [`CHANNEL_MAX_KERNEL`](super::CHANNEL_MAX_KERNEL), `out_channels >=`
-    /// [`CHANNEL_MIN_OUT_CHANNELS`](super::CHANNEL_MIN_OUT_CHANNELS) and `out_w <=`
-    /// [`CHANNEL_MAX_OUT_W`](super::CHANNEL_MAX_OUT_W) (whatever `K`; such a shape on another
-    /// table takes the direct or the GEMM path as [`Conv2dShape::is_direct`] says). LeNet-5's
-    /// conv2 does on AVX-512 and AVX2.
-    ///
-    /// # Panics
-    /// As [`Conv2dShape::out_h`].
-    #[track_caller]
-    pub fn takes_channel_path(&self, isa: Isa) -> bool {
-        matches!(isa, Isa::Avx512 | Isa::Avx2) && Direct::channels(self).is_some()
-    }
-
     /// The workspace of the direct or the GEMM path.
     fn try_unfolded_or_direct_workspace_len(&self) -> Result<usize, ShapeError> {
-        if let Some(direct) = Direct::try_new(self)? {
+        if let Some(direct) = direct_geometry(self)? {
             return direct.try_workspace_len();
         }
         let tile = self.try_images_per_tile()?;

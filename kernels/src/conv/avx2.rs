@@ -3,46 +3,26 @@
 //! and a broadcast: 15 of the 16 registers), weight-gradient blocks of 2 channels x 5 kernel
 //! columns (10 accumulators; 2 output-gradient and 5 input loads per 10 FMAs).
 
+use super::args::{Forward, WeightGradient};
 use super::direct;
 use super::geometry::Direct;
 use core::arch::x86_64::__m256;
 
 /// # Safety
 /// The CPU must support AVX2 and FMA; the lengths must match `d.shape` (input, weight, bias
-/// `out_channels`, output) and `workspace` must hold at least `d.padded_len()` f32.
+/// `out_channels`, output) and the workspace must hold at least `d.padded_len()` f32.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn direct_forward(
-    d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_forward(d: &Direct, args: Forward<'_>) {
     // SAFETY: the features are enabled here; the lengths are the caller's contract.
-    unsafe { direct::forward::<__m256, 2, false, false>(d, input, weight, bias, output, workspace) }
+    unsafe { direct::forward::<__m256, 2, false, false>(d, args) }
 }
 
 /// # Safety
 /// The CPU must support AVX2 and FMA; the lengths must match `d.shape` (input, grad_output,
-/// grad_weight) and `workspace` must hold at least `d.padded_len() + d.partials_len()` f32.
+/// grad_weight, grad_bias `out_channels` where given) and the workspace must hold at least
+/// `d.padded_len() + d.partials_len()` f32.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn direct_backward_weight(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_backward_weight(d: &Direct, args: WeightGradient<'_>) {
     // SAFETY: as in `direct_forward`.
-    unsafe {
-        direct::backward_weight::<__m256, 2, false>(
-            d,
-            input,
-            grad_output,
-            grad_weight,
-            None,
-            workspace,
-        )
-    }
+    unsafe { direct::backward_weight::<__m256, 2, false>(d, args) }
 }

@@ -3,82 +3,33 @@
 //!
 //! - Forward: blocks of 6 channels x 2 vectors (12 accumulators), kernel widths 3 and 5
 //!   compile-time constants, images copied into the padded planes by vectors.
-//! - Weight gradient: blocks of 3 channels x 5 kernel columns (15 accumulators); with a bias,
-//!   the bias gradient summed in the same pass.
+//! - Weight gradient: blocks of 3 channels x 5 kernel columns (15 accumulators); the table
+//!   also lists it as the fused entry, which sums the bias gradient in the same pass.
 //! - Row-block input gradient: 6 channels x 2 rows of one vector where a row fits in one, 3
 //!   channels x 2 rows of two vectors otherwise (12 accumulators either way).
 
+use super::args::{Forward, WeightGradient};
 use super::geometry::Direct;
 use super::{direct, rows};
 use core::arch::x86_64::__m512;
 
 /// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input,
-/// weight, bias `out_channels`, output) and `workspace` must hold at least `d.padded_len()`
-/// f32.
+/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input, weight, bias
+/// `out_channels`, output) and the workspace must hold at least `d.padded_len()` f32.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn direct_forward(
-    d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_forward(d: &Direct, args: Forward<'_>) {
     // SAFETY: the features are enabled here; the lengths are the caller's contract.
-    unsafe { direct::forward::<__m512, 2, true, true>(d, input, weight, bias, output, workspace) }
+    unsafe { direct::forward::<__m512, 2, true, true>(d, args) }
 }
 
 /// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input,
-/// grad_output, grad_weight) and `workspace` must hold at least `d.padded_len() +
-/// d.partials_len()` f32.
+/// The CPU must support AVX-512F, AVX2 and FMA; the lengths must match `d.shape` (input, grad_output,
+/// grad_weight, grad_bias `out_channels` where given) and the workspace must hold at least
+/// `d.padded_len() + d.partials_len()` f32.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn direct_backward_weight(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_backward_weight(d: &Direct, args: WeightGradient<'_>) {
     // SAFETY: as in `direct_forward`.
-    unsafe {
-        direct::backward_weight::<__m512, 3, true>(
-            d,
-            input,
-            grad_output,
-            grad_weight,
-            None,
-            workspace,
-        )
-    }
-}
-
-/// [`direct_backward_weight`] and the bias gradient in the same pass.
-///
-/// # Safety
-/// As [`direct_backward_weight`]; `grad_bias` holds `out_channels` f32.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn direct_backward_weight_bias(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    grad_bias: &mut [f32],
-    workspace: &mut [f32],
-) {
-    let gb = Some(grad_bias);
-    // SAFETY: as in `direct_forward`.
-    unsafe {
-        direct::backward_weight::<__m512, 3, true>(
-            d,
-            input,
-            grad_output,
-            grad_weight,
-            gb,
-            workspace,
-        )
-    }
+    unsafe { direct::backward_weight::<__m512, 3, true>(d, args) }
 }
 
 /// # Safety
@@ -86,21 +37,14 @@ pub(super) unsafe fn direct_backward_weight_bias(
 /// channel-path shape (so its rows are at most 22 wide) with the lengths and workspace
 /// `rows.rs` requires.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn rows_backward_input(
-    t: &Direct,
-    grad_output: &[f32],
-    flipped: &[f32],
-    grad_input: &mut [f32],
-    workspace: &mut [f32],
-) {
-    let (dy, w, gi, ws) = (grad_output, flipped, grad_input, workspace);
+pub(super) unsafe fn rows_backward_input(t: &Direct, args: Forward<'_>) {
     // SAFETY: as in `direct_forward`; the row width picks the instantiation whose vectors
     // cover it (at most 22 <= 32 columns).
     unsafe {
         if t.out_w <= 16 {
-            rows::backward_input::<__m512, 6, 2, 1>(t, dy, w, gi, ws)
+            rows::backward_input::<__m512, 6, 2, 1>(t, args)
         } else {
-            rows::backward_input::<__m512, 3, 2, 2>(t, dy, w, gi, ws)
+            rows::backward_input::<__m512, 3, 2, 2>(t, args)
         }
     }
 }

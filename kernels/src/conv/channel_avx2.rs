@@ -13,6 +13,7 @@
 //! Safety: the entry points require AVX2 and FMA, the lengths of `d.shape`, and the
 //! channel-path rule, geometry and workspace [`Direct::assert_channel_invariants`] checks.
 
+use super::args::{Forward, WeightGradient};
 use super::geometry::{Direct, Taps};
 use crate::simd::avx2::{tail_mask as lane_mask, transpose8};
 use core::arch::x86_64::*;
@@ -35,31 +36,18 @@ const DW_MOST_TAPS: usize = 6;
 /// dilation 1, `K >= 1`); the lengths must match `d.shape` (input, weight, bias
 /// `out_channels`, output) and `workspace` must hold at least `d.channel_workspace_len()` f32.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn channels_forward(
-    d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn channels_forward(d: &Direct, args: Forward<'_>) {
     // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_forward_body(d, input, weight, bias, output, workspace) }
+    unsafe { channels_forward_body(d, args) }
 }
 
 /// # Safety
 /// As [`channels_forward`], with grad_output for the output and grad_weight for the weight
 /// (overwritten).
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn channels_backward_weight(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
     // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_backward_weight_body(d, input, grad_output, grad_weight, workspace) }
+    unsafe { channels_backward_weight_body(d, args) }
 }
 
 /// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last
@@ -148,14 +136,9 @@ unsafe fn planes_to_pixels(
 }
 
 #[inline(always)]
-unsafe fn channels_forward_body(
-    d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
-) {
+unsafe fn channels_forward_body(d: &Direct, args: Forward<'_>) {
+    let (input, weight) = (args.input, args.weight);
+    let (bias, output, workspace) = (args.bias, args.output, args.workspace);
     let s = &d.shape;
     let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
     let (padded, taps, pixels) = d.channel_split(workspace);
@@ -268,13 +251,9 @@ unsafe fn forward_pixels<const P: usize, const V: usize>(
 }
 
 #[inline(always)]
-unsafe fn channels_backward_weight_body(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    workspace: &mut [f32],
-) {
+unsafe fn channels_backward_weight_body(d: &Direct, args: WeightGradient<'_>) {
+    let (input, grad_output) = (args.input, args.grad_output);
+    let (grad_weight, workspace) = (args.grad_weight, args.workspace);
     let s = &d.shape;
     let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
     let (kh, kw) = (s.kernel_h, s.kernel_w);

@@ -20,6 +20,7 @@
 //! [`Direct::assert_direct_invariants`]; each block's `SAFETY` comment derives its accesses
 //! from those.
 
+use super::args::{Forward, WeightGradient};
 use super::geometry::{Block, Direct, Taps};
 use crate::simd::F32x;
 
@@ -40,12 +41,10 @@ pub(super) unsafe fn forward<
     const VECTOR_PAD: bool,
 >(
     d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
+    args: Forward<'_>,
 ) {
+    let (input, weight) = (args.input, args.weight);
+    let (bias, output, workspace) = (args.bias, args.output, args.workspace);
     let s = &d.shape;
     let padded = &mut workspace[..d.padded_len()];
     d.clear_padded(padded);
@@ -237,12 +236,11 @@ unsafe fn forward_block<V: F32x, const C: usize, const NV: usize, const KW: usiz
 #[inline(always)]
 pub(super) unsafe fn backward_weight<V: F32x, const DC: usize, const VECTOR_PAD: bool>(
     d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    mut grad_bias: Option<&mut [f32]>,
-    workspace: &mut [f32],
+    args: WeightGradient<'_>,
 ) {
+    let (input, grad_output) = (args.input, args.grad_output);
+    let (grad_weight, workspace) = (args.grad_weight, args.workspace);
+    let mut grad_bias = args.grad_bias;
     let s = &d.shape;
     let (padded, rest) = workspace.split_at_mut(d.padded_len());
     let partials = &mut rest[..d.partials_len()];

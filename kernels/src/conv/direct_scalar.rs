@@ -3,19 +3,15 @@
 //! as the scalar im2col + GEMM path, where the reference loops of `scalar.rs` are several
 //! times slower. Plain slice indexing: nothing here is `unsafe` but the table's signature.
 
+use super::args::{Forward, WeightGradient};
 use super::geometry::Direct;
 
 /// Overwrites `output` with the direct convolution of `input` (plus the bias).
 ///
 /// Safety: safe for arguments the caller checked (plain slice indexing).
-pub(super) unsafe fn direct_forward(
-    d: &Direct,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    output: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_forward(d: &Direct, args: Forward<'_>) {
+    let (input, weight) = (args.input, args.weight);
+    let (bias, output, workspace) = (args.bias, args.output, args.workspace);
     let s = &d.shape;
     let padded = &mut workspace[..d.padded_len()];
     d.clear_padded(padded);
@@ -49,13 +45,9 @@ pub(super) unsafe fn direct_forward(
 /// of the output gradient with a shifted padded input row.
 ///
 /// Safety: safe for arguments the caller checked (plain slice indexing).
-pub(super) unsafe fn direct_backward_weight(
-    d: &Direct,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_weight: &mut [f32],
-    workspace: &mut [f32],
-) {
+pub(super) unsafe fn direct_backward_weight(d: &Direct, args: WeightGradient<'_>) {
+    let (input, grad_output) = (args.input, args.grad_output);
+    let (grad_weight, workspace) = (args.grad_weight, args.workspace);
     let s = &d.shape;
     let padded = &mut workspace[..d.padded_len()];
     d.clear_padded(padded);

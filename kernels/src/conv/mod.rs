@@ -52,6 +52,7 @@
 pub mod scalar;
 mod shape;
 
+mod args;
 mod direct;
 mod direct_scalar;
 mod geometry;
@@ -76,29 +77,26 @@ pub use plan::rules;
 pub use shape::Conv2dShape;
 pub use unfold::{col2im, im2col};
 
+use args::{Forward, WeightGradient};
 use geometry::Direct;
 use plan::{InputGradient, Path, Plan};
 
 use crate::{check_len, kernel_table, Isa, Kernels};
 
 kernel_table! {
-    /// Per-ISA entries of the convolution (lengths checked by the caller against the geometry,
-    /// and the geometry's invariants asserted): `direct_forward(geometry, input, weight, bias,
-    /// output, workspace)` and the channel path's forward overwrite the output; the weight
-    /// gradients `(geometry, input, grad_output, grad_weight, workspace)` overwrite it;
-    /// `rows_backward_input(transposed, grad_output, flipped weight, grad_input, workspace)`
-    /// overwrites the input gradient.
+    /// Per-ISA entries of the convolution: each takes the path's geometry (or the transposed
+    /// convolution's) and the call's slices, whose lengths the entry points checked against it
+    /// and whose invariants they asserted. `direct_backward_weight_bias` also sums the bias
+    /// gradient (a table has it where that is faster than a separate pass).
     pub(crate) struct Table {
-        direct_forward: unsafe fn(&Direct, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]),
-        direct_backward_weight: unsafe fn(&Direct, &[f32], &[f32], &mut [f32], &mut [f32]),
+        direct_forward: unsafe fn(&Direct, Forward<'_>),
+        direct_backward_weight: unsafe fn(&Direct, WeightGradient<'_>),
     }
     optional {
-        direct_backward_weight_bias:
-            unsafe fn(&Direct, &[f32], &[f32], &mut [f32], &mut [f32], &mut [f32]),
-        channels_forward:
-            unsafe fn(&Direct, &[f32], &[f32], Option<&[f32]>, &mut [f32], &mut [f32]),
-        channels_backward_weight: unsafe fn(&Direct, &[f32], &[f32], &mut [f32], &mut [f32]),
-        rows_backward_input: unsafe fn(&Direct, &[f32], &[f32], &mut [f32], &mut [f32]),
+        direct_backward_weight_bias: unsafe fn(&Direct, WeightGradient<'_>),
+        channels_forward: unsafe fn(&Direct, Forward<'_>),
+        channels_backward_weight: unsafe fn(&Direct, WeightGradient<'_>),
+        rows_backward_input: unsafe fn(&Direct, Forward<'_>),
     }
 }
 
@@ -125,7 +123,7 @@ pub(crate) fn table(isa: Isa) -> Table {
         Isa::Avx512 => Table {
             direct_forward: avx512::direct_forward,
             direct_backward_weight: avx512::direct_backward_weight,
-            direct_backward_weight_bias: Some(avx512::direct_backward_weight_bias),
+            direct_backward_weight_bias: Some(avx512::direct_backward_weight),
             channels_forward: Some(channel_avx512::channels_forward),
             channels_backward_weight: Some(channel_avx512::channels_backward_weight),
             rows_backward_input: Some(avx512::rows_backward_input),
@@ -189,28 +187,38 @@ impl Kernels {
             return; // no image or no output channel: nothing to compute
         }
         let plan = Plan::new(shape, &self.conv);
+        if let Path::Unfolded { per_tile } = plan.path {
+            self.unfolded_forward(shape, per_tile, input, weight, bias, output, workspace);
+            return;
+        }
+        let ws_len = workspace.len();
+        let args = Forward {
+            input,
+            weight,
+            bias,
+            output,
+            workspace,
+        };
         match plan.path {
             Path::Channel(channels) => {
-                channels.assert_channel_invariants(workspace.len());
+                channels.assert_channel_invariants(ws_len);
                 let forward = self.conv.channels_forward.expect("a channel plan's kernel");
                 // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports
                 // the table's ISA; every length was checked above against its shape (each
                 // computed in checked arithmetic, so none wrapped); `assert_channel_invariants`
                 // just checked what the bodies rely on: the channel-path rule, the padded
                 // planes' geometry and a workspace of at least `channel_workspace_len`.
-                unsafe { forward(&channels, input, weight, bias, output, workspace) };
+                unsafe { forward(&channels, args) };
             }
             Path::Direct(direct) => {
-                direct.assert_direct_invariants(workspace.len());
+                direct.assert_direct_invariants(ws_len);
                 // SAFETY: as above; `assert_direct_invariants` just checked the padded planes'
                 // geometry and that the workspace holds the padded planes, their slack and the
                 // partial sums.
                 let forward = self.conv.direct_forward;
-                unsafe { forward(&direct, input, weight, bias, output, workspace) };
+                unsafe { forward(&direct, args) };
             }
-            Path::Unfolded { per_tile } => {
-                self.unfolded_forward(shape, per_tile, input, weight, bias, output, workspace)
-            }
+            Path::Unfolded { .. } => unreachable!("run above"),
         }
     }
 
@@ -291,32 +299,39 @@ impl Kernels {
             }
             Path::Channel(channels) => {
                 channels.assert_channel_invariants(workspace.len());
-                let backward = self
-                    .conv
-                    .channels_backward_weight
-                    .expect("a channel plan's kernel");
+                let backward = self.conv.channels_backward_weight;
+                let backward = backward.expect("a channel plan's kernel");
+                let args = WeightGradient {
+                    input,
+                    grad_output,
+                    grad_weight,
+                    grad_bias: None,
+                    workspace: &mut *workspace,
+                };
                 // SAFETY: as in `conv2d_forward`: a table built for a CPU checked for its ISA,
                 // lengths checked above in checked arithmetic, and the channel-path rule,
                 // padded geometry and workspace size just asserted.
-                unsafe { backward(&channels, input, grad_output, grad_weight, workspace) };
+                unsafe { backward(&channels, args) };
             }
             Path::Direct(direct) => {
                 direct.assert_direct_invariants(workspace.len());
-                match grad_bias {
-                    Some(gb) => {
-                        let fused = self
-                            .conv
-                            .direct_backward_weight_bias
-                            .expect("a fused plan's kernel");
-                        // SAFETY: as in `conv2d_forward`; grad_bias's length was checked above.
-                        unsafe { fused(&direct, input, grad_output, grad_weight, gb, workspace) };
-                    }
-                    None => {
-                        let backward = self.conv.direct_backward_weight;
-                        // SAFETY: as in `conv2d_forward`.
-                        unsafe { backward(&direct, input, grad_output, grad_weight, workspace) };
-                    }
-                }
+                // The plan fuses the bias only on a table with the fused entry.
+                let backward = match grad_bias {
+                    Some(_) => self
+                        .conv
+                        .direct_backward_weight_bias
+                        .expect("a fused plan's kernel"),
+                    None => self.conv.direct_backward_weight,
+                };
+                let args = WeightGradient {
+                    input,
+                    grad_output,
+                    grad_weight,
+                    grad_bias,
+                    workspace: &mut *workspace,
+                };
+                // SAFETY: as in `conv2d_forward`; grad_bias's length was checked above.
+                unsafe { backward(&direct, args) };
             }
         }
         if let Some(gi) = grad_input {
@@ -352,19 +367,23 @@ impl Kernels {
         t.assert_transposed_invariants(&of, workspace.len());
         let (flipped, rest) = workspace.split_at_mut(shape.weight_len());
         of.flip_weight(weight, flipped);
+        let args = Forward {
+            input: grad_output,
+            weight: flipped,
+            bias: None,
+            output: grad_input,
+            workspace: rest,
+        };
+        let kernel = match rows {
+            true => self.conv.rows_backward_input.expect("a row plan's kernel"),
+            false => self.conv.direct_forward,
+        };
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
         // table's ISA; `t` is the transposed convolution, whose input is grad_output, weight
         // `flipped`, output grad_input (checked by the caller for `shape`, which fixes their
         // lengths for `t`); `assert_transposed_invariants` just checked that, `t`'s geometry,
         // and that its padded planes fit in `rest`. The plan chose row blocks only on a table
         // that has them, for a channel-path shape.
-        unsafe {
-            if rows {
-                let rows = self.conv.rows_backward_input.expect("a row plan's kernel");
-                rows(&t, grad_output, flipped, grad_input, rest)
-            } else {
-                (self.conv.direct_forward)(&t, grad_output, flipped, None, grad_input, rest)
-            }
-        }
+        unsafe { kernel(&t, args) }
     }
 }

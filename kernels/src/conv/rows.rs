@@ -12,21 +12,22 @@
 //! [`Direct::assert_transposed_invariants`] checks, `grad_output` `t`'s input, `flipped` its
 //! weight and `grad_input` its output, with the lengths `t.shape` gives them.
 
+use super::args::Forward;
 use super::geometry::Direct;
 use crate::simd::F32x;
 
-/// Overwrites `grad_input` with the transposed convolution of `grad_output`.
+/// Overwrites the input gradient (`args.output`) with the transposed convolution of the
+/// output gradient (`args.input`) and the flipped weight (`args.weight`); no bias.
 ///
 /// # Safety
 /// See the module docs; `(NV - 1) * LANES < t.out_w <= NV * LANES`.
 #[inline(always)]
 pub(super) unsafe fn backward_input<V: F32x, const C: usize, const R: usize, const NV: usize>(
     t: &Direct,
-    grad_output: &[f32],
-    flipped: &[f32],
-    grad_input: &mut [f32],
-    workspace: &mut [f32],
+    args: Forward<'_>,
 ) {
+    let (grad_output, flipped) = (args.input, args.weight);
+    let (grad_input, workspace) = (args.output, args.workspace);
     let s = &t.shape;
     assert!((NV - 1) * V::LANES < t.out_w && t.out_w <= NV * V::LANES);
     let padded = &mut workspace[..t.padded_len()];

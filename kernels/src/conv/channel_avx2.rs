@@ -1,21 +1,17 @@
-//! The channel path on AVX2 + FMA: output channels in the lanes, a group of 16 as two ymm
-//! vectors (see the `conv` module docs). Per ISA because its register blocks are: 16 ymm
-//! registers hold 6 pixels x 2 vectors, where AVX-512's 32 zmm hold up to 28 pixels of one
-//! vector, indexed by row and column instead of by pixel.
+//! The channel path's register blocks on AVX2 + FMA (the passes are `channel.rs`'s): a group
+//! of 16 output channels is two ymm vectors.
 //!
-//! - `channels_forward`: blocks of 6 pixels x 2 vectors (8 pixels x 1 vector for a group of
-//!   at most 8 channels) across the output plane, the accumulators starting at the bias, each
-//!   tap's weight vectors loaded once and multiplied by a broadcast input value per pixel,
-//!   stored channels-last and written back as planes by 8 x 8 register transposes.
-//! - `channels_backward_weight`: the output gradient transposed channels-last once per image,
-//!   then blocks of up to 6 kernel columns x 2 vectors held over every pixel.
-//!
-//! Safety: the entry points require AVX2 and FMA, the lengths of `d.shape`, and the
-//! channel-path rule, geometry and workspace [`Direct::assert_channel_invariants`] checks.
+//! - Forward: blocks of 6 pixels x 2 vectors (12 accumulators, 2 weight vectors and a
+//!   broadcast: 15 of the 16 registers), or 8 pixels x 1 vector for a group of at most 8
+//!   channels, across the output plane; each tap's weight vectors loaded once and multiplied
+//!   by a broadcast input value per pixel.
+//! - Weight gradient: blocks of up to 6 kernel columns x 2 vectors held over every pixel of an
+//!   image (wider kernels in two blocks).
 
 use super::args::{Forward, WeightGradient};
+use super::channel::{self, ChannelBlocks};
 use super::geometry::{Direct, Taps};
-use crate::simd::avx2::{tail_mask as lane_mask, transpose8};
+use crate::simd::avx2::transpose8;
 use core::arch::x86_64::*;
 
 /// f32 lanes per ymm vector.
@@ -32,152 +28,83 @@ const FWD_PIXELS_1: usize = 8;
 const DW_MOST_TAPS: usize = 6;
 
 /// # Safety
-/// The CPU must support AVX2 and FMA; `d` must satisfy the channel-path rule (stride 1,
-/// dilation 1, `K >= 1`); the lengths must match `d.shape` (input, weight, bias
-/// `out_channels`, output) and `workspace` must hold at least `d.channel_workspace_len()` f32.
+/// The CPU must support AVX2 and FMA; the rest as `channel.rs` states.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn channels_forward(d: &Direct, args: Forward<'_>) {
-    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_forward_body(d, args) }
+    // SAFETY: the features are enabled here; the rest is the caller's contract.
+    unsafe { channel::forward::<__m256>(d, args) }
 }
 
 /// # Safety
-/// As [`channels_forward`], with grad_output for the output and grad_weight for the weight
-/// (overwritten).
+/// As [`channels_forward`].
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
-    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_backward_weight_body(d, args) }
+    // SAFETY: as in `channels_forward`.
+    unsafe { channel::backward_weight::<__m256>(d, args) }
 }
 
-/// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last
-/// rows of 16 lanes written as channel planes, 8 x 8 at a time.
-///
-/// # Safety
-/// AVX2 must be enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride + n`
-/// (`channels <= 16`).
-#[inline(always)]
-unsafe fn pixels_to_planes(
-    pixels: &[f32],
-    n: usize,
-    planes: &mut [f32],
-    stride: usize,
-    channels: usize,
-) {
-    debug_assert!(pixels.len() >= n * GROUP && channels <= GROUP);
-    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: AVX2 is enabled by the caller; lanes c0..c0 + 8 of rows p0 + i < n of `pixels`
-    // are read, and channel c0 + c < channels's columns p0..p0 + count <= n are written
-    // (masked when count < 8).
-    unsafe {
-        for p0 in (0..n).step_by(LANES) {
-            let count = LANES.min(n - p0);
-            let mask = lane_mask(count);
-            for c0 in (0..channels).step_by(LANES) {
-                let mut rows = [_mm256_setzero_ps(); LANES];
-                for (i, row) in rows.iter_mut().enumerate().take(count) {
-                    *row = _mm256_loadu_ps(pixels.as_ptr().add((p0 + i) * GROUP + c0));
+// SAFETY (every method): AVX2 and FMA are enabled by the callers (the wrappers above); the
+// accesses are those the trait's and the blocks' contracts state.
+impl ChannelBlocks for __m256 {
+    #[inline(always)]
+    unsafe fn transpose(rows: &mut [Self; 16]) {
+        let (first, _) = rows.split_first_chunk_mut::<8>().expect("16 rows");
+        unsafe { transpose8(first) }
+    }
+
+    #[inline(always)]
+    unsafe fn forward_group(
+        d: &Direct,
+        planes: &[f32],
+        taps: &[f32],
+        start: &[Self],
+        pixels: &mut [f32],
+        channels: usize,
+    ) {
+        let n = d.out_h * d.out_w;
+        let start = [start[0], start[1]];
+        unsafe {
+            if channels > LANES {
+                for p0 in (0..n).step_by(FWD_PIXELS_2) {
+                    forward_pixels::<FWD_PIXELS_2, 2>(d, planes, taps, start, pixels, p0);
                 }
-                transpose8(&mut rows);
-                for (c, row) in rows.iter().enumerate().take(channels - c0) {
-                    let dst = planes.as_mut_ptr().add((c0 + c) * stride + p0);
-                    if count == LANES {
-                        _mm256_storeu_ps(dst, *row);
-                    } else {
-                        _mm256_maskstore_ps(dst, mask, *row);
-                    }
+            } else {
+                for p0 in (0..n).step_by(FWD_PIXELS_1) {
+                    forward_pixels::<FWD_PIXELS_1, 1>(d, planes, taps, start, pixels, p0);
                 }
             }
         }
     }
-}
 
-/// `pixels[p * 16 + c] = planes[c * stride + p]` for `p < n`, zero for `channels <= c` below
-/// the next multiple of 8 (the lanes past that are not written): the inverse of
-/// [`pixels_to_planes`].
-///
-/// # Safety
-/// AVX2 must be enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride + n`
-/// (`channels <= 16`).
-#[inline(always)]
-unsafe fn planes_to_pixels(
-    planes: &[f32],
-    stride: usize,
-    channels: usize,
-    n: usize,
-    pixels: &mut [f32],
-) {
-    debug_assert!(pixels.len() >= n * GROUP && channels <= GROUP);
-    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: AVX2 is enabled by the caller; channel c0 + c < channels's columns p0..p0 +
-    // count <= n are read (masked when count < 8), lanes c0..c0 + 8 of rows p0 + i < n of
-    // `pixels` written.
-    unsafe {
-        for p0 in (0..n).step_by(LANES) {
-            let count = LANES.min(n - p0);
-            let mask = lane_mask(count);
-            for c0 in (0..channels).step_by(LANES) {
-                let mut rows = [_mm256_setzero_ps(); LANES];
-                for (c, row) in rows.iter_mut().enumerate().take(channels - c0) {
-                    let src = planes.as_ptr().add((c0 + c) * stride + p0);
-                    *row = if count == LANES {
-                        _mm256_loadu_ps(src)
-                    } else {
-                        _mm256_maskload_ps(src, mask)
+    #[inline(always)]
+    unsafe fn backward_weight_group(
+        d: &Direct,
+        planes: &[f32],
+        grads: &[f32],
+        sums: &mut [f32],
+        channels: usize,
+    ) {
+        let s = &d.shape;
+        let (kh, kw, wide) = (s.kernel_h, s.kernel_w, channels > LANES);
+        // Kernel columns in at most two blocks of at most DW_MOST_TAPS (the rule bounds the
+        // kernel width by 7 <= 2 * DW_MOST_TAPS).
+        let first = if kw > DW_MOST_TAPS {
+            kw.div_ceil(2)
+        } else {
+            kw
+        };
+        for ci in 0..s.in_channels {
+            for ky in 0..kh {
+                for (kx0, taps) in [(0, first), (first, kw - first)] {
+                    let at = Taps {
+                        ci,
+                        ky,
+                        co0: 0,
+                        kx0,
                     };
+                    // ci < in_channels, ky < kernel_h, kx0 + taps <= kernel_w.
+                    unsafe { dw_taps_dispatch(d, planes, grads, sums, at, taps, wide) };
                 }
-                transpose8(&mut rows);
-                for (i, row) in rows.iter().enumerate().take(count) {
-                    _mm256_storeu_ps(pixels.as_mut_ptr().add((p0 + i) * GROUP + c0), *row);
-                }
-            }
-        }
-    }
-}
-
-#[inline(always)]
-unsafe fn channels_forward_body(d: &Direct, args: Forward<'_>) {
-    let (input, weight) = (args.input, args.weight);
-    let (bias, output, workspace) = (args.bias, args.output, args.workspace);
-    let s = &d.shape;
-    let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
-    let (padded, taps, pixels) = d.channel_split(workspace);
-    d.clear_padded(padded);
-    d.channel_weights(weight, taps);
-    let image_len = s.image_len();
-    let out_image = cout * n;
-    for b in 0..s.batch {
-        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
-        let out = &mut output[b * out_image..][..out_image];
-        for (g, taps) in taps.chunks_exact(k_len * GROUP).enumerate() {
-            let channels = GROUP.min(cout - g * GROUP);
-            // SAFETY: AVX2 is enabled by the caller; the bias has `cout` elements, of which
-            // the masks read `channels` from g * 16; `pixels` holds n * 16 f32 (channel_split)
-            // and `out` this group's `channels` planes of n from (g * 16) * n; each block
-            // starts below n.
-            unsafe {
-                let start = match bias {
-                    Some(bias) => {
-                        let at = bias.as_ptr().add(g * GROUP);
-                        let high = if channels > LANES {
-                            _mm256_maskload_ps(at.add(LANES), lane_mask(channels - LANES))
-                        } else {
-                            _mm256_setzero_ps()
-                        };
-                        [_mm256_maskload_ps(at, lane_mask(channels)), high]
-                    }
-                    None => [_mm256_setzero_ps(); 2],
-                };
-                if channels > LANES {
-                    for p0 in (0..n).step_by(FWD_PIXELS_2) {
-                        forward_pixels::<FWD_PIXELS_2, 2>(d, planes, taps, start, pixels, p0);
-                    }
-                } else {
-                    for p0 in (0..n).step_by(FWD_PIXELS_1) {
-                        forward_pixels::<FWD_PIXELS_1, 1>(d, planes, taps, start, pixels, p0);
-                    }
-                }
-                pixels_to_planes(pixels, n, &mut out[g * GROUP * n..], n, channels);
             }
         }
     }
@@ -247,74 +174,6 @@ unsafe fn forward_pixels<const P: usize, const V: usize>(
                 _mm256_storeu_ps(dst.add(i * GROUP + v * LANES), *acc);
             }
         }
-    }
-}
-
-#[inline(always)]
-unsafe fn channels_backward_weight_body(d: &Direct, args: WeightGradient<'_>) {
-    let (input, grad_output) = (args.input, args.grad_output);
-    let (grad_weight, workspace) = (args.grad_weight, args.workspace);
-    let s = &d.shape;
-    let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
-    let (kh, kw) = (s.kernel_h, s.kernel_w);
-    let (padded, sums, grads) = d.channel_split(workspace);
-    d.clear_padded(padded);
-    sums.fill(0.0);
-    let image_len = s.image_len();
-    let out_image = cout * n;
-    for b in 0..s.batch {
-        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
-        let dy = &grad_output[b * out_image..][..out_image];
-        for (g, grads) in grads.chunks_exact_mut(n * GROUP).enumerate() {
-            let channels = GROUP.min(cout - g * GROUP);
-            // SAFETY: AVX2 is enabled by the caller; `dy` holds this group's `channels`
-            // planes of n from (g * 16) * n and `grads` n * 16 f32.
-            unsafe { planes_to_pixels(&dy[g * GROUP * n..], n, channels, n, grads) };
-        }
-        let groups = sums
-            .chunks_exact_mut(k_len * GROUP)
-            .zip(grads.chunks_exact(n * GROUP));
-        for (g, (sums, grads)) in groups.enumerate() {
-            let wide = cout - g * GROUP > LANES;
-            // Kernel columns in at most two blocks of at most DW_MOST_TAPS (the rule bounds
-            // the kernel width by 7 <= 2 * DW_MOST_TAPS).
-            let first = if kw > DW_MOST_TAPS {
-                kw.div_ceil(2)
-            } else {
-                kw
-            };
-            for ci in 0..s.in_channels {
-                for ky in 0..kh {
-                    for (kx0, taps) in [(0, first), (first, kw - first)] {
-                        let at = Taps {
-                            ci,
-                            ky,
-                            co0: 0,
-                            kx0,
-                        };
-                        // SAFETY: AVX2 and FMA are enabled by the caller; `sums` holds the
-                        // group's K * 16 partial sums, `grads` its n * 16 output gradients,
-                        // `planes` the image's padded planes; ci < in_channels, ky <
-                        // kernel_h, kx0 + taps <= kernel_w.
-                        unsafe { dw_taps_dispatch(d, planes, grads, sums, at, taps, wide) };
-                    }
-                }
-            }
-        }
-    }
-    for (g, sums) in sums.chunks_exact(k_len * GROUP).enumerate() {
-        let channels = GROUP.min(cout - g * GROUP);
-        // SAFETY: AVX2 is enabled by the caller; `sums` holds K rows of 16, and the weight
-        // gradient `channels` rows of K from (g * 16) * K.
-        unsafe {
-            pixels_to_planes(
-                sums,
-                k_len,
-                &mut grad_weight[g * GROUP * k_len..],
-                k_len,
-                channels,
-            )
-        };
     }
 }
 

@@ -1,21 +1,16 @@
-//! The channel path on AVX-512: 16 output channels per zmm vector (see the `conv` module
-//! docs). Per ISA because its register blocks are: 32 zmm registers hold up to 28 pixel
-//! accumulators of one vector, as whole output rows, where AVX2's 16 ymm hold 6 pixels of
-//! two vectors.
+//! The channel path's register blocks on AVX-512 (the passes are `channel.rs`'s): a group of
+//! 16 output channels is one zmm vector.
 //!
-//! - `channels_forward`: blocks of whole output rows (`out_w` pixels each, as many rows as
-//!   keep 28 accumulators), starting at the bias, each tap's weight vector loaded once and
-//!   multiplied by a broadcast input value per pixel, stored channels-last and written back as
-//!   planes by 16 x 16 register transposes.
-//! - `channels_backward_weight`: the output gradient transposed channels-last once per image,
-//!   then blocks of kernel rows x the whole kernel width held over every pixel.
-//!
-//! Safety: the entry points require AVX-512F, AVX2 and FMA, the lengths of `d.shape`, and the
-//! channel-path rule, geometry and workspace [`Direct::assert_channel_invariants`] checks.
+//! - Forward: blocks of whole output rows (`out_w` pixels, as many rows as keep 28
+//!   accumulators), each tap's weight vector loaded once and multiplied by a broadcast input
+//!   value per pixel.
+//! - Weight gradient: blocks of kernel rows x the whole kernel width held over every pixel of
+//!   an image.
 
 use super::args::{Forward, WeightGradient};
+use super::channel::{self, ChannelBlocks};
 use super::geometry::Direct;
-use crate::simd::avx512::{tail_mask as lane_mask, transpose16};
+use crate::simd::avx512::transpose16;
 use core::arch::x86_64::*;
 
 /// f32 lanes per zmm vector.
@@ -26,131 +21,53 @@ const LANES: usize = 16;
 const CHANNEL_ACCS: usize = 28;
 
 /// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA; `d` must satisfy the channel-path rule
-/// (`1 <= out_w <= 16`, kernels at most 7); the lengths must match `d.shape` (input, weight,
-/// bias `out_channels`, output) and `workspace` must hold at least `d.channel_workspace_len()`
-/// f32.
+/// The CPU must support AVX-512F, AVX2 and FMA; the rest as `channel.rs` states.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn channels_forward(d: &Direct, args: Forward<'_>) {
-    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_forward_body(d, args) }
+    // SAFETY: the features are enabled here; the rest is the caller's contract.
+    unsafe { channel::forward::<__m512>(d, args) }
 }
 
 /// # Safety
-/// As [`channels_forward`], with grad_output for the output and grad_weight for the weight
-/// (overwritten).
+/// As [`channels_forward`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
-    // SAFETY: the caller guarantees the CPU features and the lengths the body relies on.
-    unsafe { channels_backward_weight_body(d, args) }
+    // SAFETY: as in `channels_forward`.
+    unsafe { channel::backward_weight::<__m512>(d, args) }
 }
 
-/// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last
-/// rows of 16 lanes written as channel planes, 16 x 16 at a time.
-///
-/// # Safety
-/// AVX-512F must be enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride +
-/// n` (`channels <= 16`).
-#[inline(always)]
-unsafe fn pixels_to_planes(
-    pixels: &[f32],
-    n: usize,
-    planes: &mut [f32],
-    stride: usize,
-    channels: usize,
-) {
-    debug_assert!(pixels.len() >= n * LANES && channels <= LANES);
-    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: AVX-512F is enabled by the caller; rows p0 + i < n of `pixels` are read whole,
-    // and channel c < channels's columns p0.. p0 + count <= n are written (masked).
-    unsafe {
-        for p0 in (0..n).step_by(LANES) {
-            let count = LANES.min(n - p0);
-            let mut rows = [_mm512_setzero_ps(); LANES];
-            for (i, row) in rows.iter_mut().enumerate() {
-                if i < count {
-                    *row = _mm512_loadu_ps(pixels.as_ptr().add((p0 + i) * LANES));
-                }
-            }
-            transpose16(&mut rows);
-            let mask = lane_mask(count);
-            for (c, row) in rows.iter().enumerate() {
-                if c < channels {
-                    _mm512_mask_storeu_ps(planes.as_mut_ptr().add(c * stride + p0), mask, *row);
-                }
-            }
-        }
+// SAFETY (every method): AVX-512F is enabled by the callers (the wrappers above); the accesses
+// are those the trait's and the blocks' contracts state.
+impl ChannelBlocks for __m512 {
+    #[inline(always)]
+    unsafe fn transpose(rows: &mut [Self; 16]) {
+        unsafe { transpose16(rows) }
     }
-}
 
-/// `pixels[p * 16 + c] = planes[c * stride + p]` for `p < n`, zero for `c >= channels`: the
-/// inverse of [`pixels_to_planes`].
-///
-/// # Safety
-/// AVX-512F must be enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride +
-/// n` (`channels <= 16`).
-#[inline(always)]
-unsafe fn planes_to_pixels(
-    planes: &[f32],
-    stride: usize,
-    channels: usize,
-    n: usize,
-    pixels: &mut [f32],
-) {
-    debug_assert!(pixels.len() >= n * LANES && channels <= LANES);
-    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: AVX-512F is enabled by the caller; channel c < channels's columns p0..p0 + count
-    // <= n are read (masked), rows p0 + i < n of `pixels` written whole.
-    unsafe {
-        for p0 in (0..n).step_by(LANES) {
-            let count = LANES.min(n - p0);
-            let mask = lane_mask(count);
-            let mut rows = [_mm512_setzero_ps(); LANES];
-            for (c, row) in rows.iter_mut().enumerate() {
-                if c < channels {
-                    *row = _mm512_maskz_loadu_ps(mask, planes.as_ptr().add(c * stride + p0));
-                }
-            }
-            transpose16(&mut rows);
-            for (i, row) in rows.iter().enumerate() {
-                if i < count {
-                    _mm512_storeu_ps(pixels.as_mut_ptr().add((p0 + i) * LANES), *row);
-                }
-            }
-        }
+    #[inline(always)]
+    unsafe fn forward_group(
+        d: &Direct,
+        planes: &[f32],
+        taps: &[f32],
+        start: &[Self],
+        pixels: &mut [f32],
+        _channels: usize,
+    ) {
+        // The rule bounds out_w by 16, as `forward_width` requires.
+        unsafe { forward_width(d, planes, taps, start[0], pixels) }
     }
-}
 
-#[inline(always)]
-unsafe fn channels_forward_body(d: &Direct, args: Forward<'_>) {
-    let (input, weight) = (args.input, args.weight);
-    let (bias, output, workspace) = (args.bias, args.output, args.workspace);
-    let s = &d.shape;
-    let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
-    let (padded, taps, pixels) = d.channel_split(workspace);
-    d.clear_padded(padded);
-    d.channel_weights(weight, taps);
-    let image_len = s.image_len();
-    let out_image = cout * n;
-    for b in 0..s.batch {
-        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
-        let out = &mut output[b * out_image..][..out_image];
-        for (g, taps) in taps.chunks_exact(k_len * LANES).enumerate() {
-            let channels = LANES.min(cout - g * LANES);
-            // SAFETY: AVX-512F is enabled by the caller; the bias has `cout` elements, of which
-            // the mask reads `channels` from g * 16; `pixels` holds n * 16 f32 (channel_split)
-            // and `out` holds this group's `channels` planes of n from (g * 16) * n;
-            // `forward_rows` gets what it requires (the rule bounds out_w by 16).
-            unsafe {
-                let start = match bias {
-                    Some(bias) => {
-                        _mm512_maskz_loadu_ps(lane_mask(channels), bias.as_ptr().add(g * LANES))
-                    }
-                    None => _mm512_setzero_ps(),
-                };
-                forward_width(d, planes, taps, start, pixels);
-                pixels_to_planes(pixels, n, &mut out[g * LANES * n..], n, channels);
-            }
+    #[inline(always)]
+    unsafe fn backward_weight_group(
+        d: &Direct,
+        planes: &[f32],
+        grads: &[f32],
+        sums: &mut [f32],
+        _channels: usize,
+    ) {
+        for ci in 0..d.shape.in_channels {
+            // ci < in_channels, and the rule bounds the kernel by 7.
+            unsafe { dw_kernel_width(d, planes, grads, sums, ci) };
         }
     }
 }
@@ -243,54 +160,6 @@ unsafe fn forward_rows<const R: usize, const C: usize>(
                 }
             }
         }
-    }
-}
-
-#[inline(always)]
-unsafe fn channels_backward_weight_body(d: &Direct, args: WeightGradient<'_>) {
-    let (input, grad_output) = (args.input, args.grad_output);
-    let (grad_weight, workspace) = (args.grad_weight, args.workspace);
-    let s = &d.shape;
-    let (k_len, n, cout) = (s.col_rows(), d.out_h * d.out_w, s.out_channels);
-    let (padded, sums, grads) = d.channel_split(workspace);
-    d.clear_padded(padded);
-    sums.fill(0.0);
-    let image_len = s.image_len();
-    let out_image = cout * n;
-    for b in 0..s.batch {
-        let planes = d.channel_planes(&input[b * image_len..][..image_len], padded);
-        let dy = &grad_output[b * out_image..][..out_image];
-        for (g, grads) in grads.chunks_exact_mut(n * LANES).enumerate() {
-            let channels = LANES.min(cout - g * LANES);
-            // SAFETY: AVX-512F is enabled by the caller; `dy` holds this group's `channels`
-            // planes of n from (g * 16) * n and `grads` n * 16 f32.
-            unsafe { planes_to_pixels(&dy[g * LANES * n..], n, channels, n, grads) };
-        }
-        let groups = sums
-            .chunks_exact_mut(k_len * LANES)
-            .zip(grads.chunks_exact(n * LANES));
-        for (sums, grads) in groups {
-            for ci in 0..s.in_channels {
-                // SAFETY: AVX-512F is enabled by the caller; `sums` holds the group's K * 16
-                // partial sums, `grads` its n * 16 output gradients, `planes` the image's
-                // padded planes, and ci < in_channels (the rule bounds the kernel by 7).
-                unsafe { dw_kernel_width(d, planes, grads, sums, ci) };
-            }
-        }
-    }
-    for (g, sums) in sums.chunks_exact(k_len * LANES).enumerate() {
-        let channels = LANES.min(cout - g * LANES);
-        // SAFETY: AVX-512F is enabled by the caller; `sums` holds K rows of 16, and the
-        // weight gradient `channels` rows of K from (g * 16) * K.
-        unsafe {
-            pixels_to_planes(
-                sums,
-                k_len,
-                &mut grad_weight[g * LANES * k_len..],
-                k_len,
-                channels,
-            )
-        };
     }
 }
 

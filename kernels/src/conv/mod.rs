@@ -53,6 +53,8 @@ pub mod scalar;
 mod shape;
 
 mod args;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod channel;
 mod direct;
 mod direct_scalar;
 mod geometry;

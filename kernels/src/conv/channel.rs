@@ -78,13 +78,14 @@ pub(super) unsafe fn forward<V: ChannelBlocks>(d: &Direct, args: Forward<'_>) {
             // g * 16; `pixels` holds n * 16 f32 (channel_split) and `out` this group's
             // `channels` planes of n from (g * 16) * n.
             unsafe {
-                let start: [V; 16] = core::array::from_fn(|v| match bias {
-                    Some(bias) if v * lanes < channels => {
-                        let at = bias.as_ptr().add(g * CHANNEL_GROUP + v * lanes);
-                        V::load_first(at, lanes.min(channels - v * lanes))
+                let mut start = [V::zero(); 4];
+                if let Some(bias) = bias {
+                    for (v, start) in start.iter_mut().enumerate().take(vectors) {
+                        let first = (v * lanes).min(channels);
+                        let at = bias.as_ptr().add(g * CHANNEL_GROUP + first);
+                        *start = V::load_first(at, lanes.min(channels - first));
                     }
-                    _ => V::zero(),
-                });
+                }
                 V::forward_group(d, planes, taps, &start[..vectors], pixels, channels);
                 let group_planes = &mut out[g * CHANNEL_GROUP * n..];
                 pixels_to_planes::<V>(pixels, n, group_planes, n, channels);
@@ -135,7 +136,7 @@ pub(super) unsafe fn backward_weight<V: ChannelBlocks>(d: &Direct, args: WeightG
 }
 
 /// `planes[c * stride + p] = pixels[p * 16 + c]` for `p < n`, `c < channels`: channels-last
-/// rows of 16 lanes written as channel planes, `LANES x LANES` at a time.
+/// rows of 16 lanes written as channel planes.
 ///
 /// # Safety
 /// `V`'s ISA is enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride + n`
@@ -148,31 +149,10 @@ unsafe fn pixels_to_planes<V: ChannelBlocks>(
     stride: usize,
     channels: usize,
 ) {
-    let lanes = V::LANES;
-    assert!(pixels.len() >= n * CHANNEL_GROUP && channels <= CHANNEL_GROUP);
-    assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: lanes c0..c0 + LANES <= 16 of rows p0 + i < n of `pixels` are read, and channel
-    // c0 + c < channels's columns p0..p0 + count <= n are written (the first `count` lanes).
-    unsafe {
-        for p0 in (0..n).step_by(lanes) {
-            let count = lanes.min(n - p0);
-            for c0 in (0..channels).step_by(lanes) {
-                let mut rows = [V::zero(); 16];
-                for (i, row) in rows.iter_mut().enumerate().take(count) {
-                    *row = V::load(pixels.as_ptr().add((p0 + i) * CHANNEL_GROUP + c0));
-                }
-                V::transpose(&mut rows);
-                for (c, row) in rows.iter().enumerate().take(lanes.min(channels - c0)) {
-                    let dst = planes.as_mut_ptr().add((c0 + c) * stride + p0);
-                    if count == lanes {
-                        row.store(dst);
-                    } else {
-                        row.store_first(dst, count);
-                    }
-                }
-            }
-        }
-    }
+    debug_assert!(pixels.len() >= n * CHANNEL_GROUP && channels <= CHANNEL_GROUP);
+    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
+    // SAFETY: the caller guarantees the lengths `transpose_tiles` requires.
+    unsafe { transpose_tiles::<V, true>(pixels.as_ptr(), planes.as_mut_ptr(), n, stride, channels) }
 }
 
 /// `pixels[p * 16 + c] = planes[c * stride + p]` for `p < n`, zero for `channels <= c` below
@@ -180,8 +160,7 @@ unsafe fn pixels_to_planes<V: ChannelBlocks>(
 /// [`pixels_to_planes`].
 ///
 /// # Safety
-/// `V`'s ISA is enabled; `pixels` holds `n * 16` f32, `planes` `(channels - 1) * stride + n`
-/// (`channels <= 16`).
+/// As [`pixels_to_planes`].
 #[inline(always)]
 unsafe fn planes_to_pixels<V: ChannelBlocks>(
     planes: &[f32],
@@ -190,27 +169,69 @@ unsafe fn planes_to_pixels<V: ChannelBlocks>(
     n: usize,
     pixels: &mut [f32],
 ) {
+    debug_assert!(pixels.len() >= n * CHANNEL_GROUP && channels <= CHANNEL_GROUP);
+    debug_assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
+    // SAFETY: the caller guarantees the lengths `transpose_tiles` requires.
+    unsafe {
+        transpose_tiles::<V, false>(planes.as_ptr(), pixels.as_mut_ptr(), n, stride, channels)
+    }
+}
+
+/// The two directions of the channels-last transpose, `LANES x LANES` tiles at a time:
+/// `TO_PLANES` reads `src` as pixels (`[p][16]`) and writes `dst` as planes (`[c][stride]`),
+/// otherwise the reverse.
+///
+/// # Safety
+/// `V`'s ISA is enabled; the pixels side holds `n * 16` f32, the planes side
+/// `(channels - 1) * stride + n` (`channels <= 16`). Reads and writes: lanes c0..c0 + LANES
+/// <= 16 of pixels p0 + i < n, and columns p0..p0 + count <= n (the first `count` lanes) of
+/// channels c0 + c < channels.
+#[inline(always)]
+unsafe fn transpose_tiles<V: ChannelBlocks, const TO_PLANES: bool>(
+    src: *const f32,
+    dst: *mut f32,
+    n: usize,
+    stride: usize,
+    channels: usize,
+) {
     let lanes = V::LANES;
-    assert!(pixels.len() >= n * CHANNEL_GROUP && channels <= CHANNEL_GROUP);
-    assert!(channels == 0 || planes.len() >= (channels - 1) * stride + n);
-    // SAFETY: channel c0 + c < channels's columns p0..p0 + count <= n are read (the first
-    // `count`), lanes c0..c0 + LANES <= 16 of rows p0 + i < n of `pixels` written.
+    let pixel = |p: usize, c0: usize| p * CHANNEL_GROUP + c0;
+    let plane = |c: usize, p0: usize| c * stride + p0;
+    // SAFETY: the offsets below are those the contract bounds.
     unsafe {
         for p0 in (0..n).step_by(lanes) {
             let count = lanes.min(n - p0);
             for c0 in (0..channels).step_by(lanes) {
+                let planes = lanes.min(channels - c0);
                 let mut rows = [V::zero(); 16];
-                for (c, row) in rows.iter_mut().enumerate().take(lanes.min(channels - c0)) {
-                    let src = planes.as_ptr().add((c0 + c) * stride + p0);
-                    *row = if count == lanes {
-                        V::load(src)
-                    } else {
-                        V::load_first(src, count)
-                    };
+                if TO_PLANES {
+                    for (i, row) in rows.iter_mut().enumerate().take(count) {
+                        *row = V::load(src.add(pixel(p0 + i, c0)));
+                    }
+                } else {
+                    for (c, row) in rows.iter_mut().enumerate().take(planes) {
+                        let at = src.add(plane(c0 + c, p0));
+                        *row = if count == lanes {
+                            V::load(at)
+                        } else {
+                            V::load_first(at, count)
+                        };
+                    }
                 }
                 V::transpose(&mut rows);
-                for (i, row) in rows.iter().enumerate().take(count) {
-                    row.store(pixels.as_mut_ptr().add((p0 + i) * CHANNEL_GROUP + c0));
+                if TO_PLANES {
+                    for (c, row) in rows.iter().enumerate().take(planes) {
+                        let at = dst.add(plane(c0 + c, p0));
+                        if count == lanes {
+                            row.store(at);
+                        } else {
+                            row.store_first(at, count);
+                        }
+                    }
+                } else {
+                    for (i, row) in rows.iter().enumerate().take(count) {
+                        row.store(dst.add(pixel(p0 + i, c0)));
+                    }
                 }
             }
         }

@@ -141,11 +141,13 @@ unsafe fn forward_channels<V: F32x, const NV: usize, const UNROLL_KW: bool>(
     }
     macro_rules! with_vectors {
         ($c:literal) => {
+            // One instantiation per vector count a row block can need (1..=NV).
             match at.cols.div_ceil(V::LANES) {
+                v if v == NV => by_width!($c, NV),
                 1 => by_width!($c, 1),
-                2 if NV >= 2 => by_width!($c, 2),
-                3 if NV >= 3 => by_width!($c, 3),
-                _ => by_width!($c, NV),
+                2 if NV > 2 => by_width!($c, 2),
+                3 if NV > 3 => by_width!($c, 3),
+                _ => unreachable!("a row block has 1..=NV vectors"),
             }
         };
     }
@@ -193,21 +195,25 @@ unsafe fn forward_block<V: F32x, const C: usize, const NV: usize, const KW: usiz
                 *acc = [V::splat(bias[at.co0 + c]); NV];
             }
         }
-        let weights = weight.as_ptr().add(at.co0 * k_len);
+        // One pointer per channel into its taps, moved on a kernel row at a time.
+        let mut taps: [*const f32; C] =
+            core::array::from_fn(|c| weight.as_ptr().add((at.co0 + c) * k_len));
         for ci in 0..s.in_channels {
             for ky in 0..kh {
                 let row = padded
                     .as_ptr()
                     .add(ci * plane + (at.y + ky) * d.padded_w + at.x0);
-                let taps = weights.add((ci * kh + ky) * kw);
                 for kx in 0..kw {
                     let x: [V; NV] = core::array::from_fn(|j| V::load(row.add(kx + j * lanes)));
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        let w = V::splat(*taps.add(c * k_len + kx));
+                    for (acc, taps) in acc.iter_mut().zip(&taps) {
+                        let w = V::splat(*taps.add(kx));
                         for (acc, &x) in acc.iter_mut().zip(&x) {
                             *acc = x.mul_add(w, *acc);
                         }
                     }
+                }
+                for taps in &mut taps {
+                    *taps = taps.add(kw);
                 }
             }
         }

@@ -651,8 +651,8 @@ fn channel_path_rule_of(isa: Isa) {
 /// the tables keep the other paths; AVX2's 8-channel halves and AVX-512's 16-channel groups,
 /// whole and partial), each with a kernel of its own and row widths 1..=20 (every one
 /// several times; past 16 the other paths), forward and backward with and without the bias and
-/// the input gradient (on AVX2 both of its input-gradient paths: `out_channels * kernel_h *
-/// kernel_w` above 300 and not).
+/// the input gradient (the row blocks at every row width 1..=22 of the transposed
+/// convolution, whose vector counts differ per ISA).
 #[test]
 fn channel_path_every_group_tail() {
     for (i, co) in (1..=40).chain([48]).enumerate() {

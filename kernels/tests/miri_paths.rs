@@ -27,8 +27,8 @@ fn miri_conv_every_path() {
     let direct_wide_pad = Conv2dShape::new(1, 1, 2, (3, 3), (2, 2)).with_padding(2, 2);
     // channel (AVX2, AVX-512): stride 1, Cout >= 8, out_w <= 16, kernels <= 7; a group tail.
     let channel = Conv2dShape::new(2, 2, 9, (4, 4), (3, 3)).with_padding(1, 1);
-    // channel with more than `rules::DIRECT_DX_MAX_TAPS` products per input-gradient value on AVX2 (20 * 4 *
-    // 4 = 320 > 300) and K > 100 (so the shape's other path is GEMM): the unfolded dx.
+    // channel with K > 100 (the shape's other path is GEMM) and a 4 x 4 kernel: the row-block
+    // input gradient's rows past a one-vector row on AVX2 (and 320 products per value).
     let channel_gemm_dx = Conv2dShape::new(1, 7, 20, (4, 4), (4, 4)).with_padding(1, 1);
     // unfolded: stride 2, dilation 2, several images per tile.
     let unfolded = Conv2dShape::new(3, 2, 3, (5, 6), (2, 3))

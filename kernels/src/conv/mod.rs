@@ -119,7 +119,7 @@ pub(crate) fn table(isa: Isa) -> Table {
             direct_backward_weight_bias: None,
             channels_forward: Some(channel_avx2::channels_forward),
             channels_backward_weight: Some(channel_avx2::channels_backward_weight),
-            rows_backward_input: None,
+            rows_backward_input: Some(avx2::rows_backward_input),
         },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Table {

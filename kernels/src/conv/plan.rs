@@ -12,12 +12,10 @@
 //!   unfolding costs as much as multiplying.
 //! - unfolded path (im2col + GEMM) for every other shape.
 //! - input gradient of the channel and direct paths: the transposed convolution (the forward
-//!   of the padded output gradient with the flipped weight), on the table's row blocks where
-//!   it has them and the path is the channel one, else on its direct forward kernel; GEMM +
-//!   col2im where a padding is not below its kernel size (the transposed padding would be
-//!   negative), and on a channel-path table without row blocks where the shape's other path
-//!   is the unfolded one and each input-gradient value sums more than
-//!   [`DIRECT_DX_MAX_TAPS`] products.
+//!   of the padded output gradient with the flipped weight), on the table's row blocks for
+//!   the channel path (they skip the kernel rows that read only padding), on its direct
+//!   forward kernel for the direct path; GEMM + col2im where a padding is not below its
+//!   kernel size (the transposed padding would be negative).
 
 use super::geometry::Direct;
 use super::{Conv2dShape, Table};
@@ -36,11 +34,6 @@ pub const CHANNEL_MAX_KERNEL: usize = 7;
 /// The fewest output channels the channel path takes (fewer would leave most of each group's
 /// 16 lanes idle).
 pub const CHANNEL_MIN_OUT_CHANNELS: usize = 8;
-
-/// The most products per input-gradient value (`out_channels * kernel_h * kernel_w`) for which
-/// a channel-path table without row blocks runs the input gradient on its direct forward
-/// kernel when the shape's other path is the unfolded one.
-pub const DIRECT_DX_MAX_TAPS: usize = 300;
 
 /// The most f32 a column tile and its output buffer take together (512 KiB), so the tile stays
 /// in a core's L2 between im2col, the GEMMs and col2im.
@@ -107,16 +100,8 @@ impl Plan {
             matches!(path, Path::Direct(_)) && table.direct_backward_weight_bias.is_some();
         let has_rows = table.rows_backward_input.is_some();
         let channel = matches!(path, Path::Channel(_));
-        let taps = shape.out_channels * shape.kernel_h * shape.kernel_w;
         let input_gradient = match (path, unit) {
             (Path::Unfolded { per_tile }, _) => InputGradient::Unfolded { per_tile },
-            (_, Some(_))
-                if channel && !has_rows && direct.is_none() && taps > DIRECT_DX_MAX_TAPS =>
-            {
-                InputGradient::Unfolded {
-                    per_tile: shape.try_images_per_tile()?,
-                }
-            }
             (_, Some(of)) => match of.try_transposed()? {
                 Some(t) => InputGradient::Transposed {
                     t,
@@ -159,8 +144,8 @@ pub mod rules {
     use crate::Isa;
 
     pub use super::{
-        CHANNEL_MAX_KERNEL, CHANNEL_MAX_OUT_W, CHANNEL_MIN_OUT_CHANNELS, DIRECT_DX_MAX_TAPS,
-        DIRECT_MAX_K, TILE_BUDGET, TILE_COLUMNS,
+        CHANNEL_MAX_KERNEL, CHANNEL_MAX_OUT_W, CHANNEL_MIN_OUT_CHANNELS, DIRECT_MAX_K, TILE_BUDGET,
+        TILE_COLUMNS,
     };
 
     /// Whether the shape fits the direct path's rule (what a table without the channel path,

@@ -35,8 +35,8 @@ pub struct Settings {
 pub const SCALAR_MAX_GEMM: usize = 512;
 
 /// Test images of the evaluation rows (a multiple of the evaluation batch).
-pub const EVAL_IMAGES: usize = 2048;
-const QUICK_EVAL_IMAGES: usize = 128;
+pub const EVAL_IMAGES: usize = 512;
+const QUICK_EVAL_IMAGES: usize = 64;
 
 impl Settings {
     /// Time spent timing one kernel on one ISA (after its warm-up call).

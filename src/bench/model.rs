@@ -2,7 +2,7 @@
 //! samples on the trainer's thread team, and evaluation of a test set.
 
 use super::kernels::BATCH;
-use super::timing::measure;
+use super::timing::measure_in;
 use crate::data::Dataset;
 use crate::lenet::{LeNet5, IMAGE_SIDE, PARAM_LENS};
 use crate::optim::{Sgd, SgdOptions};
@@ -39,7 +39,7 @@ pub fn synthetic(count: usize, seed: u64) -> Dataset {
 }
 
 /// Training samples per second of steps of 64 samples (SGD, lr 0.01, momentum 0.9, as `simdnet
-/// train`'s defaults) on `threads` threads, from the fastest sample of steps within `budget`.
+/// train`'s defaults) on `threads` threads, from the fastest step within `budget`.
 pub fn train_rate(k: &Kernels, threads: usize, budget: Duration) -> Result<f64> {
     let data = synthetic(BATCH * 8, 1);
     let options = SgdOptions {
@@ -60,7 +60,7 @@ pub fn train_rate(k: &Kernels, threads: usize, budget: Duration) -> Result<f64> 
         |team| -> Result<f64> {
             let mut failed: Option<Error> = None;
             let mut next = 0;
-            let timing = measure(budget, || {
+            let timing = measure_in(budget, Duration::ZERO, || {
                 if failed.is_none() {
                     if let Err(e) = team.step(&batches[next % batches.len()]) {
                         failed = Some(e);
@@ -82,7 +82,7 @@ pub fn train_rate(k: &Kernels, threads: usize, budget: Duration) -> Result<f64> 
 pub fn eval_rate(k: &Kernels, threads: usize, count: usize, budget: Duration) -> f64 {
     let test = synthetic(count, 2);
     let model = LeNet5::new(0);
-    let timing = measure(budget, || {
+    let timing = measure_in(budget, Duration::ZERO, || {
         std::hint::black_box(train::evaluate(&model, &test, k, threads));
     });
     count as f64 / timing.best

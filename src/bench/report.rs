@@ -43,15 +43,12 @@ pub fn intro(m: &Machine, s: &Settings) -> String {
     );
     let _ = writeln!(
         t,
-        "Every figure is the fastest sample within ~{} ms per kernel and ISA, one thread unless \
-         a thread count is given{}.",
-        s.kernel_budget().as_millis(),
-        if s.quick {
-            " (--quick: tiny budgets, rough figures)"
-        } else {
-            ""
-        }
+        "Figures: the fastest sample within ~{} ms per kernel and ISA; one thread unless stated.",
+        s.kernel_budget().as_millis()
     );
+    if s.quick {
+        t.push_str("--quick: tiny time budgets, so the figures are rough.\n");
+    }
     t
 }
 
@@ -154,17 +151,16 @@ pub fn model_table(rows: &[ModelRow]) -> String {
 pub fn notes(s: &Settings) -> String {
     let mut t = String::from("\nNotes:\n");
     if s.isas.contains(&Isa::Scalar) {
-        let _ = writeln!(
+        let _ = write!(
             t,
-            "- scalar skips GEMM above {SCALAR_MAX_GEMM} (its reference loops take seconds per \
-             call); its peak is plain Rust multiply-adds as built for the baseline target, which \
-             the compiler may vectorise (on x86-64: SSE2, no FMA)."
+            "- scalar skips the GEMMs above {SCALAR_MAX_GEMM} (its reference loops take seconds per \
+             call). Its peak is\n  plain Rust multiply-adds as built for the baseline target, \
+             which the compiler may vectorise\n  (x86-64: SSE2, no FMA).\n"
         );
     }
-    let _ = writeln!(
-        t,
-        "- % of peak: the kernels against the ISA's one-thread FMA peak, training against the \
-         peak at its thread count; GB/s counts each element read or written once."
+    t.push_str(
+        "- % of peak: a kernel against its ISA's one-thread FMA peak, training against the peak \
+         at its\n  thread count. GB/s counts each element read or written once.\n",
     );
     t
 }

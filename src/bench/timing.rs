@@ -20,17 +20,23 @@ pub fn measure_once(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
+/// Times `f` for about `budget` in samples of about a thirtieth of it: see [`measure_in`].
+pub fn measure(budget: Duration, f: impl FnMut()) -> Timing {
+    measure_in(budget, budget / 30, f)
+}
+
 /// Times `f` for about `budget`: one warm-up call (more if it is fast, up to a tenth of the
-/// budget), then samples of enough calls each to last about a thirtieth of the budget (at least
-/// one call), until the budget is spent, and always at least one sample. A call slower than the
-/// budget is therefore run twice: once to warm up, once timed.
-pub fn measure(budget: Duration, mut f: impl FnMut()) -> Timing {
+/// budget), then samples of enough calls each to last about `sample` (at least one call, and
+/// at least 20 us), until the budget is spent, and always at least one sample. A call slower
+/// than the budget is therefore run twice: once to warm up, once timed. Short samples make the
+/// best one likelier to be one that no other process interrupted.
+pub fn measure_in(budget: Duration, sample: Duration, mut f: impl FnMut()) -> Timing {
     let warm_until = Instant::now() + budget / 10;
     let first = measure_once(&mut f).max(Duration::from_nanos(1));
     while Instant::now() < warm_until {
         f();
     }
-    let sample_target = (budget / 30).max(Duration::from_micros(20));
+    let sample_target = sample.max(Duration::from_micros(20));
     let per_sample = (sample_target.as_secs_f64() / first.as_secs_f64()).clamp(1.0, 1e9) as u64;
     let started = Instant::now();
     let mut samples: Vec<f64> = Vec::new();

@@ -11,6 +11,11 @@
 //!   X W^T, weight gradients dY^T X and dY cols^T, column gradient W^T dY), over the batch and
 //!   for one image (an im2col convolution calls GEMM per image).
 //!
+//! Every group also runs two peer crates, single-threaded: `matrixmultiply` (its `sgemm`; the
+//! `threading` feature is off) and `gemm` (`Parallelism::None`, built with its `x86-v4`
+//! feature). Both pick their own kernels at run time (AVX-512 on a CPU that has it, whatever
+//! simdnet table a column shows), so compare them with the fastest simdnet table.
+//!
 //! After criterion, a GFLOP/s summary table (median of short timed runs) is printed, by wall
 //! time and by this thread's CPU time (on a shared machine the latter excludes time slices
 //! given to other processes).
@@ -84,11 +89,113 @@ fn operands(m: usize, k: usize, n: usize) -> Operands {
     }
 }
 
+/// A GEMM under test: one of simdnet's kernel tables, or a peer crate.
+enum Impl {
+    Simdnet(Kernels),
+    MatrixMultiply,
+    Gemm,
+}
+
+impl Impl {
+    /// simdnet's tables (every ISA this CPU runs), then the peers.
+    fn all() -> Vec<Impl> {
+        let mut all: Vec<Impl> = Kernels::all().into_iter().map(Impl::Simdnet).collect();
+        all.extend([Impl::MatrixMultiply, Impl::Gemm]);
+        all
+    }
+
+    /// The criterion function name and summary column (an ISA name for simdnet).
+    fn name(&self) -> &'static str {
+        match self {
+            Impl::Simdnet(kernels) => kernels.isa().name(),
+            Impl::MatrixMultiply => "matrixmultiply",
+            Impl::Gemm => "gemm",
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, Impl::Simdnet(k) if k.isa() == Isa::Scalar)
+    }
+}
+
+/// Leading dimension of an operand whose `op` is `rows x cols`, stored as `trans` says
+/// (rows packed tight).
+fn ld(trans: Transpose, rows: usize, cols: usize) -> usize {
+    trans.stored_dims(rows, cols).1
+}
+
+/// (row stride, column stride) of `op(X)` for X stored row-major with leading dimension `ld`.
+fn op_strides(trans: Transpose, ld: usize) -> (isize, isize) {
+    match trans {
+        Transpose::No => (ld as isize, 1),
+        Transpose::Yes => (1, ld as isize),
+    }
+}
+
 /// One sgemm call: C = A B with the shape's transposes, beta = 0 (as torch.mm).
-fn call(kernels: &Kernels, shape: &Shape, ops: &mut Operands) {
+fn call(imp: &Impl, shape: &Shape, ops: &mut Operands) {
     let &(_, ta, tb, m, k, n) = shape;
-    let lda = if ta == N { k } else { m };
-    let ldb = if tb == N { n } else { k };
+    let (lda, ldb) = (ld(ta, m, k), ld(tb, k, n));
+    let (a, b) = (black_box(&ops.a), black_box(&ops.b));
+    assert!(a.len() == m * k && b.len() == k * n && ops.c.len() == m * n);
+    let (rsa, csa) = op_strides(ta, lda);
+    let (rsb, csb) = op_strides(tb, ldb);
+    match imp {
+        Impl::Simdnet(kernels) => simdnet_call(kernels, shape, ops),
+        // SAFETY: `op(A)` (m x k) with strides (rsa, csa) and `op(B)` (k x n) with (rsb, csb)
+        // index only inside `a` (m * k) and `b` (k * n), as they were built; C (m x n, rows
+        // n apart) is `ops.c`, m * n long, exclusively borrowed and not aliased by A or B.
+        // beta = 0, so C is not read.
+        Impl::MatrixMultiply => unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                ops.c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        },
+        // SAFETY: as above (the gemm crate takes column stride before row stride).
+        // `read_dst = false` computes dst = 1.0 * lhs * rhs without reading dst.
+        Impl::Gemm => unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                ops.c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                csa,
+                rsa,
+                b.as_ptr(),
+                csb,
+                rsb,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        },
+    }
+    black_box(&mut ops.c);
+}
+
+fn simdnet_call(kernels: &Kernels, shape: &Shape, ops: &mut Operands) {
+    let &(_, ta, tb, m, k, n) = shape;
+    let (lda, ldb) = (ld(ta, m, k), ld(tb, k, n));
     kernels.sgemm(
         ta,
         tb,
@@ -104,7 +211,34 @@ fn call(kernels: &Kernels, shape: &Shape, ops: &mut Operands) {
         &mut ops.c,
         n,
     );
-    black_box(&mut ops.c);
+}
+
+/// Panics unless every non-scalar implementation computes the same C as simdnet's default
+/// table at every shape (within rounding), so the peers' stride arguments are known right.
+fn check_agreement() {
+    let reference = Impl::Simdnet(Kernels::for_isa(Isa::best()).expect("best ISA runs"));
+    for shape in SHAPES.iter().chain(TRAINER_SHAPES) {
+        let mut want = operands(shape.3, shape.4, shape.5);
+        call(&reference, shape, &mut want);
+        for imp in Impl::all().iter().filter(|imp| !imp.is_scalar()) {
+            let mut got = operands(shape.3, shape.4, shape.5);
+            call(imp, shape, &mut got);
+            // Products of terms in [-0.5, 0.5]: rounding grows at most ~linearly in k.
+            let tol = 1e-5 * shape.4 as f32 + 1e-5;
+            let worst = want.c.iter().zip(&got.c).map(|(x, y)| (x - y).abs());
+            let worst = worst.fold(0.0f32, f32::max);
+            assert!(
+                worst <= tol,
+                "{} disagrees with {} at {} {}x{}x{}: max |diff| {worst} > {tol}",
+                imp.name(),
+                reference.name(),
+                shape.0,
+                shape.3,
+                shape.4,
+                shape.5
+            );
+        }
+    }
 }
 
 fn flops(shape: &Shape) -> u64 {
@@ -135,8 +269,8 @@ fn bench_group(c: &mut Criterion, group_name: &str, shapes: &[Shape]) {
         let mut group = c.benchmark_group(label);
         group.throughput(Throughput::Elements(flops(shape)));
         let mut ops = operands(m, k, n);
-        for kernels in Kernels::all() {
-            if kernels.isa() == Isa::Scalar {
+        for imp in Impl::all() {
+            if imp.is_scalar() {
                 if !scalar_affordable(shape) {
                     continue;
                 }
@@ -144,8 +278,8 @@ fn bench_group(c: &mut Criterion, group_name: &str, shapes: &[Shape]) {
             } else {
                 group.sample_size(if flops(shape) > 500_000_000 { 20 } else { 50 });
             }
-            group.bench_function(kernels.isa().name(), |bench| {
-                bench.iter(|| call(&kernels, shape, &mut ops))
+            group.bench_function(imp.name(), |bench| {
+                bench.iter(|| call(&imp, shape, &mut ops))
             });
         }
         group.finish();
@@ -180,12 +314,12 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Median GFLOP/s of `shape` on `kernels` from ~`budget` of back-to-back calls, by wall time
+/// Median GFLOP/s of `shape` on `imp` from ~`budget` of back-to-back calls, by wall time
 /// and by this thread's CPU time.
-fn median_gflops(kernels: &Kernels, shape: &Shape, budget: Duration) -> (f64, f64) {
+fn median_gflops(imp: &Impl, shape: &Shape, budget: Duration) -> (f64, f64) {
     let mut ops = operands(shape.3, shape.4, shape.5);
     for _ in 0..3 {
-        call(kernels, shape, &mut ops);
+        call(imp, shape, &mut ops);
     }
     let start = Instant::now();
     let mut wall = Vec::new();
@@ -195,7 +329,7 @@ fn median_gflops(kernels: &Kernels, shape: &Shape, budget: Duration) -> (f64, f6
         // ~0.5 us each), so wall time does not include them (fc3, 2 us a call, read ~20% slow).
         let c = thread_cpu_time();
         let t = Instant::now();
-        call(kernels, shape, &mut ops);
+        call(imp, shape, &mut ops);
         wall.push(t.elapsed().as_secs_f64());
         cpu.push((thread_cpu_time() - c).as_secs_f64());
     }
@@ -219,18 +353,18 @@ fn summary() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(300),
     );
-    // GEMM_SUMMARY_ISAS=avx2 limits the columns to the ISAs named.
+    // GEMM_SUMMARY_ISAS=avx2,gemm limits the columns to the ISAs and peers named.
     let isas = std::env::var("GEMM_SUMMARY_ISAS").unwrap_or_default();
-    let all: Vec<Kernels> = Kernels::all()
+    let all: Vec<Impl> = Impl::all()
         .into_iter()
-        .filter(|k| isas.is_empty() || isas.split(',').any(|name| name == k.isa().name()))
+        .filter(|imp| isas.is_empty() || isas.split(',').any(|name| name == imp.name()))
         .collect();
     print!(
         "\nsgemm GFLOP/s, median by wall / thread CPU time {:>8}",
         "M x K x N"
     );
-    for kernels in &all {
-        print!(" {:>15}", kernels.isa().name());
+    for imp in &all {
+        print!(" {:>15}", imp.name());
     }
     println!();
     // GEMM_SUMMARY_FILTER=512 keeps only the rows whose name or shape contains "512".
@@ -246,11 +380,11 @@ fn summary() {
             continue;
         }
         print!("{name:<30} {:>25} {tr}", format!("{m}x{k}x{n}"));
-        for kernels in &all {
-            if kernels.isa() == Isa::Scalar && !scalar_affordable(shape) {
+        for imp in &all {
+            if imp.is_scalar() && !scalar_affordable(shape) {
                 print!(" {:>15}", "-");
             } else {
-                let (wall, cpu) = median_gflops(kernels, shape, budget);
+                let (wall, cpu) = median_gflops(imp, shape, budget);
                 print!(" {:>7.1} {:>7.1}", wall, cpu);
             }
         }
@@ -261,6 +395,7 @@ fn summary() {
 criterion_group!(gemm_benches, benches);
 
 fn main() {
+    check_agreement();
     if std::env::var_os("GEMM_SUMMARY_ONLY").is_none() {
         gemm_benches();
         criterion::Criterion::default()

@@ -4,6 +4,7 @@
 //! [`simdnet_kernels`].
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

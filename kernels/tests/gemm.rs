@@ -244,7 +244,7 @@ fn exhaustive_small_shapes() {
 fn block_edges() -> Vec<(usize, usize, usize)> {
     Isa::supported()
         .into_iter()
-        .filter_map(gemm::blocking)
+        .filter_map(gemm::blocking_for_tests)
         .map(|b| (b.kc, b.mc, b.nc))
         .collect()
 }
@@ -253,7 +253,10 @@ fn block_edges() -> Vec<(usize, usize, usize)> {
 /// itself and plus one (8 x 48 on AVX-512 puts NR past `1..=40`).
 fn tile_edges() -> Vec<usize> {
     let mut sizes = vec![1];
-    for b in Isa::supported().into_iter().filter_map(gemm::blocking) {
+    for b in Isa::supported()
+        .into_iter()
+        .filter_map(gemm::blocking_for_tests)
+    {
         for tile in [b.mr, b.nr, 2 * b.mr, 2 * b.nr] {
             sizes.extend([tile - 1, tile, tile + 1]);
         }
@@ -397,7 +400,7 @@ fn small_b_read_in_place() {
         .into_iter()
         .filter(|k| k.isa() != Isa::Scalar)
     {
-        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        let b = gemm::blocking_for_tests(kernels.isa()).expect("SIMD ISAs block");
         for m in [4 * b.mr + 1, 64, 100] {
             for (k, n, pad_b) in [
                 (64, 64, 0),
@@ -445,7 +448,7 @@ fn direct_b_shared_k_blocks() {
         .into_iter()
         .filter(|k| k.isa() != Isa::Scalar)
     {
-        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        let b = gemm::blocking_for_tests(kernels.isa()).expect("SIMD ISAs block");
         for m in [b.mr, b.mr + 1, 3 * b.mr + 2] {
             for k in [127, 128, 129, 256, 257, 300] {
                 for ta in [Transpose::No, Transpose::Yes] {
@@ -488,7 +491,7 @@ fn short_k_row_panels() {
         .into_iter()
         .filter(|k| k.isa() != Isa::Scalar)
     {
-        let b = gemm::blocking(kernels.isa()).expect("SIMD ISAs block");
+        let b = gemm::blocking_for_tests(kernels.isa()).expect("SIMD ISAs block");
         let mut seed = 1000;
         for m in [b.mr + 1, 3 * b.mr - 1] {
             for k in [1, 16, 32, 33] {

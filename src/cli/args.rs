@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use super::suggest;
 pub use super::usage::usage;
-#[cfg(test)]
-use super::usage::TRAIN_USAGE;
+#[path = "bench_args.rs"]
+pub mod bench_args;
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +20,7 @@ pub enum Command {
     Gradcheck,
     Explain,
     Info,
+    Bench(bench_args::BenchArgs),
 }
 
 /// `simdnet train`'s options, before the hyperparameter checks.
@@ -77,7 +78,7 @@ impl UsageError {
     }
 }
 
-pub const COMMANDS: [&str; 5] = ["train", "eval", "gradcheck", "explain", "info"];
+pub const COMMANDS: [&str; 6] = ["train", "eval", "gradcheck", "explain", "info", "bench"];
 
 /// The message of an empty command line.
 pub const NO_COMMAND: &str = "no command given";
@@ -104,6 +105,7 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "gradcheck" => parse_no_options(rest, "gradcheck", Command::Gradcheck),
         "explain" => parse_no_options(rest, "explain", Command::Explain),
         "info" => parse_no_options(rest, "info", Command::Info),
+        "bench" => bench_args::parse(rest),
         other if other.starts_with('-') => Err(UsageError::new(
             format!(
                 "unknown option '{other}' (options follow the command: 'simdnet train {other}')"
@@ -321,8 +323,7 @@ fn parse_eval(args: &[OsString]) -> Result<Command, UsageError> {
     if fl.iter().any(|f| f.name == "--help") {
         return Ok(Command::Help(Some("eval")));
     }
-    let mut weights = None;
-    let (mut data, mut plot, mut threads) = (None, None, None);
+    let (mut weights, mut data, mut plot, mut threads) = (None, None, None, None);
     for f in fl {
         let v = f.value.as_deref();
         match f.name.as_str() {
@@ -414,7 +415,7 @@ fn float(name: &str, v: Option<&OsStr>) -> Result<f64, UsageError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::usage::TRAIN_USAGE, *};
 
     fn p(args: &[&str]) -> Result<Command, UsageError> {
         let v: Vec<OsString> = args.iter().map(OsString::from).collect();

@@ -8,6 +8,7 @@
 //! closed pipe too.
 
 pub mod args;
+mod bench;
 mod commands;
 mod stop;
 mod suggest;
@@ -167,5 +168,6 @@ fn execute(args: &[OsString], out: &mut dyn Write) -> Result<(), Failure> {
         Command::Eval(a) => commands::eval(a, out),
         Command::Gradcheck => commands::gradcheck(out),
         Command::Explain => commands::explain(out),
+        Command::Bench(a) => bench::run(a, out),
     }
 }

@@ -11,6 +11,7 @@ Commands:
   gradcheck  check the gradients of every layer and of LeNet-5 (f64, and f32 on the SIMD path)
   explain    the tutorial's worked example (softmax, loss, gradient, SGD-momentum), step by step
   info       the CPU features found and the kernel ISA in use
+  bench      this CPU's FMA peak and what each kernel, training and evaluation get of it
 
 Run `simdnet <command> --help` (or `simdnet help <command>`) for a command's options.
 
@@ -117,6 +118,26 @@ Prints the CPU features simdnet looks for, the kernel ISAs this CPU supports, th
 (SIMDNET_ISA overrides the choice), and where `simdnet train` would take its data from.
 ";
 
+pub const BENCH_USAGE: &str = "\
+Usage: simdnet bench [--isa NAME] [--threads N] [--json] [--quick]
+
+Measures what this CPU gets, in under a minute: the FMA peak of each kernel ISA (one thread and
+--threads threads), each kernel at LeNet-5's shapes at batch 64 and GEMM at 256, 512 and 1024,
+every ISA side by side in GFLOP/s (with the fraction of the ISA's peak) or GB/s, then LeNet-5's
+training steps and evaluation on synthetic data (samples/s) on 1 and --threads threads. Each
+figure is the fastest sample within a fixed time budget; the scalar ISA skips GEMM 1024.
+
+Options:
+  --isa NAME     measure only this ISA: scalar, avx2, avx512 or neon [default: every ISA this
+                 CPU supports, or SIMDNET_ISA when set]
+  --threads N    threads of the multi-thread peak, training and evaluation [default: the number
+                 of cores]
+  --json         print one JSON object (machine, peaks, kernels, training and evaluation)
+                 instead of the table
+  --quick        tiny time budgets (a few seconds in all; rough figures, for smoke tests)
+  -h, --help     this text
+";
+
 /// The usage text of `command` (`None`: the program's).
 pub fn usage(command: Option<&str>) -> &'static str {
     match command {
@@ -125,6 +146,7 @@ pub fn usage(command: Option<&str>) -> &'static str {
         Some("gradcheck") => GRADCHECK_USAGE,
         Some("explain") => EXPLAIN_USAGE,
         Some("info") => INFO_USAGE,
+        Some("bench") => BENCH_USAGE,
         _ => MAIN_USAGE,
     }
 }

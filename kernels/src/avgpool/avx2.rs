@@ -1,29 +1,12 @@
-//! Average pooling on AVX2 and FMA: the 2x2 stride-2 body of `vector.rs` on `__m256`, the reference
-//! otherwise.
+//! Average pooling on AVX2 and FMA: `vector.rs` on `__m256`.
 
-use super::{scalar, vector, Pool2dShape};
-use core::arch::x86_64::__m256;
+use super::{vector, Pool2dShape};
 
-/// # Safety
-/// The CPU must support AVX2 and FMA; the lengths match `shape` (checked by the caller).
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn forward(shape: &Pool2dShape, input: &[f32], output: &mut [f32]) {
-    if shape.is_2x2_stride_2() {
-        // SAFETY: the features are enabled on this function; the caller checked the lengths.
-        unsafe { vector::forward_2x2_stride_2::<__m256>(shape, input, output) }
-    } else {
-        scalar::forward(shape, input, output);
+crate::simd::isa_fns! { "avx2,fma", core::arch::x86_64::__m256;
+    fn forward(shape: &Pool2dShape, input: &[f32], output: &mut [f32]) {
+        vector::forward::<V>(shape, input, output)
     }
-}
-
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn backward(shape: &Pool2dShape, grad_output: &[f32], grad_input: &mut [f32]) {
-    if shape.is_2x2_stride_2() {
-        // SAFETY: as in `forward`.
-        unsafe { vector::backward_2x2_stride_2::<__m256>(shape, grad_output, grad_input) }
-    } else {
-        scalar::backward(shape, grad_output, grad_input);
+    fn backward(shape: &Pool2dShape, grad_output: &[f32], grad_input: &mut [f32]) {
+        vector::backward::<V>(shape, grad_output, grad_input)
     }
 }

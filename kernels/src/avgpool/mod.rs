@@ -19,7 +19,7 @@ mod avx2;
 mod neon;
 
 pub use crate::maxpool::Pool2dShape;
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, kernel_table, Kernels};
 
 kernel_table! {
     /// Per-ISA average-pooling entry points (lengths checked by the caller).
@@ -39,26 +39,9 @@ unsafe fn scalar_backward(shape: &Pool2dShape, grad_output: &[f32], grad_input: 
     scalar::backward(shape, grad_output, grad_input);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            forward: scalar_forward,
-            backward: scalar_backward,
-        },
-        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
-            forward: avx2::forward,
-            backward: avx2::backward,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            forward: neon::forward,
-            backward: neon::backward,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not an ISA of this architecture"),
-    }
+crate::simd::isa_table! {
+    Table { forward: scalar_forward, backward: scalar_backward },
+    avx2: avx2, avx512: avx2, neon: neon
 }
 
 impl Kernels {

@@ -2,63 +2,52 @@
 //! and loads (other windows run the reference). It adds in the reference's order and divides,
 //! so it gives the reference's bits.
 
-use super::Pool2dShape;
-use crate::maxpool::vector::{for_each_chunk, load, load_pairs, store, store_pairs};
+use super::{scalar, Pool2dShape};
+use crate::maxpool::vector::store_windows;
+use crate::maxpool::vector::{clear_uncovered, for_each_chunk, load, load_windows, store};
 use crate::simd::F32x;
 
+/// The average-pooling forward: the 2x2 stride-2 path, the reference for other windows.
+///
 /// # Safety
 /// The CPU supports `V`'s ISA; the lengths match `shape` (checked by the caller).
 #[inline(always)]
-pub(super) unsafe fn forward_2x2_stride_2<V: F32x>(
-    shape: &Pool2dShape,
-    input: &[f32],
-    output: &mut [f32],
-) {
-    let (in_w, ow) = (shape.in_w, shape.out_w());
-    let (in_plane, out_plane) = (shape.in_h * in_w, shape.out_h() * ow);
-    for_each_chunk::<V>(shape, |p, oy, ox0, valid| {
-        let x = &input[p * in_plane..][..in_plane];
-        let start = 2 * oy * in_w + 2 * ox0;
-        let o = p * out_plane + oy * ow + ox0;
-        // SAFETY: rows 2oy and 2oy+1 hold the 2 * valid columns read and the output chunk
-        // holds `valid` elements.
+pub(super) unsafe fn forward<V: F32x>(shape: &Pool2dShape, input: &[f32], output: &mut [f32]) {
+    if !shape.is_2x2_stride_2() {
+        return scalar::forward(shape, input, output);
+    }
+    for_each_chunk::<V>(shape, |k| {
+        // SAFETY: the chunk's windows and outputs are in bounds (the slices check it).
         unsafe {
-            let (top_even, top_odd) = load_pairs::<V>(&x[start..], 2 * valid);
-            let (bottom_even, bottom_odd) = load_pairs::<V>(&x[start + in_w..], 2 * valid);
+            let [a, b, c, d] = load_windows::<V>(&input[k.plane.clone()], &k);
             // ((((0 + a) + b) + c) + d) / 4: the reference's order, so the same bits.
-            let sum = V::zero().add(top_even).add(top_odd);
-            let sum = sum.add(bottom_even).add(bottom_odd);
-            store(&mut output[o..o + valid], valid, sum.div(V::splat(4.0)));
+            let sum = V::zero().add(a).add(b).add(c).add(d);
+            store(&mut output[k.out], k.valid, sum.div(V::splat(4.0)));
         }
     });
 }
 
+/// The average-pooling backward: the 2x2 stride-2 path, the reference for other windows.
+///
 /// # Safety
-/// As [`forward_2x2_stride_2`].
+/// As [`forward`].
 #[inline(always)]
-pub(super) unsafe fn backward_2x2_stride_2<V: F32x>(
+pub(super) unsafe fn backward<V: F32x>(
     shape: &Pool2dShape,
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) {
-    let (in_w, ow) = (shape.in_w, shape.out_w());
-    let (in_plane, out_plane) = (shape.in_h * in_w, shape.out_h() * ow);
-    // Every window element is written below; an odd last row or column is not in any window.
-    if shape.in_h % 2 == 1 || in_w % 2 == 1 {
-        grad_input.fill(0.0);
+    if !shape.is_2x2_stride_2() {
+        return scalar::backward(shape, grad_output, grad_input);
     }
-    for_each_chunk::<V>(shape, |p, oy, ox0, valid| {
-        let gi = &mut grad_input[p * in_plane..][..in_plane];
-        let start = 2 * oy * in_w + 2 * ox0;
-        let o = p * out_plane + oy * ow + ox0;
-        // SAFETY: the chunk's `valid` outputs and the 2 * valid columns of rows 2oy and 2oy+1
-        // it writes are in bounds.
+    clear_uncovered(shape, grad_input);
+    for_each_chunk::<V>(shape, |k| {
+        // SAFETY: the chunk's outputs and windows are in bounds (the slices check it).
         unsafe {
-            let g: V = load(&grad_output[o..o + valid], valid);
+            let g: V = load(&grad_output[k.out.clone()], k.valid);
             // 0 + g / 4, as the reference's zero-then-add.
             let share = V::zero().add(g.div(V::splat(4.0)));
-            store_pairs(&mut gi[start..], 2 * valid, share, share);
-            store_pairs(&mut gi[start + in_w..], 2 * valid, share, share);
+            store_windows(&mut grad_input[k.plane.clone()], &k, [share; 4]);
         }
     });
 }

@@ -16,7 +16,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, checked_product, kernel_table, Isa, Kernels};
+use crate::{check_len, checked_product, kernel_table, Kernels};
 
 kernel_table! {
     /// Per-ISA bias entry points (lengths checked by the caller).
@@ -41,26 +41,9 @@ unsafe fn scalar_backward(
     scalar::backward(grad_output, grad_bias, batch, spatial);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            add: scalar_add,
-            backward: scalar_backward,
-        },
-        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
-            add: avx2::add,
-            backward: avx2::backward,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            add: neon::add,
-            backward: neon::backward,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not an ISA of this architecture"),
-    }
+crate::simd::isa_table! {
+    Table { add: scalar_add, backward: scalar_backward },
+    avx2: avx2, avx512: avx2, neon: neon
 }
 
 impl Kernels {

@@ -33,10 +33,10 @@
 //!    scalar fix-up for the target's one-hot part.
 //!
 //! `loss = log S - (x_t - m)`. The forward-only call stops after pass 1. Short rows
-//! (`C <= 32`, class indices, no smoothing) go sixteen at a time through a per-ISA block
-//! kernel that puts one row in each lane, so maximum, exponentials and sums need no horizontal
-//! operations; the last rows of a batch are padded, so a row's numbers do not depend on how a
-//! batch is split. The scalar table makes the plain three passes of the reference. Two passes,
+//! (`C <= 32`, class indices, no smoothing) go sixteen at a time through the block kernel
+//! (`block.rs`, also one body over the vocabulary) that puts one row in each lane, so maximum,
+//! exponentials and sums need no horizontal operations; the last rows of a batch are padded, so
+//! a row's numbers do not depend on how a batch is split. The scalar table makes the plain three passes of the reference. Two passes,
 //! not one online pass: the exponential is the bottleneck and the second write hits cache.
 //!
 //! ```
@@ -58,6 +58,7 @@
 //! }
 //! ```
 
+mod block;
 mod options;
 mod plan;
 mod rows;
@@ -74,7 +75,7 @@ mod neon;
 pub use options::{CrossEntropyError, CrossEntropyOptions, GradOutput, Reduction, Targets};
 pub(crate) use plan::{plan, Plan};
 
-use crate::{kernel_table, Isa};
+use crate::kernel_table;
 
 /// What pass 2 multiplies the row's target distribution `a_c` by, per ISA: the coefficient
 /// vector `c` with `dx_j = s_j * sum(a) - beta * c_j` and the returned `sum c_j (x_j - m)`.
@@ -275,36 +276,12 @@ unsafe fn scalar_block_in_place(
     )
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            row: scalar_row,
-            row_in_place: scalar_row_in_place,
-            block: scalar_block,
-            block_in_place: scalar_block_in_place,
-        },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
-            row: avx2::row,
-            row_in_place: avx2::row_in_place,
-            block: avx2::block,
-            block_in_place: avx2::block_in_place,
-        },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Table {
-            row: avx512::row,
-            row_in_place: avx512::row_in_place,
-            block: avx512::block,
-            block_in_place: avx512::block_in_place,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            row: neon::row,
-            row_in_place: neon::row_in_place,
-            block: neon::block,
-            block_in_place: neon::block_in_place,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not available on this architecture"),
-    }
+crate::simd::isa_table! {
+    Table {
+        row: scalar_row,
+        row_in_place: scalar_row_in_place,
+        block: scalar_block,
+        block_in_place: scalar_block_in_place
+    },
+    avx2: avx2, avx512: avx512, neon: neon
 }

@@ -11,6 +11,15 @@ enum Logits<'a> {
     InPlace(&'a mut [f32]),
 }
 
+impl Logits<'_> {
+    fn logits(&self) -> &[f32] {
+        match self {
+            Logits::ForwardOnly(x) | Logits::Separate(x, _) => x,
+            Logits::InPlace(x) => x,
+        }
+    }
+}
+
 impl Kernels {
     /// The loss only (evaluation): no gradient is written, the logits are read once (twice
     /// with label smoothing or probability targets). Per-row losses go to `row_losses` when
@@ -34,23 +43,8 @@ impl Kernels {
         options: &CrossEntropyOptions<'_>,
         row_losses: Option<&mut [f32]>,
     ) -> Result<f32, CrossEntropyError> {
-        let plan = plan(
-            logits.len(),
-            classes,
-            &targets,
-            options,
-            None,
-            row_losses.as_ref().map(|r| r.len()),
-        )?;
-        self.cross_entropy_run(
-            &plan,
-            Logits::ForwardOnly(logits),
-            classes,
-            targets,
-            options,
-            GradOutput::Scalar(1.0),
-            row_losses,
-        )
+        let logits = Logits::ForwardOnly(logits);
+        self.cross_entropy_run(logits, classes, targets, options, None, row_losses)
     }
 
     /// Loss and gradient with respect to the logits in one call; the gradient (scaled by
@@ -80,23 +74,9 @@ impl Kernels {
             logits.len(),
             grad_logits.len(),
         );
-        let plan = plan(
-            logits.len(),
-            classes,
-            &targets,
-            options,
-            Some(&grad_output),
-            row_losses.as_ref().map(|r| r.len()),
-        )?;
-        self.cross_entropy_run(
-            &plan,
-            Logits::Separate(logits, grad_logits),
-            classes,
-            targets,
-            options,
-            grad_output,
-            row_losses,
-        )
+        let logits = Logits::Separate(logits, grad_logits);
+        let grad = Some(grad_output);
+        self.cross_entropy_run(logits, classes, targets, options, grad, row_losses)
     }
 
     /// As [`Kernels::cross_entropy_forward_backward`], the gradient written over the logits.
@@ -116,37 +96,33 @@ impl Kernels {
         grad_output: GradOutput<'_>,
         row_losses: Option<&mut [f32]>,
     ) -> Result<f32, CrossEntropyError> {
-        let plan = plan(
-            logits.len(),
-            classes,
-            &targets,
-            options,
-            Some(&grad_output),
-            row_losses.as_ref().map(|r| r.len()),
-        )?;
-        self.cross_entropy_run(
-            &plan,
-            Logits::InPlace(logits),
-            classes,
-            targets,
-            options,
-            grad_output,
-            row_losses,
-        )
+        let logits = Logits::InPlace(logits);
+        let grad = Some(grad_output);
+        self.cross_entropy_run(logits, classes, targets, options, grad, row_losses)
     }
 
-    /// The row loop shared by the three entry points (everything already checked).
-    #[allow(clippy::too_many_arguments)]
+    /// The checks and the row loop shared by the three entry points (`grad_output` is `None`
+    /// for the forward only).
     fn cross_entropy_run(
         &self,
-        plan: &Plan,
         mut logits: Logits<'_>,
         classes: usize,
         targets: Targets<'_>,
         options: &CrossEntropyOptions<'_>,
-        grad_output: GradOutput<'_>,
+        grad_output: Option<GradOutput<'_>>,
         mut row_losses: Option<&mut [f32]>,
     ) -> Result<f32, CrossEntropyError> {
+        let losses_len = row_losses.as_deref().map(<[f32]>::len);
+        let x_len = logits.logits().len();
+        let plan = &plan(
+            x_len,
+            classes,
+            &targets,
+            options,
+            grad_output.as_ref(),
+            losses_len,
+        )?;
+        let grad_output = grad_output.unwrap_or(GradOutput::Scalar(1.0));
         let c = classes;
         let e = plan.smoothing;
         let keep = 1.0 - e;
@@ -181,10 +157,7 @@ impl Kernels {
                 GradOutput::PerRow(g) => g[n] as f64,
                 GradOutput::Scalar(_) => batch_scale,
             };
-            let x: &[f32] = match &logits {
-                Logits::ForwardOnly(x) | Logits::Separate(x, _) => &x[range.clone()],
-                Logits::InPlace(x) => &x[range.clone()],
-            };
+            let x = &logits.logits()[range.clone()];
             // What the row's target asks for, before the softmax is known: the gradient is
             // `exp(x_j - m) / S * alpha - beta * c_j`, minus `fix` at the target index.
             let row = RowTarget::new(targets, n, x, &range, options, plan, scale);
@@ -295,11 +268,7 @@ impl Kernels {
                 let mut padded = [0.0f32; BLOCK_ROWS * BLOCK_MAX_CLASSES];
                 let padded = &mut padded[..BLOCK_ROWS * c];
                 let used = span.len();
-                let x: &[f32] = match logits {
-                    Logits::ForwardOnly(x) | Logits::Separate(x, _) => x,
-                    Logits::InPlace(x) => x,
-                };
-                padded[..used].copy_from_slice(&x[span.clone()]);
+                padded[..used].copy_from_slice(&logits.logits()[span.clone()]);
                 // SAFETY: as above; `padded` holds a block's rows.
                 let losses = unsafe {
                     match logits {

@@ -1,8 +1,7 @@
 //! The row kernel of the fused softmax-cross-entropy (the module docs give the passes), written
 //! once over [`F32x`]: pass 1 (`exp_pass`) and pass 2 (`scale_pass`) over one row, in blocks of
 //! eight vectors, two vectors per step in the long loops, tails through first-`n` loads and
-//! stores. The ISA files instantiate [`row`] and [`row_in_place`]; their block kernels (many
-//! short rows side by side, one per lane) stay per ISA because their register layouts differ.
+//! stores. The ISA files instantiate [`row`] and [`row_in_place`].
 
 use super::{Coef, RowArgs, RowStats, Segments};
 use crate::exp::vector::exp_nonpositive;

@@ -42,7 +42,7 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, kernel_table, Kernels};
 
 /// Below this `exp` gives 0: the f32 closest to `ln(FLT_MIN)` from above, so every input at or
 /// above it has a normal result.
@@ -95,30 +95,9 @@ unsafe fn scalar_ln(x: &[f32], y: &mut [f32]) {
     scalar::ln(x, y);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            exp: scalar_exp,
-            ln: scalar_ln,
-        },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table {
-            exp: avx2::exp,
-            ln: avx2::ln,
-        },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Table {
-            exp: avx512::exp,
-            ln: avx512::ln,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            exp: neon::exp,
-            ln: neon::ln,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not available on this architecture"),
-    }
+crate::simd::isa_table! {
+    Table { exp: scalar_exp, ln: scalar_ln },
+    avx2: avx2, avx512: avx512, neon: neon
 }
 
 impl Kernels {

@@ -3,9 +3,12 @@
 //! The tile is 6 rows x 16 columns = 12 ymm accumulators; each step of k loads two vectors of
 //! B and broadcasts six elements of A, for 12 FMAs. That uses 15 of the 16 ymm registers and
 //! hides the 4-cycle FMA latency behind 12 independent chains (two FMA ports need >= 8).
+//! The microkernels stay per ISA: their register tiles, edge masks and FMA forms differ.
 
-use super::driver::{self, assert_dot_tile_fits, assert_tile_fits, Blocking, Microkernel};
-use super::{GemmArgs, Transpose};
+use super::dot::{self, DotBlocks, DotKernel, DotTile};
+use super::driver::{balanced_block, Blocking};
+use super::tile::{self, Microkernel, Tile};
+use super::GemmArgs;
 use core::arch::x86_64::*;
 
 const MR: usize = 6;
@@ -34,148 +37,37 @@ struct Fma6x16 {
 
 impl Microkernel<MR, NR> for Fma6x16 {
     #[inline(always)]
-    fn tile(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        b_rs: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert_tile_fits::<MR, NR>(k, a.len(), a_rs, a_cs, b.len(), b_rs, out.len(), ldc);
+    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+        t.assert_fits::<MR, NR>(MR, NR, out.len());
         // SAFETY: `self` exists only on a CPU with AVX2 and FMA (see the type's docs), and
-        // `assert_tile_fits` just proved every index `tile_6x16` touches is inside its slice.
-        unsafe {
-            tile_6x16(
-                k,
-                a.as_ptr(),
-                a_rs,
-                a_cs,
-                b.as_ptr(),
-                b_rs,
-                out.as_mut_ptr(),
-                ldc,
-                alpha,
-                beta,
-            )
-        }
+        // `assert_fits` just proved every index `tile_6x16` touches is inside its slice.
+        unsafe { tile_6x16(&t, out.as_mut_ptr()) }
     }
 
     #[inline(always)]
-    fn tile_edge(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        rows: usize,
-        b: &[f32],
-        b_rs: usize,
-        cols: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
-        assert_tile_fits_partial(
-            k,
-            a.len(),
-            a_rs,
-            a_cs,
-            rows,
-            b.len(),
-            b_rs,
-            cols,
-            out.len(),
-            ldc,
-        );
+    fn tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+        t.assert_fits::<MR, NR>(rows, cols, out.len());
         // SAFETY: as for `tile`: AVX2 and FMA are present, and the bounds of the rows and
         // columns `tile_6x16_masked` reads and writes were just checked.
-        unsafe {
-            tile_6x16_masked(
-                k,
-                a.as_ptr(),
-                a_rs,
-                a_cs,
-                rows,
-                b.as_ptr(),
-                b_rs,
-                cols,
-                out.as_mut_ptr(),
-                ldc,
-                alpha,
-                beta,
-            )
-        }
+        unsafe { tile_6x16_masked(&t, rows, cols, out.as_mut_ptr()) }
     }
 }
 
-/// Panics unless the `rows x cols` corner of a tile's operands and output is in bounds.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(super) fn assert_tile_fits_partial(
-    k: usize,
-    a_len: usize,
-    a_rs: usize,
-    a_cs: usize,
-    rows: usize,
-    b_len: usize,
-    b_rs: usize,
-    cols: usize,
-    out_len: usize,
-    ldc: usize,
-) {
-    let extent = |rows: usize, rs: usize, cols: usize, cs: usize| {
-        (rows - 1)
-            .checked_mul(rs)?
-            .checked_add((cols - 1).checked_mul(cs)?)?
-            .checked_add(1)
-    };
-    if k > 0 {
-        assert!(
-            extent(rows, a_rs, k, a_cs).is_some_and(|n| n <= a_len)
-                && extent(k, b_rs, cols, 1).is_some_and(|n| n <= b_len),
-            "gemm microkernel: operand slice too short"
-        );
-    }
-    assert!(
-        extent(rows, ldc, cols, 1).is_some_and(|n| n <= out_len),
-        "gemm microkernel: output slice too short"
-    );
-}
-
-/// The microkernel body (contract of [`Microkernel::tile`]).
+/// The microkernel body (contract of [`Microkernel::tile`]), C at `c`.
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA; `a[i * a_rs + p * a_cs]` (i < 6, p < k), `b[p * b_rs + j]`
-/// (p < k, j < 16) and `c[i * ldc + j]` (i < 6, j < 16) are in bounds.
-#[allow(clippy::too_many_arguments)]
+/// The CPU supports AVX2 and FMA; `t.assert_fits::<6, 16>(6, 16, len)` holds for the `len`
+/// floats at `c`.
 #[inline(always)]
-unsafe fn tile_6x16(
-    k: usize,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
+unsafe fn tile_6x16(t: &Tile<'_>, c: *mut f32) {
+    let (k, a_rs, a_cs, b_rs, ldc) = (t.k, t.a_rs, t.a_cs, t.b_rs, t.ldc);
     // SAFETY (whole body): the caller guarantees the features and the bounds above; every
     // pointer dereferenced below is one of those indices. Pointers advanced past the last step
     // use `wrapping_add` and are never dereferenced.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let mut ap = a;
-        let mut bp = b;
+        let mut ap = t.a.as_ptr();
+        let mut bp = t.b.as_ptr();
         // B read in place (rows `b_rs` apart, not a packed sliver): no hardware prefetcher
         // follows hundreds of rows, so fetch the lines the sliver PREFETCH_SLIVERS to the
         // right will need while this one computes. Prefetches never fault.
@@ -204,23 +96,7 @@ unsafe fn tile_6x16(
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        let va = _mm256_set1_ps(alpha);
-        if beta == 0.0 {
-            for (i, row) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc);
-                _mm256_storeu_ps(ci, _mm256_mul_ps(row[0], va));
-                _mm256_storeu_ps(ci.add(8), _mm256_mul_ps(row[1], va));
-            }
-        } else {
-            let vb = _mm256_set1_ps(beta);
-            for (i, row) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc);
-                let c0 = _mm256_mul_ps(_mm256_loadu_ps(ci), vb);
-                let c1 = _mm256_mul_ps(_mm256_loadu_ps(ci.add(8)), vb);
-                _mm256_storeu_ps(ci, _mm256_fmadd_ps(row[0], va, c0));
-                _mm256_storeu_ps(ci.add(8), _mm256_fmadd_ps(row[1], va, c1));
-            }
-        }
+        tile::store_tile(&acc, c, ldc, t.alpha, t.beta);
     }
 }
 
@@ -263,25 +139,11 @@ unsafe fn column_masks(cols: usize) -> (__m256i, __m256i) {
 /// `vmaskmovps` access no memory, so nothing outside the `rows x cols` corner is touched.
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA; `1 <= rows <= 6`, `1 <= cols <= 16`;
-/// `a[i * a_rs + p * a_cs]` (i < rows, p < k), `b[p * b_rs + j]` (p < k, j < cols) and
-/// `c[i * ldc + j]` (i < rows, j < cols) are in bounds.
-#[allow(clippy::too_many_arguments)]
+/// The CPU supports AVX2 and FMA; `t.assert_fits::<6, 16>(rows, cols, len)` holds for the
+/// `len` floats at `c`.
 #[inline(always)]
-unsafe fn tile_6x16_masked(
-    k: usize,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    rows: usize,
-    b: *const f32,
-    b_rs: usize,
-    cols: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
+unsafe fn tile_6x16_masked(t: &Tile<'_>, rows: usize, cols: usize, c: *mut f32) {
+    let (k, a_rs, a_cs, b_rs, ldc) = (t.k, t.a_rs, t.a_cs, t.b_rs, t.ldc);
     // SAFETY (whole body): the caller guarantees the features and the bounds above. A rows are
     // clamped to `rows - 1`; B and C are accessed only through the column masks. Pointers
     // that may lie past the data (the second half of a row, the advance after the last step)
@@ -290,8 +152,8 @@ unsafe fn tile_6x16_masked(
         let (m0, m1) = column_masks(cols);
         let row_offsets: [usize; MR] = core::array::from_fn(|i| i.min(rows - 1) * a_rs);
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let mut ap = a;
-        let mut bp = b;
+        let mut ap = t.a.as_ptr();
+        let mut bp = t.b.as_ptr();
         if cols > 8 {
             // Left half whole, right half masked: one mask register, so the 12 accumulators,
             // 2 B vectors, the broadcast and the mask fit the 16 ymm registers.
@@ -318,14 +180,14 @@ unsafe fn tile_6x16_masked(
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        let va = _mm256_set1_ps(alpha);
-        let vb = _mm256_set1_ps(beta);
+        let va = _mm256_set1_ps(t.alpha);
+        let vb = _mm256_set1_ps(t.beta);
         for (i, row) in acc.iter().enumerate().take(rows) {
             let c0 = c.wrapping_add(i * ldc);
             let c1 = c0.wrapping_add(8);
             let mut r0 = _mm256_mul_ps(row[0], va);
             let mut r1 = _mm256_mul_ps(row[1], va);
-            if beta != 0.0 {
+            if t.beta != 0.0 {
                 r0 = _mm256_fmadd_ps(_mm256_maskload_ps(c0, m0), vb, r0);
                 r1 = _mm256_fmadd_ps(_mm256_maskload_ps(c1, m1), vb, r1);
             }
@@ -341,19 +203,8 @@ unsafe fn tile_6x16_masked(
 /// The CPU supports AVX2 and FMA (the dispatcher checked it before building this table).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
-    if use_dot_products(args) {
-        gemm_dot(Fma6x16 { _cpu_checked: () }, args, c);
-    } else {
-        driver::gemm(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
-    }
+    dot::gemm(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
 }
-
-// ---- A B^T with small m or n: dot products of contiguous rows ----
-//
-// With A not transposed and B transposed, C(i, j) is the dot product of row i of A and row j
-// of the stored B, both contiguous. When m or n is small (a convolution's weight gradient,
-// dY cols^T: 6 x 784 x 25 per image) packing B^T costs as much as the multiply, so instead a
-// 3 x 4 block of C is computed as 12 vector dot products over k, 8 steps of k per FMA.
 
 /// Rows of A and of B^T per dot-product tile: 12 accumulators + 3 A vectors + 1 B vector.
 const DOT_MR: usize = 3;
@@ -361,87 +212,30 @@ const DOT_NR: usize = 4;
 /// k per pass: 3 rows of A (6 KiB) stay in L1 while the rows of B (n x 2 KiB) stream from L2.
 const DOT_KC: usize = 512;
 
-pub(super) fn use_dot_products(args: &GemmArgs<'_>) -> bool {
-    args.transa == Transpose::No
-        && args.transb == Transpose::Yes
-        && args.k >= 64
-        && (args.m <= 4 * MR || args.n <= 2 * NR)
-}
-
-/// `C = alpha * A * B^T + beta * C` by dot products (`transa == No`, `transb == Yes`,
-/// `m, n, k > 0`, lengths checked by the caller).
-#[inline(always)]
-fn gemm_dot(kernel: Fma6x16, args: &GemmArgs<'_>, c: &mut [f32]) {
-    let GemmArgs {
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        lda,
-        b,
-        ldb,
-        beta,
-        ldc,
-        ..
-    } = *args;
-    let blocks = k.div_ceil(DOT_KC);
-    let kc_max = k.div_ceil(blocks);
-    for pc in (0..k).step_by(kc_max) {
-        let kc = kc_max.min(k - pc);
-        let beta = if pc == 0 { beta } else { 1.0 };
-        for i in (0..m).step_by(DOT_MR) {
-            let rows = DOT_MR.min(m - i);
-            for j in (0..n).step_by(DOT_NR) {
-                let cols = DOT_NR.min(n - j);
-                kernel.dot_tile(
-                    kc,
-                    &a[i * lda + pc..],
-                    lda,
-                    rows,
-                    &b[j * ldb + pc..],
-                    ldb,
-                    cols,
-                    &mut c[i * ldc + j..],
-                    ldc,
-                    alpha,
-                    beta,
-                );
-            }
+impl DotKernel for Fma6x16 {
+    #[inline(always)]
+    fn blocks(_m: usize, _n: usize, k: usize) -> DotBlocks {
+        DotBlocks {
+            kc: balanced_block(k, DOT_KC, 1),
+            rows: DOT_MR,
+            cols: DOT_NR,
+            rows_outer: true,
         }
     }
-}
 
-impl Fma6x16 {
-    /// `out[r * ldc + q] = alpha * sum_p a[r * lda + p] * b[q * ldb + p] + beta * out[..]` for
-    /// `r < rows <= 3`, `q < cols <= 4`, `p < k` (`beta == 0`: `out` not read).
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn dot_tile(
-        self,
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        rows: usize,
-        b: &[f32],
-        ldb: usize,
-        cols: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert_dot_tile_fits(k, a.len(), lda, rows, b.len(), ldb, cols, (DOT_MR, DOT_NR));
+    fn dot_tile(self, t: DotTile<'_>, out: &mut [f32]) {
+        t.assert_fits::<DOT_MR, DOT_NR>(out.len());
         let mut sums = [[0.0f32; DOT_NR]; DOT_MR];
-        // SAFETY: `self` proves AVX2 and FMA; the asserts proved rows `< rows` of A and rows
+        // SAFETY: `self` proves AVX2 and FMA; the assert proved rows `< rows` of A and rows
         // `< cols` of B hold `k` elements each.
-        unsafe { dot_3x4(k, a.as_ptr(), lda, rows, b.as_ptr(), ldb, cols, &mut sums) };
-        for (r, sum) in sums.iter().enumerate().take(rows) {
-            for (x, &v) in out[r * ldc..][..cols].iter_mut().zip(sum) {
-                *x = if beta == 0.0 {
-                    alpha * v
+        unsafe { dot_3x4(&t, &mut sums) };
+        for (r, sum) in sums.iter().enumerate().take(t.rows) {
+            for (x, &v) in out[r * t.ldc..][..t.cols].iter_mut().zip(sum) {
+                *x = if t.beta == 0.0 {
+                    t.alpha * v
                 } else {
-                    alpha * v + beta * *x
+                    t.alpha * v + t.beta * *x
                 };
             }
         }
@@ -452,23 +246,21 @@ impl Fma6x16 {
 /// one (computed, then ignored by the caller); the last `k % 8` steps use masked loads.
 ///
 /// # Safety
-/// The CPU supports AVX2 and FMA; `a[r * lda + p]` (r < rows, p < k) and `b[q * ldb + p]`
-/// (q < cols, p < k) are in bounds; `1 <= rows <= 3`, `1 <= cols <= 4`.
-#[allow(clippy::too_many_arguments)]
+/// The CPU supports AVX2 and FMA; `t.assert_fits::<3, 4>(..)` holds for A and B.
 #[inline(always)]
-unsafe fn dot_3x4(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    rows: usize,
-    b: *const f32,
-    ldb: usize,
-    cols: usize,
-    sums: &mut [[f32; DOT_NR]; DOT_MR],
-) {
+unsafe fn dot_3x4(t: &DotTile<'_>, sums: &mut [[f32; DOT_NR]; DOT_MR]) {
+    let DotTile {
+        k,
+        lda,
+        rows,
+        ldb,
+        cols,
+        ..
+    } = *t;
     // SAFETY (whole body): the caller guarantees the features and bounds; whole-vector loads
     // cover p < 8 * (k / 8) <= k, the tail is masked to p < k.
     unsafe {
+        let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
         let ar: [*const f32; DOT_MR] = core::array::from_fn(|r| a.add(r.min(rows - 1) * lda));
         let br: [*const f32; DOT_NR] = core::array::from_fn(|q| b.add(q.min(cols - 1) * ldb));
         let mut acc = [[_mm256_setzero_ps(); DOT_NR]; DOT_MR];
@@ -499,14 +291,23 @@ unsafe fn dot_3x4(
                 }
             }
         }
-        // Horizontal sums, four accumulators at once: lane q of the result is the sum of
-        // the 8 lanes of row[q].
         for (row, out) in acc.iter().zip(sums.iter_mut()) {
-            let t0 = _mm256_hadd_ps(row[0], row[1]);
-            let t1 = _mm256_hadd_ps(row[2], row[3]);
-            let t2 = _mm256_hadd_ps(t0, t1);
-            let total = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
-            _mm_storeu_ps(out.as_mut_ptr(), total);
+            _mm_storeu_ps(out.as_mut_ptr(), sum_each(*row));
         }
+    }
+}
+
+/// Lane `q` of the result is the sum of the 8 lanes of `v[q]` (a tree of `hadd`s).
+///
+/// # Safety
+/// The CPU supports AVX (both x86 GEMMs have it).
+#[inline(always)]
+pub(super) unsafe fn sum_each(v: [__m256; 4]) -> __m128 {
+    // SAFETY: register-only arithmetic; the caller guarantees AVX.
+    unsafe {
+        let t0 = _mm256_hadd_ps(v[0], v[1]);
+        let t1 = _mm256_hadd_ps(v[2], v[3]);
+        let t2 = _mm256_hadd_ps(t0, t1);
+        _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2))
     }
 }

@@ -3,16 +3,18 @@
 //! The tile is 8 rows x 48 columns = 24 zmm accumulators; each step of k loads three vectors
 //! of B and broadcasts eight elements of A, for 24 FMAs. That uses 28 of the 32 zmm registers
 //! and covers the 4-cycle FMA latency on two 512-bit FMA ports (8 chains needed), with 11
-//! loads per 24 FMAs, well under two loads per cycle. Measured against 14x32 and 6x64 on
-//! LeNet-5's shapes, 8 rows fit them best: m = 16, 64 and 120 are whole tiles (14 rows would
-//! leave 16 = 14 + 2, a 2-row tile as slow per FMA as a full one).
+//! loads per 24 FMAs, well under two loads per cycle. Eight rows suit LeNet-5's shapes:
+//! m = 16, 64 and 120 are whole tiles.
+//! The microkernels stay per ISA: their register tiles, edge masks and FMA forms differ.
 //!
 //! Edge tiles use lane masks (`__mmask16`): masked-off lanes are neither read nor written, so
 //! a partial tile runs in place with no copies and no scalar loop. A tile with fewer rows runs
 //! a loop instantiated for exactly that many rows (6 for conv1), and at most 16 or 32 columns
 //! left run one or two vectors instead of three.
 
-use super::driver::{self, assert_dot_tile_fits, assert_tile_fits, Blocking, Microkernel};
+use super::dot::{self, DotBlocks, DotKernel, DotTile};
+use super::driver::{self, balanced_block, Blocking};
+use super::tile::{Microkernel, Tile};
 use super::{avx2, GemmArgs};
 use core::arch::x86_64::*;
 
@@ -50,82 +52,18 @@ struct Fma8x48 {
 
 impl Microkernel<MR, NR> for Fma8x48 {
     #[inline(always)]
-    fn tile(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        b_rs: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert_tile_fits::<MR, NR>(k, a.len(), a_rs, a_cs, b.len(), b_rs, out.len(), ldc);
-        let ops = TileOps {
-            k,
-            a: a.as_ptr(),
-            a_rs,
-            a_cs,
-            b: b.as_ptr(),
-            b_rs,
-            cols: NR,
-            c: out.as_mut_ptr(),
-            ldc,
-            alpha,
-            beta,
-            prefetch_next_c: self.prefetch_next_c,
-        };
+    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+        t.assert_fits::<MR, NR>(MR, NR, out.len());
+        let ops = TileOps::new(&t, NR, out, self.prefetch_next_c);
         // SAFETY: `self` exists only on a CPU with AVX-512F (see the type's docs), and
-        // `assert_tile_fits` just proved every index of the full tile is inside its slice.
+        // `assert_fits` just proved every index of the full tile is inside its slice.
         unsafe { tile_rows::<MR, VECS>(&ops) }
     }
 
     #[inline(always)]
-    fn tile_edge(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        rows: usize,
-        b: &[f32],
-        b_rs: usize,
-        cols: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
-        avx2::assert_tile_fits_partial(
-            k,
-            a.len(),
-            a_rs,
-            a_cs,
-            rows,
-            b.len(),
-            b_rs,
-            cols,
-            out.len(),
-            ldc,
-        );
-        let ops = TileOps {
-            k,
-            a: a.as_ptr(),
-            a_rs,
-            a_cs,
-            b: b.as_ptr(),
-            b_rs,
-            cols,
-            c: out.as_mut_ptr(),
-            ldc,
-            alpha,
-            beta,
-            prefetch_next_c: self.prefetch_next_c,
-        };
+    fn tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+        t.assert_fits::<MR, NR>(rows, cols, out.len());
+        let ops = TileOps::new(&t, cols, out, self.prefetch_next_c);
         // SAFETY: as for `tile`: AVX-512F is present, and the bounds of the `rows x cols`
         // corner the loops read and write were just checked; each arm runs exactly `rows`
         // rows and `cols.div_ceil(16)` vectors (their lanes past `cols` masked off).
@@ -154,6 +92,26 @@ struct TileOps {
     alpha: f32,
     beta: f32,
     prefetch_next_c: bool,
+}
+
+impl TileOps {
+    #[inline(always)]
+    fn new(t: &Tile<'_>, cols: usize, out: &mut [f32], prefetch_next_c: bool) -> TileOps {
+        TileOps {
+            k: t.k,
+            a: t.a.as_ptr(),
+            a_rs: t.a_rs,
+            a_cs: t.a_cs,
+            b: t.b.as_ptr(),
+            b_rs: t.b_rs,
+            cols,
+            c: out.as_mut_ptr(),
+            ldc: t.ldc,
+            alpha: t.alpha,
+            beta: t.beta,
+            prefetch_next_c,
+        }
+    }
 }
 
 /// [`tile_rows`] with the row count chosen at run time: one loop per row count.
@@ -250,7 +208,7 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
         let prefetch = b_rs != NR;
         for _ in 0..k {
             if prefetch {
-                // One line per row: prefetching all three lines of a row measured no faster.
+                // One line per row of B (the next lines of a row follow it).
                 _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH_SLIVERS * NR) as *const i8);
             }
             // A loop, not `array::from_fn`: a closure would not inherit the target features.
@@ -299,9 +257,9 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
     // A C larger than L2 written after a short k loop waits on C's lines from L3; with m at
     // least four tiles tall the driver's next tiles lie below this one, so the microkernel
-    // prefetches them (shapes whose C fits L2 ran slower). Not when the driver walks C by
-    // row panels (k blocks of at most 32, as conv2's column gradient 150 x 16 x 6400): its
-    // next tiles lie to the right, where the hardware prefetcher already reads ahead.
+    // prefetches them (a C that fits L2 needs no help). Not when the driver walks C by row
+    // panels (k blocks of at most 32): its next tiles lie to the right, where the hardware
+    // prefetcher already reads ahead.
     let prefetch_next_c = args.k < PREFETCH_C_MIN_K
         && args.m >= 4 * MR
         && args.m.saturating_mul(args.n) >= PREFETCH_NEXT_C_MIN_FLOATS
@@ -310,122 +268,52 @@ pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
         _cpu_checked: (),
         prefetch_next_c,
     };
-    if avx2::use_dot_products(args) {
-        gemm_dot(kernel, args, c);
-    } else {
-        driver::gemm(kernel, BLOCKING, args, c);
-    }
+    dot::gemm(kernel, BLOCKING, args, c);
 }
 
-// ---- A B^T with small m or n: dot products of contiguous rows ----
-//
-// As on AVX2 (see avx2.rs): C(i, j) is the dot product of row i of A and row j of the stored B,
-// so nothing is packed. Here a 4 x 4 block of C is 16 zmm accumulators over k, 16 steps of k
-// per FMA, reduced at the end of each k block. (3 x 8 spilled: the compiler hoists all eight
-// B loads of a step, and 24 + 8 + 3 registers do not fit.)
-
-/// Rows of A and of B^T per dot-product tile: 16 accumulators + 4 A vectors + 4 B vectors.
+/// Rows of A and of B^T per dot-product tile: 16 accumulators + 4 A vectors + 4 B vectors
+/// (3 x 8 would need 24 + 8 + 3 registers once the eight B loads of a step are hoisted).
 const DOT_MR: usize = 4;
 const DOT_NR: usize = 4;
 /// The k block of A (m rows) kept in L1 while the rows of B^T pass, four at a time, each
 /// group used by every row block of A: at most 24 KiB (half of L1), k blocks of 256 to 2048.
 /// Short rows want one k block each: every block ends in a horizontal reduction and a pass
-/// over C (conv1's per-image weight gradient, 6 x 784 x 25, ran 50 -> 80 GFLOP/s with one
-/// block instead of four).
+/// over C.
 const DOT_A_FLOATS: usize = 6 * 1024;
 const DOT_KC_MIN: usize = 256;
 const DOT_KC_MAX: usize = 2048;
 
-/// `total` split into equal blocks of at most `max`: the size of each (the last may be
-/// smaller). 16 rows as 3 x 3 + 2 + 2 wastes less than 5 x 3 + 1.
-fn even_split(total: usize, max: usize) -> usize {
-    total.div_ceil(total.div_ceil(max))
-}
-
-/// `C = alpha * A * B^T + beta * C` by dot products (`transa == No`, `transb == Yes`,
-/// `m, n, k > 0`, lengths checked by the caller).
-#[inline(always)]
-fn gemm_dot(kernel: Fma8x48, args: &GemmArgs<'_>, c: &mut [f32]) {
-    let GemmArgs {
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        lda,
-        b,
-        ldb,
-        beta,
-        ldc,
-        ..
-    } = *args;
-    let kc_max = even_split(k, (DOT_A_FLOATS / m).clamp(DOT_KC_MIN, DOT_KC_MAX));
-    let mr_max = even_split(m, DOT_MR);
-    let nr_max = even_split(n, DOT_NR);
-    for pc in (0..k).step_by(kc_max) {
-        let kc = kc_max.min(k - pc);
-        let beta = if pc == 0 { beta } else { 1.0 };
-        for j in (0..n).step_by(nr_max) {
-            let cols = nr_max.min(n - j);
-            for i in (0..m).step_by(mr_max) {
-                let rows = mr_max.min(m - i);
-                kernel.dot_tile(
-                    kc,
-                    &a[i * lda + pc..],
-                    lda,
-                    rows,
-                    &b[j * ldb + pc..],
-                    ldb,
-                    cols,
-                    &mut c[i * ldc + j..],
-                    ldc,
-                    alpha,
-                    beta,
-                );
-            }
+impl DotKernel for Fma8x48 {
+    /// Row and column blocks split evenly (16 rows as 3 x 3 + 2 + 2 waste less than
+    /// 5 x 3 + 1), column block outer.
+    #[inline(always)]
+    fn blocks(m: usize, n: usize, k: usize) -> DotBlocks {
+        DotBlocks {
+            kc: balanced_block(k, (DOT_A_FLOATS / m).clamp(DOT_KC_MIN, DOT_KC_MAX), 1),
+            rows: balanced_block(m, DOT_MR, 1),
+            cols: balanced_block(n, DOT_NR, 1),
+            rows_outer: false,
         }
     }
-}
 
-impl Fma8x48 {
-    /// `out[r * ldc + q] = alpha * sum_p a[r * lda + p] * b[q * ldb + p] + beta * out[..]` for
-    /// `r < rows <= 4`, `q < cols <= 4`, `p < k` (`beta == 0`: `out` not read).
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn dot_tile(
-        self,
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        rows: usize,
-        b: &[f32],
-        ldb: usize,
-        cols: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert_dot_tile_fits(k, a.len(), lda, rows, b.len(), ldb, cols, (DOT_MR, DOT_NR));
-        assert!(
-            (rows - 1)
-                .checked_mul(ldc)
-                .and_then(|e| e.checked_add(cols))
-                .is_some_and(|e| e <= out.len()),
-            "gemm dot tile: output slice too short"
-        );
+    fn dot_tile(self, t: DotTile<'_>, out: &mut [f32]) {
+        t.assert_fits::<DOT_MR, DOT_NR>(out.len());
         let c = DotOut {
             c: out.as_mut_ptr(),
-            ldc,
-            alpha,
-            beta,
+            ldc: t.ldc,
+            alpha: t.alpha,
+            beta: t.beta,
         };
-        // SAFETY: `self` proves AVX-512F, AVX2 and FMA; the asserts proved rows `< rows` of A
+        let DotTile {
+            k, lda, ldb, cols, ..
+        } = t;
+        // SAFETY: `self` proves AVX-512F, AVX2 and FMA; the assert proved rows `< rows` of A
         // and rows `< cols` of B hold `k` elements each, and `out` holds the `rows x cols`
         // corner. Each arm's `R` equals `rows`.
         unsafe {
-            let (a, b) = (a.as_ptr(), b.as_ptr());
-            match rows {
+            let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
+            match t.rows {
                 1 => dot_rows::<1>(k, a, lda, b, ldb, cols, &c),
                 2 => dot_rows::<2>(k, a, lda, b, ldb, cols, &c),
                 3 => dot_rows::<3>(k, a, lda, b, ldb, cols, &c),
@@ -479,9 +367,9 @@ unsafe fn dot_rows<const R: usize>(
         if rest != 0 {
             dot_step(&mut acc, a, lda, &br, LANES * whole, lane_mask(rest));
         }
-        // Horizontal sums, four accumulators at once: halve each to 8 lanes, then a tree of
-        // `hadd`s leaves lane q of the result the sum of row[q]; it goes to C through a mask
-        // of the first `cols` lanes (masked-off lanes are not accessed).
+        // Horizontal sums, four accumulators at once: halve each to 8 lanes, then lane q of
+        // `sum_each` is the sum of row[q]; it goes to C through a mask of the first `cols`
+        // lanes (masked-off lanes are not accessed).
         let col_mask = _mm_cmpgt_epi32(_mm_set1_epi32(cols as i32), _mm_setr_epi32(0, 1, 2, 3));
         let va = _mm_set1_ps(out.alpha);
         let vb = _mm_set1_ps(out.beta);
@@ -493,10 +381,7 @@ unsafe fn dot_rows<const R: usize>(
                     _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
                 );
             }
-            let t0 = _mm256_hadd_ps(h[0], h[1]);
-            let t1 = _mm256_hadd_ps(h[2], h[3]);
-            let t2 = _mm256_hadd_ps(t0, t1);
-            let total = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
+            let total = avx2::sum_each(h);
             let c = out.c.add(r * out.ldc);
             let mut result = _mm_mul_ps(total, va);
             if out.beta != 0.0 {

@@ -2,172 +2,29 @@
 //! choice of which operand to pack, around an ISA's register-tiled [`Microkernel`].
 //!
 //! Safe code only: the microkernel checks the extent of every slice it is given before it
-//! touches memory, so nothing here can cause an out-of-bounds access.
+//! touches memory (`Tile::assert_fits`), so nothing here can cause an out-of-bounds access.
 
 use super::pack::{pack_a, pack_b};
+use super::tile::{Microkernel, Tile};
 use super::{GemmArgs, Transpose};
 use std::cell::Cell;
 
-/// Block sizes of one instruction set (see the module docs of `gemm` for why these values).
+/// Block sizes of one instruction set. The tile is the largest that fits the register file
+/// with enough independent FMA chains to cover latency x throughput (see each ISA file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
     /// Rows of the register tile (the height of a packed A sliver).
     pub mr: usize,
     /// Columns of the register tile (the width of a packed B sliver).
     pub nr: usize,
-    /// Depth of a k block: one A sliver (`mr x kc`) and one B sliver (`kc x nr`) live in L1.
+    /// Depth of a k block: one A sliver (`mr x kc`) and one B sliver (`kc x nr`) live in L1
+    /// (AVX2, NEON); on AVX-512 the sliver streams from L2 and `kc` is set by the number of
+    /// passes over C.
     pub kc: usize,
     /// Rows of an m block: the packed `mc x kc` block of A lives in L2. A multiple of `mr`.
     pub mc: usize,
     /// Columns of an n block: the packed `kc x nc` panel of B lives in L3. A multiple of `nr`.
     pub nc: usize,
-}
-
-/// An `MR x NR` register-tiled microkernel.
-///
-/// `tile` computes `out[i * ldc + j] = alpha * sum_p A(i, p) * B(p, j) + beta * out[i * ldc + j]`
-/// for `i < MR`, `j < NR`, `p < k`, where `A(i, p) = a[i * a_rs + p * a_cs]` and
-/// `B(p, j) = b[p * b_rs + j]`. With `beta == 0` it never reads `out`. It panics (before any
-/// access) if a slice is too short for these indices.
-pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
-    #[allow(clippy::too_many_arguments)]
-    fn tile(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        b_rs: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    );
-
-    /// [`tile`](Microkernel::tile) restricted to the first `rows <= MR` rows and
-    /// `cols <= NR` columns: reads only those rows of A and columns of B, and reads and writes
-    /// only that part of `out` (so `out` needs `(rows - 1) * ldc + cols` elements).
-    ///
-    /// This default copies the operands into zero-padded buffers on the stack, `EDGE_K` steps
-    /// of k at a time, and runs the whole tile into a stack tile; an ISA with masked loads and
-    /// stores overrides it to work in place.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn tile_edge(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        rows: usize,
-        b: &[f32],
-        b_rs: usize,
-        cols: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        const EDGE_K: usize = 64;
-        let mut acc = [[0.0f32; NR]; MR];
-        let mut a_copy = [[0.0f32; MR]; EDGE_K];
-        let mut b_copy = [[0.0f32; NR]; EDGE_K];
-        for p0 in (0..k).step_by(EDGE_K) {
-            let steps = EDGE_K.min(k - p0);
-            for (p, (ac, bc)) in a_copy.iter_mut().zip(&mut b_copy).take(steps).enumerate() {
-                for (i, x) in ac.iter_mut().enumerate().take(rows) {
-                    *x = a[i * a_rs + (p0 + p) * a_cs];
-                }
-                bc[..cols].copy_from_slice(&b[(p0 + p) * b_rs..][..cols]);
-            }
-            let acc_beta = if p0 == 0 { 0.0 } else { 1.0 };
-            self.tile(
-                steps,
-                a_copy.as_flattened(),
-                1,
-                MR,
-                b_copy.as_flattened(),
-                NR,
-                acc.as_flattened_mut(),
-                NR,
-                1.0,
-                acc_beta,
-            );
-        }
-        for (i, t) in acc.iter().enumerate().take(rows) {
-            let row = &mut out[i * ldc..][..cols];
-            for (x, &v) in row.iter_mut().zip(t) {
-                *x = if beta == 0.0 {
-                    alpha * v
-                } else {
-                    alpha * v + beta * *x
-                };
-            }
-        }
-    }
-}
-
-/// Panics unless every index a `tile` call reads or writes lies inside its slice. Microkernels
-/// call this first: it is what makes their unchecked SIMD loads sound.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(crate) fn assert_tile_fits<const MR: usize, const NR: usize>(
-    k: usize,
-    a_len: usize,
-    a_rs: usize,
-    a_cs: usize,
-    b_len: usize,
-    b_rs: usize,
-    out_len: usize,
-    ldc: usize,
-) {
-    // Largest index touched plus one, or None on overflow.
-    let extent = |rows: usize, rs: usize, cols: usize, cs: usize| {
-        (rows - 1)
-            .checked_mul(rs)?
-            .checked_add((cols - 1).checked_mul(cs)?)?
-            .checked_add(1)
-    };
-    if k > 0 {
-        let a_need = extent(MR, a_rs, k, a_cs);
-        let b_need = extent(k, b_rs, NR, 1);
-        assert!(
-            a_need.is_some_and(|n| n <= a_len) && b_need.is_some_and(|n| n <= b_len),
-            "gemm microkernel: operand slice too short"
-        );
-    }
-    let out_need = extent(MR, ldc, NR, 1);
-    assert!(
-        out_need.is_some_and(|n| n <= out_len),
-        "gemm microkernel: output slice too short"
-    );
-}
-
-/// Panics unless a dot-product tile's operands fit: rows `< rows` of A (stride `lda`) and rows
-/// `< cols` of B (stride `ldb`) hold `k > 0` elements each, inside their slices. The dot paths
-/// (A B^T, every C element one dot product of two contiguous rows) call this before their
-/// unchecked SIMD loads (AVX2 and AVX-512 have such paths).
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(crate) fn assert_dot_tile_fits(
-    k: usize,
-    a_len: usize,
-    lda: usize,
-    rows: usize,
-    b_len: usize,
-    ldb: usize,
-    cols: usize,
-    max: (usize, usize),
-) {
-    assert!((1..=max.0).contains(&rows) && (1..=max.1).contains(&cols) && k > 0);
-    let extent = |count: usize, stride: usize| (count - 1).checked_mul(stride)?.checked_add(k);
-    assert!(
-        extent(rows, lda).is_some_and(|e| e <= a_len)
-            && extent(cols, ldb).is_some_and(|e| e <= b_len),
-        "gemm dot tile: operand slice too short"
-    );
 }
 
 /// Packing buffers of this thread. They grow to the largest size needed and are then reused,
@@ -197,7 +54,7 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// `total` split into equal-sized blocks of at most `max` (a multiple of `multiple`), each a
 /// multiple of `multiple`: avoids a thin last block (k = 257 with kc = 256 gives 2 x 129, not
 /// 256 + 1, so the second pass over C is not wasted on one rank-1 update).
-fn balanced_block(total: usize, max: usize, multiple: usize) -> usize {
+pub(crate) fn balanced_block(total: usize, max: usize, multiple: usize) -> usize {
     let blocks = total.div_ceil(max);
     total.div_ceil(blocks).next_multiple_of(multiple).min(max)
 }
@@ -224,8 +81,7 @@ const ROWS_OUTER_MAX_PANEL: usize = 64 * 1024;
 /// left to right across the whole n block) instead of sliver by sliver (down each
 /// `NR`-wide column of C). With short k blocks a tile is mostly its pass over C, so C's
 /// order decides the speed: row panels write each row of C front to back, which the hardware
-/// prefetcher follows, while a column walk jumps `ldc` floats per row (conv2's column
-/// gradient, 150 x 16 x 6400, C 3.8 MB: ~75 -> ~97 GFLOP/s on AVX-512). B's whole panel is
+/// prefetcher follows, while a column walk jumps `ldc` floats per row. B's whole panel is
 /// then re-read per row panel, so it must stay small enough for L2.
 pub(crate) fn rows_outer(kc: usize, nc: usize, mc: usize, mr: usize) -> bool {
     mc > mr && kc <= ROWS_OUTER_MAX_KC && kc * nc <= ROWS_OUTER_MAX_PANEL
@@ -319,7 +175,7 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
 fn k_block(bl: Blocking, plan: Plan, args: &GemmArgs<'_>) -> usize {
     // B read in place with rows 4 KiB or more apart: every row of a sliver is on its own
     // page, and kc of them overflow the L1 data TLB (64 entries); shorter k blocks keep a
-    // sliver's pages resident (conv2 forward, 16 x 150 x 6400, ran 1.5x faster with kc 38).
+    // sliver's pages resident.
     // B read in place with rows closer together, used by more than one row tile: its sliver
     // (kc rows, each 192 B spread over up to four lines) should stay in L1 while the row
     // tiles pass, which kc = 384 overflows.
@@ -356,18 +212,13 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
     b_buf: &mut Vec<f32>,
 ) {
     let GemmArgs {
-        transa,
-        transb,
         m,
         n,
         k,
-        alpha,
-        a,
         lda,
-        b,
         ldb,
-        beta,
         ldc,
+        ..
     } = *args;
     let kc_max = k_block(bl, plan, args);
     let mc_max = balanced_block(m, m_block_limit(bl, kc_max), MR);
@@ -383,14 +234,14 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
             // Later k blocks add to what the first one wrote.
-            let beta = if pc == 0 { beta } else { 1.0 };
+            let beta = if pc == 0 { args.beta } else { 1.0 };
             if !plan.direct_b {
-                pack_b::<NR>(transb, b, ldb, pc, kc, jc, nc, bpack);
+                pack_b::<NR>(args.transb, args.b, ldb, pc, kc, jc, nc, bpack);
             }
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 if !plan.direct_a {
-                    pack_a::<MR>(transa, a, lda, ic, mc, pc, kc, apack);
+                    pack_a::<MR>(args.transa, args.a, lda, ic, mc, pc, kc, apack);
                 }
                 let (col_tiles, row_tiles) = (nc.div_ceil(NR), mc.div_ceil(MR));
                 let by_rows = rows_outer(kc_max, nc_max, mc, MR);
@@ -400,37 +251,50 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                     (col_tiles, row_tiles)
                 };
                 for o in 0..outer {
-                    for t in 0..inner {
-                        let (jt, it) = if by_rows { (t, o) } else { (o, t) };
+                    for q in 0..inner {
+                        let (jt, it) = if by_rows { (q, o) } else { (o, q) };
                         let (jr, ir) = (jt * NR, it * MR);
-                        let nr = NR.min(nc - jr);
-                        let (b_tile, b_rs): (&[f32], usize) = if plan.direct_b {
-                            (&b[pc * ldb + jc + jr..], ldb)
+                        let (b, b_rs): (&[f32], usize) = if plan.direct_b {
+                            (&args.b[pc * ldb + jc + jr..], ldb)
                         } else {
                             (&bpack[jr * kc..][..kc * NR], NR)
                         };
-                        let mr = MR.min(mc - ir);
                         let row = ic + ir;
-                        let (a_tile, a_rs, a_cs): (&[f32], usize, usize) = if !plan.direct_a {
+                        let (a, a_rs, a_cs): (&[f32], usize, usize) = if !plan.direct_a {
                             (&apack[ir * kc..][..MR * kc], 1, MR)
                         } else {
-                            match transa {
-                                Transpose::No => (&a[row * lda + pc..], lda, 1),
-                                Transpose::Yes => (&a[pc * lda + row..], 1, lda),
+                            match args.transa {
+                                Transpose::No => (&args.a[row * lda + pc..], lda, 1),
+                                Transpose::Yes => (&args.a[pc * lda + row..], 1, lda),
                             }
                         };
+                        let tile = Tile {
+                            k: kc,
+                            a,
+                            a_rs,
+                            a_cs,
+                            b,
+                            b_rs,
+                            ldc,
+                            alpha: args.alpha,
+                            beta,
+                        };
                         let out = &mut c[row * ldc + jc + jr..];
-                        if mr == MR && nr == NR && !plan.direct_a && !plan.direct_b {
+                        let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
+                        if rows == MR && cols == NR && !plan.direct_a && !plan.direct_b {
                             // Both packed: constant strides, so this call site compiles to a
                             // microkernel with fixed offsets (the common large-GEMM case).
-                            kernel.tile(kc, a_tile, 1, MR, b_tile, NR, out, ldc, alpha, beta);
-                        } else if mr == MR && nr == NR {
-                            kernel
-                                .tile(kc, a_tile, a_rs, a_cs, b_tile, b_rs, out, ldc, alpha, beta);
+                            let packed = Tile {
+                                a_rs: 1,
+                                a_cs: MR,
+                                b_rs: NR,
+                                ..tile
+                            };
+                            kernel.tile(packed, out);
+                        } else if rows == MR && cols == NR {
+                            kernel.tile(tile, out);
                         } else {
-                            kernel.tile_edge(
-                                kc, a_tile, a_rs, a_cs, mr, b_tile, b_rs, nr, out, ldc, alpha, beta,
-                            );
+                            kernel.tile_edge(tile, rows, cols, out);
                         }
                     }
                 }

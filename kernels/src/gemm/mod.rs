@@ -1,69 +1,58 @@
-//! Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, row-major with leading
-//! dimensions, `op` the identity or the transpose.
+//! Single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, `op(A)` of `m x k`, `op(B)`
+//! of `k x n`, `op` the identity or the transpose ([`Transpose`]).
 //!
-//! Semantics (as BLAS): `m == 0` or `n == 0` does nothing; `k == 0` gives `C = beta * C`;
-//! `beta == 0` never reads `C`, so NaN or garbage there does not leak into the result.
+//! # Contract
+//!
+//! Every matrix is row-major with a leading dimension: element `(i, j)` of a matrix `X`
+//! stored with leading dimension `ldx` is `x[i * ldx + j]`, and a transposed operand is given
+//! as stored. Semantics are BLAS sgemm's: `m == 0` or `n == 0` does nothing; `k == 0` gives
+//! `C = beta * C`; `beta == 0` never reads C, so NaN or garbage there does not reach the
+//! result. Only the `m x n` window of C is written. Each element is a dot product of length k
+//! summed in an order that depends on the ISA and the shape (within the usual
+//! `(k + 2) * eps` bound of the f64 reference, not bit-identical across ISAs).
 //!
 //! # Method
 //!
-//! One blocked driver (`driver.rs`, safe code) serves every instruction set; each ISA file
-//! supplies a register-tiled microkernel and its block sizes. The microkernels stay per ISA:
-//! their register tiles, edge handling and FMA forms differ. The loops follow Goto / BLIS:
+//! One blocked driver (`driver.rs`, safe code) serves every SIMD instruction set; each ISA
+//! file supplies an `MR x NR` register-tiled microkernel (the C tile held in registers for a
+//! whole k block) and its block sizes (`Blocking`). The loops follow Goto / BLIS: n blocks
+//! of `nc` columns, k blocks of `kc` (B panel packed once per pair, later k blocks adding to
+//! C), m blocks of `mc` rows (A packed once per block), then `NR`-wide slivers of B and
+//! `MR`-tall slivers of A. Blocks are balanced (k = 257 runs as 2 x 129). Packing absorbs the
+//! transposes, so all four combinations run the same microkernel; edge tiles run it with
+//! lane masks (x86) or through zero-padded stack copies (NEON). For skinny shapes the plan
+//! reads B or A in place instead of packing it and shortens k blocks, and on x86 `A B^T`
+//! with few rows or columns runs as dot products of contiguous rows (`dot.rs`); the rules
+//! are in `driver.rs`, their measurements in `benches/README.md`.
 //!
-//! ```text
-//! for jc in n by NC            B panel kc x nc: packed once per (jc, pc), lives in L3
-//!   for pc in k by KC          later k blocks accumulate into C (beta = 1)
-//!     for ic in m by MC        A block mc x kc: packed once per (jc, pc, ic), lives in L2
-//!       for jr in nc by NR     one B sliver (kc x NR) stays in L1 or L2 ...
-//!         for ir in mc by MR   ... while the A slivers (MR x kc) stream past it
-//!           MR x NR microkernel: C tile held in registers for all kc steps
-//! ```
+//! # Invariants the unsafe code relies on
 //!
-//! | ISA | tile MR x NR | accumulators | KC | MC | NC |
-//! |---|---|---|---|---|---|
-//! | AVX2+FMA | 6 x 16 | 12 ymm (+2 B, 1 broadcast) | 256 | 144 | 4080 |
-//! | AVX-512 | 8 x 48 | 24 zmm (+3 B, 1 broadcast) | 384 | 224 | 4080 |
-//! | NEON | 8 x 12 | 24 q (+3 B, 2 A, FMA by lane) | 256 | 128 | 4092 |
-//!
-//! Why these sizes: the tile is the largest that fits the register file with enough
-//! independent FMA chains to cover latency x throughput; KC keeps a B sliver plus an A sliver
-//! within half of L1 on AVX2 (on AVX-512 L2 streams the sliver, so KC is set by the passes over
-//! C); MC keeps the packed A block a small share of L2; NC is a multiple of NR. Blocks are
-//! balanced (k = 257 runs as 2 x 129), so no pass over C is spent on a sliver of work.
-//!
-//! Packing absorbs the transposes: all four combinations run the same microkernel. Edge tiles
-//! run the same loop without a scalar GEMM (AVX2: `vmaskmovps` on the missing columns, the last
-//! row of A repeated for missing rows and never stored; AVX-512: lane masks and a loop for the
-//! exact rows left; NEON: zero-padded stack buffers, only the valid corner written back).
-//!
-//! Skinny shapes (LeNet-5's) skip packing where it costs more than it saves (the driver's
-//! plan): B is read in place when it is not transposed, m fits one block and either m is tiny
-//! or `ldb` would put its rows in a few L1 sets, or when all of B fits L1; k blocks shrink so
-//! such slivers stay in L1 and within the data TLB; A is read in place when n is small; short
-//! k blocks walk C row panel by row panel so the hardware prefetcher follows the writes; and on
-//! x86 `A B^T` with few rows or columns (a convolution's weight gradient) runs as blocks of dot
-//! products of contiguous rows, nothing packed. The measurements behind each rule are in
-//! `benches/README.md`.
-//!
-//! # Invariants
-//!
-//! The entry point checks every slice against the span its shape and leading dimension imply
-//! before any SIMD code runs; the driver then hands a microkernel only tiles inside the
-//! operands (edge tiles masked or copied) and packed buffers of the sizes its block plan
-//! computed. Packing buffers are thread-local and only grow, so steady-state calls do not
-//! allocate.
+//! - `Kernels::sgemm` checks every slice against the span its shape and leading dimension
+//!   imply (at least `(rows - 1) * ld + cols`, `ld >= cols`, no overflow) before any SIMD
+//!   code runs; ISA code receives only checked `GemmArgs`.
+//! - A table's entry (`avx2::sgemm`, ...) is called only on a CPU the dispatcher found to
+//!   have its features; the microkernel types can only be built inside those entries.
+//! - Every microkernel and dot tile starts with `Tile::assert_fits` / `DotTile::assert_fits`:
+//!   every index it will read or write lies in its slices, so its unchecked loads and
+//!   stores are in bounds. Masked-off lanes are never accessed; pointers advanced past the
+//!   data use `wrapping_add` and are not dereferenced.
+//! - Packing buffers are thread-local, moved out for the duration of a call and only grow,
+//!   so steady-state calls do not allocate and nested calls cannot alias them.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod dot;
 mod driver;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod pack;
 pub mod scalar;
+mod tile;
 
-pub use driver::Blocking;
+use driver::Blocking;
 
 use crate::{kernel_table, Isa, Kernels};
 
@@ -152,9 +141,8 @@ pub(crate) fn table(isa: Isa) -> Table {
 }
 
 /// The block sizes the SIMD GEMM of `isa` uses (`None` for the scalar reference, which does not
-/// block). Tests use it to aim shapes at the block boundaries.
-#[doc(hidden)]
-pub fn blocking(isa: Isa) -> Option<Blocking> {
+/// block).
+pub(crate) fn blocking(isa: Isa) -> Option<Blocking> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Some(avx2::BLOCKING),
@@ -172,7 +160,7 @@ pub fn blocking(isa: Isa) -> Option<Blocking> {
 /// # Panics
 /// If `ld < cols` (with `rows > 1`), or on overflow.
 #[track_caller]
-pub fn matrix_span(what: &str, rows: usize, cols: usize, ld: usize) -> usize {
+pub(crate) fn matrix_span(what: &str, rows: usize, cols: usize, ld: usize) -> usize {
     if rows == 0 || cols == 0 {
         return 0;
     }
@@ -184,6 +172,14 @@ pub fn matrix_span(what: &str, rows: usize, cols: usize, ld: usize) -> usize {
         .checked_mul(ld)
         .and_then(|v| v.checked_add(cols))
         .unwrap_or_else(|| panic!("{what}: {rows}x{cols} with leading dimension {ld} overflows"))
+}
+
+/// Test hook, not API: the register tile and block sizes of `isa`'s GEMM (`mr`, `nr`, `kc`,
+/// `mc`, `nc`; `None` for the scalar reference), so the tests can aim shapes at every tile
+/// edge and block boundary.
+#[doc(hidden)]
+pub fn blocking_for_tests(isa: Isa) -> Option<Blocking> {
+    blocking(isa)
 }
 
 /// Checks a matrix slice: it must hold at least `(rows - 1) * ld + cols` elements (the span) and

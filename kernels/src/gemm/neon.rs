@@ -3,9 +3,12 @@
 //! The tile is 8 rows x 12 columns = 24 q-register accumulators; each step of k loads three
 //! vectors of B and two vectors holding the eight elements of A, and issues 24 FMAs by lane
 //! (`fmla v.4s, b.4s, a.s[lane]`), so A needs no broadcasts. 24 + 3 + 2 = 29 of the 32
-//! registers; 24 independent chains cover the FMA latency on wide cores.
+//! registers; 24 independent chains cover the FMA latency on wide cores. Edge tiles take the
+//! driver's default (zero-padded copies on the stack).
+//! The microkernels stay per ISA: their register tiles, edge handling and FMA forms differ.
 
-use super::driver::{self, assert_tile_fits, Blocking, Microkernel};
+use super::driver::{self, Blocking};
+use super::tile::{self, Microkernel, Tile};
 use super::GemmArgs;
 use core::arch::aarch64::*;
 
@@ -30,36 +33,11 @@ struct Fma8x12 {
 
 impl Microkernel<MR, NR> for Fma8x12 {
     #[inline(always)]
-    fn tile(
-        self,
-        k: usize,
-        a: &[f32],
-        a_rs: usize,
-        a_cs: usize,
-        b: &[f32],
-        b_rs: usize,
-        out: &mut [f32],
-        ldc: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
-        assert_tile_fits::<MR, NR>(k, a.len(), a_rs, a_cs, b.len(), b_rs, out.len(), ldc);
+    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+        t.assert_fits::<MR, NR>(MR, NR, out.len());
         // SAFETY: `self` exists only on a CPU with NEON (see the type's docs), and
-        // `assert_tile_fits` just proved every index `tile_8x12` touches is inside its slice.
-        unsafe {
-            tile_8x12(
-                k,
-                a.as_ptr(),
-                a_rs,
-                a_cs,
-                b.as_ptr(),
-                b_rs,
-                out.as_mut_ptr(),
-                ldc,
-                alpha,
-                beta,
-            )
-        }
+        // `assert_fits` just proved every index `tile_8x12` touches is inside its slice.
+        unsafe { tile_8x12(&t, out.as_mut_ptr()) }
     }
 }
 
@@ -89,32 +67,21 @@ unsafe fn step_by_lane(
     }
 }
 
-/// The microkernel body (contract of [`Microkernel::tile`]).
+/// The microkernel body (contract of [`Microkernel::tile`]), C at `c`.
 ///
 /// # Safety
-/// The CPU supports NEON; `a[i * a_rs + p * a_cs]` (i < 8, p < k), `b[p * b_rs + j]`
-/// (p < k, j < 12) and `c[i * ldc + j]` (i < 8, j < 12) are in bounds.
-#[allow(clippy::too_many_arguments)]
+/// The CPU supports NEON; `t.assert_fits::<8, 12>(8, 12, len)` holds for the `len` floats at
+/// `c`.
 #[inline(always)]
-unsafe fn tile_8x12(
-    k: usize,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-) {
+unsafe fn tile_8x12(t: &Tile<'_>, c: *mut f32) {
+    let (k, a_rs, a_cs, b_rs) = (t.k, t.a_rs, t.a_cs, t.b_rs);
     // SAFETY (whole body): the caller guarantees NEON and the bounds above; every pointer
     // dereferenced below is one of those indices. Pointers advanced past the last step use
     // `wrapping_add` and are never dereferenced.
     unsafe {
         let mut acc = [[vdupq_n_f32(0.0); 3]; MR];
-        let mut ap = a;
-        let mut bp = b;
+        let mut ap = t.a.as_ptr();
+        let mut bp = t.b.as_ptr();
         if a_rs == 1 {
             // The 8 rows of a k step are contiguous (packed A, or A transposed in place).
             for _ in 0..k {
@@ -137,20 +104,7 @@ unsafe fn tile_8x12(
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        let va = vdupq_n_f32(alpha);
-        for (i, row) in acc.iter().enumerate() {
-            let ci = c.add(i * ldc);
-            for (j, &v) in row.iter().enumerate() {
-                let cij = ci.add(4 * j);
-                let scaled = vmulq_f32(v, va);
-                if beta == 0.0 {
-                    vst1q_f32(cij, scaled);
-                } else {
-                    let old = vmulq_n_f32(vld1q_f32(cij), beta);
-                    vst1q_f32(cij, vaddq_f32(scaled, old));
-                }
-            }
-        }
+        tile::store_tile(&acc, c, t.ldc, t.alpha, t.beta);
     }
 }
 

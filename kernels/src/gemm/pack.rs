@@ -27,29 +27,8 @@ pub(crate) fn pack_a<const MR: usize>(
         let first = i0 + s * MR;
         let rows = MR.min(i0 + mc - first);
         match trans {
-            // A(i, p) = a[i * lda + p]: each row of A is contiguous; scatter it down a column
-            // of the sliver.
-            Transpose::No => {
-                if rows == MR {
-                    let src: [&[f32]; MR] =
-                        std::array::from_fn(|r| &a[(first + r) * lda + p0..][..kc]);
-                    for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
-                        for (r, x) in col.iter_mut().enumerate() {
-                            *x = src[r][p];
-                        }
-                    }
-                } else {
-                    for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
-                        for (r, x) in col.iter_mut().enumerate() {
-                            *x = if r < rows {
-                                a[(first + r) * lda + p0 + p]
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                }
-            }
+            // A(i, p) = a[i * lda + p]: each row of A is contiguous.
+            Transpose::No => interleave::<MR>(a, lda, first, rows, p0, kc, sliver),
             // A(i, p) = a[p * lda + i]: MR consecutive elements per p.
             Transpose::Yes => {
                 for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
@@ -91,31 +70,46 @@ pub(crate) fn pack_b<const NR: usize>(
                 }
             }
         }
-        // B(p, j) = b[j * ldb + p]: each column of op(B) is contiguous; scatter it along a
-        // row of the sliver.
+        // B(p, j) = b[j * ldb + p]: each column of op(B) is contiguous.
         Transpose::Yes => {
             for (s, sliver) in dst.chunks_exact_mut(NR * kc).enumerate() {
                 let first = j0 + s * NR;
                 let cols = NR.min(j0 + nc - first);
-                if cols == NR {
-                    let src: [&[f32]; NR] =
-                        std::array::from_fn(|j| &b[(first + j) * ldb + p0..][..kc]);
-                    for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
-                        for (j, x) in row.iter_mut().enumerate() {
-                            *x = src[j][p];
-                        }
-                    }
+                interleave::<NR>(b, ldb, first, cols, p0, kc, sliver);
+            }
+        }
+    }
+}
+
+/// Interleaves `count <= W` contiguous rows of `src` (row `r` is
+/// `src[(first + r) * ld + p0..][..kc]`) into one sliver: element `p` of row `r` goes to
+/// `sliver[p * W + r]`, and the lanes `r >= count` are zero.
+#[inline(always)]
+fn interleave<const W: usize>(
+    src: &[f32],
+    ld: usize,
+    first: usize,
+    count: usize,
+    p0: usize,
+    kc: usize,
+    sliver: &mut [f32],
+) {
+    if count == W {
+        // Whole sliver: one bounds check per row, then a gather per step of k.
+        let rows: [&[f32]; W] = std::array::from_fn(|r| &src[(first + r) * ld + p0..][..kc]);
+        for (p, lanes) in sliver.chunks_exact_mut(W).enumerate() {
+            for (x, row) in lanes.iter_mut().zip(&rows) {
+                *x = row[p];
+            }
+        }
+    } else {
+        for (p, lanes) in sliver.chunks_exact_mut(W).enumerate() {
+            for (r, x) in lanes.iter_mut().enumerate() {
+                *x = if r < count {
+                    src[(first + r) * ld + p0 + p]
                 } else {
-                    for (p, row) in sliver.chunks_exact_mut(NR).enumerate() {
-                        for (j, x) in row.iter_mut().enumerate() {
-                            *x = if j < cols {
-                                b[(first + j) * ldb + p0 + p]
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                }
+                    0.0
+                };
             }
         }
     }

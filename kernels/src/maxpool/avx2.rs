@@ -1,40 +1,12 @@
-//! Max pooling on AVX2 and FMA: the 2x2 stride-2 body of `vector.rs` on `__m256`, the reference
-//! otherwise.
+//! Max pooling on AVX2 and FMA: `vector.rs` on `__m256`.
 
-use super::{scalar, vector, Pool2dShape};
-use core::arch::x86_64::__m256;
+use super::{vector, Pool2dShape};
 
-/// # Safety
-/// The CPU must support AVX2 and FMA; the lengths match `shape` and an input plane has at most
-/// `i32::MAX` elements (checked by the caller).
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn forward(
-    shape: &Pool2dShape,
-    input: &[f32],
-    output: &mut [f32],
-    argmax: &mut [u32],
-) {
-    if shape.is_2x2_stride_2() {
-        // SAFETY: the features are enabled on this function; the caller checked the lengths.
-        unsafe { vector::forward_2x2_stride_2::<__m256>(shape, input, output, argmax) }
-    } else {
-        scalar::forward(shape, input, output, argmax);
+crate::simd::isa_fns! { "avx2,fma", core::arch::x86_64::__m256;
+    fn forward(shape: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+        vector::forward::<V>(shape, x, y, argmax)
     }
-}
-
-/// # Safety
-/// As [`forward`].
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn backward(
-    shape: &Pool2dShape,
-    grad_output: &[f32],
-    argmax: &[u32],
-    grad_input: &mut [f32],
-) {
-    if shape.is_2x2_stride_2() {
-        // SAFETY: as in `forward`.
-        unsafe { vector::backward_2x2_stride_2::<__m256>(shape, grad_output, argmax, grad_input) }
-    } else {
-        scalar::backward(shape, grad_output, argmax, grad_input);
+    fn backward(shape: &Pool2dShape, g: &[f32], argmax: &[u32], gi: &mut [f32]) {
+        vector::backward::<V>(shape, g, argmax, gi)
     }
 }

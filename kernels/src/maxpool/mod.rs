@@ -30,7 +30,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, checked_product, kernel_table, Isa, Kernels, ShapeError};
+use crate::{check_len, checked_product, kernel_table, Kernels, ShapeError};
 
 /// The shape of a 2-D pooling: no padding, no dilation, floor mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,26 +213,9 @@ unsafe fn scalar_backward(
     scalar::backward(shape, grad_output, argmax, grad_input);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            forward: scalar_forward,
-            backward: scalar_backward,
-        },
-        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
-            forward: avx2::forward,
-            backward: avx2::backward,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            forward: neon::forward,
-            backward: neon::backward,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not an ISA of this architecture"),
-    }
+crate::simd::isa_table! {
+    Table { forward: scalar_forward, backward: scalar_backward },
+    avx2: avx2, avx512: avx2, neon: neon
 }
 
 /// Checks the plane fits the u32 argmax (and the i32 lanes the SIMD paths compute it in).

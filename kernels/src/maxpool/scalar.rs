@@ -2,6 +2,39 @@
 
 use super::Pool2dShape;
 use crate::{check_len, Real};
+use core::ops::Range;
+
+/// One output of a pooling and its window.
+pub(crate) struct Window {
+    /// The input plane, as a range of the input.
+    pub plane: Range<usize>,
+    /// The output's index in the output.
+    pub out: usize,
+    /// The window's top-left element within the plane.
+    pub first: usize,
+    pub oy: usize,
+    pub ox: usize,
+}
+
+/// Calls `f` for every output of the pooling, in output order.
+#[inline(always)]
+pub(crate) fn for_each_window(shape: &Pool2dShape, mut f: impl FnMut(Window)) {
+    let (oh, ow) = (shape.out_h(), shape.out_w());
+    let in_plane = shape.in_h * shape.in_w;
+    for p in 0..shape.batch * shape.channels {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                f(Window {
+                    plane: p * in_plane..(p + 1) * in_plane,
+                    out: (p * oh + oy) * ow + ox,
+                    first: oy * shape.stride_h * shape.in_w + ox * shape.stride_w,
+                    oy,
+                    ox,
+                });
+            }
+        }
+    }
+}
 
 /// Whether `v` replaces the running maximum `best`: PyTorch's `v > best || isnan(v)`.
 #[inline(always)]
@@ -14,32 +47,24 @@ pub fn takes_over<T: Real>(v: T, best: T) -> bool {
 /// # Panics
 /// If a length disagrees with `shape`, or the shape is invalid.
 pub fn forward<T: Real>(shape: &Pool2dShape, input: &[T], output: &mut [T], argmax: &mut [u32]) {
-    let (oh, ow) = (shape.out_h(), shape.out_w());
     check_len("maxpool forward: input", shape.input_len(), input.len());
     check_len("maxpool forward: output", shape.output_len(), output.len());
     check_len("maxpool forward: argmax", shape.output_len(), argmax.len());
-    let (in_plane, out_plane) = (shape.in_h * shape.in_w, oh * ow);
-    for p in 0..shape.batch * shape.channels {
-        let x = &input[p * in_plane..][..in_plane];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let first = oy * shape.stride_h * shape.in_w + ox * shape.stride_w;
-                let (mut best, mut best_at) = (x[first], first);
-                for ky in 0..shape.kernel_h {
-                    for kx in 0..shape.kernel_w {
-                        let at = first + ky * shape.in_w + kx;
-                        if takes_over(x[at], best) {
-                            best = x[at];
-                            best_at = at;
-                        }
-                    }
+    for_each_window(shape, |w| {
+        let x = &input[w.plane];
+        let (mut best, mut best_at) = (x[w.first], w.first);
+        for ky in 0..shape.kernel_h {
+            for kx in 0..shape.kernel_w {
+                let at = w.first + ky * shape.in_w + kx;
+                if takes_over(x[at], best) {
+                    best = x[at];
+                    best_at = at;
                 }
-                let o = p * out_plane + oy * ow + ox;
-                output[o] = best;
-                argmax[o] = best_at as u32;
             }
         }
-    }
+        output[w.out] = best;
+        argmax[w.out] = best_at as u32;
+    });
 }
 
 /// Max pooling backward; see
@@ -54,7 +79,6 @@ pub fn backward<T: Real>(
     argmax: &[u32],
     grad_input: &mut [T],
 ) {
-    let (oh, ow) = (shape.out_h(), shape.out_w());
     check_len(
         "maxpool backward: grad_output",
         shape.output_len(),
@@ -67,18 +91,11 @@ pub fn backward<T: Real>(
         grad_input.len(),
     );
     grad_input.fill(T::ZERO);
-    let (in_plane, out_plane) = (shape.in_h * shape.in_w, oh * ow);
-    for p in 0..shape.batch * shape.channels {
-        let gi = &mut grad_input[p * in_plane..][..in_plane];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let o = p * out_plane + oy * ow + ox;
-                let at = argmax[o] as usize;
-                check_in_window(shape, o, at, oy, ox);
-                gi[at] += grad_output[o];
-            }
-        }
-    }
+    for_each_window(shape, |w| {
+        let at = argmax[w.out] as usize;
+        check_in_window(shape, w.out, at, w.oy, w.ox);
+        grad_input[w.plane][at] += grad_output[w.out];
+    });
 }
 
 /// Panics unless input index `at` (within the plane) lies in the window of output `(oy, ox)`.

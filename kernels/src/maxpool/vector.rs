@@ -3,24 +3,87 @@
 //! pairs, the running maximum and its position kept per lane. Also the chunk walk, loads and
 //! stores that average pooling's 2x2 path shares.
 
-use super::scalar::check_in_window;
+use super::scalar::{self, check_in_window};
 use super::Pool2dShape;
 use crate::simd::F32x;
+use core::ops::Range;
 
-/// Calls `chunk(plane, oy, ox0, valid)` for every chunk of up to `LANES` outputs of a row of
-/// outputs, for every plane, in output order.
+/// Up to `LANES` outputs of one row of outputs of a 2x2 stride-2 pooling.
+pub(crate) struct Chunk {
+    /// The input plane, as a range of the input.
+    pub plane: Range<usize>,
+    /// The first window's top-left element within the plane (row `2 oy`, column `2 ox0`).
+    pub top: usize,
+    /// The element below it.
+    pub bottom: usize,
+    /// The outputs, as a range of the output.
+    pub out: Range<usize>,
+    /// `out.len()`.
+    pub valid: usize,
+    pub oy: usize,
+    pub ox0: usize,
+}
+
+/// Calls `chunk` for every chunk of up to `LANES` outputs of a row of outputs, for every
+/// plane, in output order.
 #[inline(always)]
-pub(crate) fn for_each_chunk<V: F32x>(
-    shape: &Pool2dShape,
-    mut chunk: impl FnMut(usize, usize, usize, usize),
-) {
-    let (oh, ow) = (shape.out_h(), shape.out_w());
+pub(crate) fn for_each_chunk<V: F32x>(shape: &Pool2dShape, mut chunk: impl FnMut(Chunk)) {
+    let (in_w, oh, ow) = (shape.in_w, shape.out_h(), shape.out_w());
+    let (in_plane, out_plane) = (shape.in_h * in_w, oh * ow);
     for p in 0..shape.batch * shape.channels {
         for oy in 0..oh {
             for ox0 in (0..ow).step_by(V::LANES) {
-                chunk(p, oy, ox0, (ow - ox0).min(V::LANES));
+                let valid = (ow - ox0).min(V::LANES);
+                let top = 2 * oy * in_w + 2 * ox0;
+                let o = p * out_plane + oy * ow + ox0;
+                chunk(Chunk {
+                    plane: p * in_plane..(p + 1) * in_plane,
+                    top,
+                    bottom: top + in_w,
+                    out: o..o + valid,
+                    valid,
+                    oy,
+                    ox0,
+                });
             }
         }
+    }
+}
+
+/// The chunk's windows from its input plane `x`: `[top even, top odd, bottom even, bottom
+/// odd]` columns (lanes past `valid` are 0).
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub(crate) unsafe fn load_windows<V: F32x>(x: &[f32], k: &Chunk) -> [V; 4] {
+    // SAFETY: forwarded contract; `load_pairs` checks the slices hold what it reads.
+    unsafe {
+        let (top_even, top_odd) = load_pairs::<V>(&x[k.top..], 2 * k.valid);
+        let (bottom_even, bottom_odd) = load_pairs::<V>(&x[k.bottom..], 2 * k.valid);
+        [top_even, top_odd, bottom_even, bottom_odd]
+    }
+}
+
+/// Writes the chunk's windows into its gradient plane `gi`, in the order of [`load_windows`].
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub(crate) unsafe fn store_windows<V: F32x>(gi: &mut [f32], k: &Chunk, windows: [V; 4]) {
+    let [top_even, top_odd, bottom_even, bottom_odd] = windows;
+    // SAFETY: forwarded contract; `store_pairs` checks the slices hold what it writes.
+    unsafe {
+        store_pairs(&mut gi[k.top..], 2 * k.valid, top_even, top_odd);
+        store_pairs(&mut gi[k.bottom..], 2 * k.valid, bottom_even, bottom_odd);
+    }
+}
+
+/// Zeroes `grad_input` when the 2x2 windows leave an odd last row or column out (the
+/// backward passes write every element inside a window).
+pub(crate) fn clear_uncovered(shape: &Pool2dShape, grad_input: &mut [f32]) {
+    if shape.in_h % 2 == 1 || shape.in_w % 2 == 1 {
+        grad_input.fill(0.0);
     }
 }
 
@@ -95,29 +158,29 @@ unsafe fn scan<V: F32x>(best: &mut V, best_at: &mut V::Index, v: V, at: V::Index
     }
 }
 
+/// The max-pooling forward: the 2x2 stride-2 path, the reference for other windows.
+///
 /// # Safety
 /// The CPU supports `V`'s ISA; the lengths match `shape` and an input plane has at most
 /// `i32::MAX` elements (checked by the caller).
 #[inline(always)]
-pub(super) unsafe fn forward_2x2_stride_2<V: F32x>(
+pub(super) unsafe fn forward<V: F32x>(
     shape: &Pool2dShape,
     input: &[f32],
     output: &mut [f32],
     argmax: &mut [u32],
 ) {
-    let (in_w, ow) = (shape.in_w, shape.out_w());
-    let (in_plane, out_plane) = (shape.in_h * in_w, shape.out_h() * ow);
-    for_each_chunk::<V>(shape, |p, oy, ox0, valid| {
-        let x = &input[p * in_plane..][..in_plane];
-        let start = 2 * oy * in_w + 2 * ox0;
-        let o = p * out_plane + oy * ow + ox0;
-        // SAFETY: the window rows 2oy and 2oy+1 exist and hold the 2 * valid columns read; the
-        // output chunk holds `valid` elements. Positions fit in u32: a plane does (checked).
+    if !shape.is_2x2_stride_2() {
+        return scalar::forward(shape, input, output, argmax);
+    }
+    for_each_chunk::<V>(shape, |k| {
+        // SAFETY: the chunk's windows and outputs are in bounds (the slices check it).
+        // Positions fit in u32: a plane does (checked).
         unsafe {
-            let (top_even, top_odd) = load_pairs::<V>(&x[start..], 2 * valid);
-            let (bottom_even, bottom_odd) = load_pairs::<V>(&x[start + in_w..], 2 * valid);
-            let at = V::index_ramp2(start as u32);
-            let at_below = V::index_add(at, in_w as u32);
+            let [top_even, top_odd, bottom_even, bottom_odd] =
+                load_windows::<V>(&input[k.plane.clone()], &k);
+            let at = V::index_ramp2(k.top as u32);
+            let at_below = V::index_add(at, shape.in_w as u32);
             let (mut best, mut best_at) = (top_even, at);
             scan(&mut best, &mut best_at, top_odd, V::index_add(at, 1));
             scan(&mut best, &mut best_at, bottom_even, at_below);
@@ -127,40 +190,36 @@ pub(super) unsafe fn forward_2x2_stride_2<V: F32x>(
                 bottom_odd,
                 V::index_add(at_below, 1),
             );
-            store(&mut output[o..o + valid], valid, best);
-            let idx = &mut argmax[o..o + valid];
-            V::index_store_first(best_at, idx.as_mut_ptr(), valid);
+            store(&mut output[k.out.clone()], k.valid, best);
+            let idx = &mut argmax[k.out];
+            V::index_store_first(best_at, idx.as_mut_ptr(), k.valid);
         }
     });
 }
 
+/// The max-pooling backward: the 2x2 stride-2 path, the reference for other windows.
+///
 /// # Safety
-/// As [`forward_2x2_stride_2`].
+/// As [`forward`].
 #[inline(always)]
-pub(super) unsafe fn backward_2x2_stride_2<V: F32x>(
+pub(super) unsafe fn backward<V: F32x>(
     shape: &Pool2dShape,
     grad_output: &[f32],
     argmax: &[u32],
     grad_input: &mut [f32],
 ) {
-    let (in_w, ow) = (shape.in_w, shape.out_w());
-    let (in_plane, out_plane) = (shape.in_h * in_w, shape.out_h() * ow);
-    // Every window element is written below; an odd last row or column is not in any window.
-    if shape.in_h % 2 == 1 || in_w % 2 == 1 {
-        grad_input.fill(0.0);
+    if !shape.is_2x2_stride_2() {
+        return scalar::backward(shape, grad_output, argmax, grad_input);
     }
-    for_each_chunk::<V>(shape, |p, oy, ox0, valid| {
-        let gi = &mut grad_input[p * in_plane..][..in_plane];
-        let start = 2 * oy * in_w + 2 * ox0;
-        let o = p * out_plane + oy * ow + ox0;
-        let idx = &argmax[o..o + valid];
-        // SAFETY: the chunk's `valid` outputs and indices, and the 2 * valid columns of rows
-        // 2oy and 2oy+1 it writes, are in bounds.
+    clear_uncovered(shape, grad_input);
+    for_each_chunk::<V>(shape, |k| {
+        let idx = &argmax[k.out.clone()];
+        // SAFETY: the chunk's outputs, indices and windows are in bounds (the slices check it).
         unsafe {
-            let g: V = load(&grad_output[o..o + valid], valid);
-            let a = V::index_load_first(idx.as_ptr(), valid);
-            let at = V::index_ramp2(start as u32);
-            let at_below = V::index_add(at, in_w as u32);
+            let g: V = load(&grad_output[k.out.clone()], k.valid);
+            let a = V::index_load_first(idx.as_ptr(), k.valid);
+            let at = V::index_ramp2(k.top as u32);
+            let at_below = V::index_add(at, shape.in_w as u32);
             let hits = [
                 V::index_eq(a, at),
                 V::index_eq(a, V::index_add(at, 1)),
@@ -168,22 +227,16 @@ pub(super) unsafe fn backward_2x2_stride_2<V: F32x>(
                 V::index_eq(a, V::index_add(at_below, 1)),
             ];
             let any = V::mask_or(V::mask_or(hits[0], hits[1]), V::mask_or(hits[2], hits[3]));
-            if !V::mask_all_first(any, valid) {
+            if !V::mask_all_first(any, k.valid) {
                 // Some index is outside its window: let the reference's check name the first.
                 for (i, &a) in idx.iter().enumerate() {
-                    check_in_window(shape, o + i, a as usize, oy, ox0 + i);
+                    check_in_window(shape, k.out.start + i, a as usize, k.oy, k.ox0 + i);
                 }
             }
             // 0 + (g or 0), as the reference's zero-then-add (so -0.0 becomes +0.0 there too).
             let zero = V::zero();
             let put = |hit: V::Mask| zero.add(g.keep_where(hit));
-            store_pairs(&mut gi[start..], 2 * valid, put(hits[0]), put(hits[1]));
-            store_pairs(
-                &mut gi[start + in_w..],
-                2 * valid,
-                put(hits[2]),
-                put(hits[3]),
-            );
+            store_windows(&mut grad_input[k.plane.clone()], &k, hits.map(put));
         }
     });
 }

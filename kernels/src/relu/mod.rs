@@ -18,7 +18,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, kernel_table, Kernels};
 
 kernel_table! {
     /// Per-ISA ReLU entry points (lengths checked by the caller).
@@ -44,29 +44,13 @@ unsafe fn scalar_backward(output: &[f32], grad_output: &[f32], grad_input: &mut 
     scalar::backward(output, grad_output, grad_input);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table {
-            forward: scalar_forward,
-            forward_in_place: scalar_forward_in_place,
-            backward: scalar_backward,
-        },
-        // AVX-512 CPUs run the AVX2 code (no AVX-512 version of this kernel).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => Table {
-            forward: avx2::forward,
-            forward_in_place: avx2::forward_in_place,
-            backward: avx2::backward,
-        },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table {
-            forward: neon::forward,
-            forward_in_place: neon::forward_in_place,
-            backward: neon::backward,
-        },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not an ISA of this architecture"),
-    }
+crate::simd::isa_table! {
+    Table {
+        forward: scalar_forward,
+        forward_in_place: scalar_forward_in_place,
+        backward: scalar_backward
+    },
+    avx2: avx2, avx512: avx2, neon: neon
 }
 
 impl Kernels {

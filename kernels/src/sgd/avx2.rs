@@ -1,19 +1,9 @@
-//! The SGD step on AVX2 and FMA: the generic body of `vector.rs` on `__m256`.
+//! The SGD step on AVX2 and FMA: the body of `vector.rs` on `__m256`.
 
 use super::{vector, Coefficients};
-use core::arch::x86_64::__m256;
 
-/// # Safety
-/// The CPU must support AVX2 and FMA; `grad` and `buffer` as long as `param`; a buffer exactly
-/// when `c.use_momentum`.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn step(
-    c: &Coefficients,
-    param: &mut [f32],
-    grad: &[f32],
-    buffer: Option<&mut [f32]>,
-    first: bool,
-) {
-    // SAFETY: the features are enabled on this function; lengths are the caller's contract.
-    unsafe { vector::step::<__m256>(c, param, grad, buffer, first) }
+crate::simd::isa_fns! { "avx2,fma", core::arch::x86_64::__m256;
+    fn step(c: &Coefficients, p: &mut [f32], g: &[f32], b: Option<&mut [f32]>, first: bool) {
+        vector::step::<V>(c, p, g, b, first)
+    }
 }

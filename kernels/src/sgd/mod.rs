@@ -58,7 +58,7 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-use crate::{check_len, kernel_table, Isa, Kernels};
+use crate::{check_len, kernel_table, Kernels};
 use core::fmt;
 
 /// PyTorch's `SGD` hyperparameters, as Python floats (f64).
@@ -180,26 +180,17 @@ unsafe fn scalar_step(
     scalar::step_with(c, param, grad, buffer, first);
 }
 
-pub(crate) fn table(isa: Isa) -> Table {
-    match isa {
-        Isa::Scalar => Table { step: scalar_step },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table { step: avx2::step },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Table { step: avx512::step },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table { step: neon::step },
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("{isa} is not available on this architecture"),
-    }
+crate::simd::isa_table! {
+    Table { step: scalar_step },
+    avx2: avx2, avx512: avx512, neon: neon
 }
 
 /// Checks a step's lengths and that a buffer is given exactly when momentum is used.
 #[track_caller]
-pub(crate) fn check_step(options: &SgdOptions, param: usize, grad: usize, buffer: Option<usize>) {
-    check_len("sgd_step: grad", param, grad);
+pub(crate) fn check_step<T>(options: &SgdOptions, param: &[T], grad: &[T], buffer: Option<&[T]>) {
+    check_len("sgd_step: grad", param.len(), grad.len());
     match (options.momentum != 0.0, buffer) {
-        (true, Some(len)) => check_len("sgd_step: momentum_buffer", param, len),
+        (true, Some(b)) => check_len("sgd_step: momentum_buffer", param.len(), b.len()),
         (true, None) => panic!(
             "sgd_step: momentum {} needs a momentum buffer",
             options.momentum
@@ -227,12 +218,7 @@ impl Kernels {
         momentum_buffer: Option<&mut [f32]>,
         first_step: bool,
     ) {
-        check_step(
-            options,
-            param.len(),
-            grad.len(),
-            momentum_buffer.as_ref().map(|b| b.len()),
-        );
+        check_step(options, param, grad, momentum_buffer.as_deref());
         let c = options.coefficients();
         // SAFETY: `self` was built by `Kernels::for_isa` (the CPU has the ISA); all lengths
         // were checked above.

@@ -16,12 +16,7 @@ pub fn step<T: Real>(
     momentum_buffer: Option<&mut [T]>,
     first_step: bool,
 ) {
-    check_step(
-        options,
-        param.len(),
-        grad.len(),
-        momentum_buffer.as_ref().map(|b| b.len()),
-    );
+    check_step(options, param, grad, momentum_buffer.as_deref());
     let neg_lr = T::from_f64(-options.lr);
     let momentum = T::from_f64(options.momentum);
     let one_minus_dampening = T::from_f64(1.0 - options.dampening);

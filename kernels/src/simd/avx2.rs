@@ -146,10 +146,6 @@ impl F32x for __m256 {
         unsafe { _mm256_castsi256_ps(tail_mask(n)) }
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
-    }
-    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let (lo, hi) = if n == 16 {
@@ -272,6 +268,44 @@ impl F32x for __m256 {
                 _mm256_set1_epi32(SQRT_HALF_BITS as i32),
             );
             (_mm256_cvtepi32_ps(k), _mm256_castsi256_ps(m))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn index_splat(k: u32) -> Self::Index {
+        unsafe { _mm256_set1_epi32(k as i32) }
+    }
+    #[inline(always)]
+    unsafe fn index_stride(step: u32) -> Self::Index {
+        let iota = unsafe { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) };
+        unsafe { _mm256_mullo_epi32(iota, _mm256_set1_epi32(step as i32)) }
+    }
+    #[inline(always)]
+    unsafe fn index_add_lanes(a: Self::Index, b: Self::Index) -> Self::Index {
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn gather(src: *const f32, idx: Self::Index) -> Self {
+        unsafe { _mm256_i32gather_ps::<4>(src, idx) }
+    }
+    #[inline(always)]
+    unsafe fn store_transposed(columns: *const Self, dst: *mut f32, stride: usize, n: usize) {
+        unsafe {
+            if n < 8 {
+                // A partial group element by element, read from the columns in memory.
+                let lanes = columns.cast::<[f32; 8]>();
+                for r in 0..8 {
+                    for k in 0..n {
+                        *dst.add(r * stride + k) = (*lanes.add(k))[r];
+                    }
+                }
+                return;
+            }
+            let mut rows = *columns.cast::<[__m256; 8]>();
+            transpose8(&mut rows);
+            for (r, row) in rows.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(r * stride), row);
+            }
         }
     }
 }

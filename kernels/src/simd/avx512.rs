@@ -146,10 +146,6 @@ impl F32x for __m512 {
         tail_mask(n)
     }
     #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
-    }
-    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let lo = _mm512_maskz_loadu_ps(tail_mask(n), src);
@@ -231,6 +227,35 @@ impl F32x for __m512 {
                 _mm512_set1_epi32(SQRT_HALF_BITS as i32),
             );
             (_mm512_cvtepi32_ps(k), _mm512_castsi512_ps(m))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn index_splat(k: u32) -> Self::Index {
+        unsafe { _mm512_set1_epi32(k as i32) }
+    }
+    #[inline(always)]
+    unsafe fn index_stride(step: u32) -> Self::Index {
+        let iota =
+            unsafe { _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) };
+        unsafe { _mm512_mullo_epi32(iota, _mm512_set1_epi32(step as i32)) }
+    }
+    #[inline(always)]
+    unsafe fn index_add_lanes(a: Self::Index, b: Self::Index) -> Self::Index {
+        unsafe { _mm512_add_epi32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn gather(src: *const f32, idx: Self::Index) -> Self {
+        unsafe { _mm512_i32gather_ps::<4>(idx, src) }
+    }
+    #[inline(always)]
+    unsafe fn store_transposed(columns: *const Self, dst: *mut f32, stride: usize, n: usize) {
+        unsafe {
+            let mut rows = *columns.cast::<[__m512; LANES]>();
+            transpose16(&mut rows);
+            for (r, row) in rows.into_iter().enumerate() {
+                _mm512_mask_storeu_ps(dst.add(r * stride), tail_mask(n), row);
+            }
         }
     }
 }

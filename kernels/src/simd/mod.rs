@@ -1,7 +1,8 @@
 //! The SIMD vocabulary: one trait for a vector of f32 lanes, implemented once per instruction
 //! set (`avx2.rs`: `__m256`, `avx512.rs`: `__m512`, `neon.rs`: `float32x4_t`). Kernel bodies
 //! are written once, generic over [`F32x`], and instantiated by thin `#[target_feature]`
-//! wrappers in each kernel folder's ISA files.
+//! wrappers in each kernel folder's ISA files, declared with [`isa_fns!`]; [`isa_table!`]
+//! declares the folder's `table` from them.
 //!
 //! # Contract
 //!
@@ -32,8 +33,8 @@
 //! to the same instructions a hand-written per-ISA loop would (the benchmarks and `objdump`
 //! of the bench binaries check that no `call` is left in a hot loop). Closures would not
 //! inherit the wrapper's target features, so bodies take types and traits, not closures.
-//! In-register transposes (`transpose8`, `transpose16`) are free functions in the x86 files:
-//! their width is the ISA's, so they have no generic form.
+//! The in-register transposes (`transpose8`, `transpose16`) are free functions in the x86
+//! files (their width is the ISA's); [`F32x::store_transposed`] is their generic form.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
@@ -102,9 +103,20 @@ pub(crate) trait F32x: Copy {
     unsafe fn mask_any(m: Self::Mask) -> bool;
     /// The lanes below `n` set (all when `n >= LANES`).
     unsafe fn first_lanes(n: usize) -> Self::Mask;
-    /// A hint to fetch the cache line holding `p` (never faults; a no-op where the vocabulary
-    /// has no prefetch instruction).
-    unsafe fn prefetch(p: *const f32);
+    /// A hint to fetch the cache line holding `p` into every cache level (never faults): the
+    /// same SSE instruction on both x86 vocabularies; nothing on NEON, whose prefetch
+    /// intrinsic is not stable.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE is part of x86-64, and a prefetch is a hint that never faults.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(p.cast())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
 
     /// The first `n <= 2 LANES` floats at `src`, split into even and odd positions:
     /// `([s0, s2, ..], [s1, s3, ..])`; lanes past `n` are 0.
@@ -136,7 +148,64 @@ pub(crate) trait F32x: Copy {
     /// For positive normal lanes, `(k, m)` with `self = 2^k * m`, `m` in `[sqrt(2)/2, sqrt(2))`
     /// and `k` an integer-valued float (the reduction of `ln`).
     unsafe fn exponent_mantissa(self) -> (Self, Self);
+
+    /// `k` in every lane.
+    unsafe fn index_splat(k: u32) -> Self::Index;
+    /// `[0, step, 2 step, ..]` (wrapping).
+    unsafe fn index_stride(step: u32) -> Self::Index;
+    /// `a + b` per lane (wrapping).
+    unsafe fn index_add_lanes(a: Self::Index, b: Self::Index) -> Self::Index;
+    /// Lane `i` is `src[idx[i]]`: every lane's float must be readable, and `idx[i] < 2^31`.
+    unsafe fn gather(src: *const f32, idx: Self::Index) -> Self;
+    /// Transposes the `LANES` vectors at `columns` (lane `r` of vector `k` is element `k` of
+    /// row `r`) and writes elements `0..n` of each row `r` to `dst + r * stride`
+    /// (`n <= LANES`; nothing else is written).
+    unsafe fn store_transposed(columns: *const Self, dst: *mut f32, stride: usize, n: usize);
 }
 
 /// Bits of `sqrt(2)/2`: `exponent_mantissa` moves mantissas into `[sqrt(2)/2, sqrt(2))`.
 pub(crate) const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
+
+/// Declares the entry points of a kernel folder's ISA file. Each `fn name(args) -> R { body }`
+/// becomes a `pub(super) unsafe fn` compiled with the target features `$features`, in whose
+/// body `V` names the ISA's vector type `$vector`. Its contract is its table entry's: the CPU
+/// has the features, and the arguments meet what the kernel's `Kernels` method checks.
+macro_rules! isa_fns {
+    ($features:literal, $vector:ty;
+     $(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block)*) => {$(
+        #[doc = concat!("# Safety\nThe CPU has `", $features, "`; the arguments meet the checks of the kernel's `Kernels` method.")]
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[allow(dead_code)]
+            type V = $vector;
+            // SAFETY: compiled with the features, which the caller promises the CPU has; the
+            // arguments meet the body's contract (the caller's, as above).
+            #[allow(unused_unsafe)]
+            unsafe { $body }
+        }
+    )*};
+}
+pub(crate) use isa_fns;
+
+/// Declares a kernel folder's `table(isa)`: the scalar table's entries as listed, each SIMD
+/// table's the functions of the same names in an ISA file (`avx512: avx2` where the AVX-512
+/// table runs the AVX2 code).
+macro_rules! isa_table {
+    ($table:ident { $($field:ident: $scalar:path),* $(,)? },
+     avx2: $avx2:ident, avx512: $avx512:ident, neon: $neon:ident) => {
+        pub(crate) fn table(isa: crate::Isa) -> $table {
+            match isa {
+                crate::Isa::Scalar => $table { $($field: $scalar),* },
+                #[cfg(target_arch = "x86_64")]
+                crate::Isa::Avx2 => $table { $($field: $avx2::$field),* },
+                #[cfg(target_arch = "x86_64")]
+                crate::Isa::Avx512 => $table { $($field: $avx512::$field),* },
+                #[cfg(target_arch = "aarch64")]
+                crate::Isa::Neon => $table { $($field: $neon::$field),* },
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("{isa} is not an ISA of this architecture"),
+            }
+        }
+    };
+}
+pub(crate) use isa_table;

@@ -147,8 +147,6 @@ impl F32x for float32x4_t {
         unsafe { vcltq_u32(vld1q_u32(IOTA.as_ptr()), vdupq_n_u32(n.min(4) as u32)) }
     }
     #[inline(always)]
-    unsafe fn prefetch(_p: *const f32) {}
-    #[inline(always)]
     unsafe fn load_pairs(src: *const f32, n: usize) -> (Self, Self) {
         unsafe {
             let v = if n == 8 {
@@ -243,6 +241,48 @@ impl F32x for float32x4_t {
                 vdupq_n_u32(SQRT_HALF_BITS),
             );
             (vcvtq_f32_s32(k), vreinterpretq_f32_u32(m))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn index_splat(k: u32) -> Self::Index {
+        unsafe { vdupq_n_u32(k) }
+    }
+    #[inline(always)]
+    unsafe fn index_stride(step: u32) -> Self::Index {
+        const IOTA: [u32; 4] = [0, 1, 2, 3];
+        unsafe { vmulq_n_u32(vld1q_u32(IOTA.as_ptr()), step) }
+    }
+    #[inline(always)]
+    unsafe fn index_add_lanes(a: Self::Index, b: Self::Index) -> Self::Index {
+        unsafe { vaddq_u32(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn gather(src: *const f32, idx: Self::Index) -> Self {
+        unsafe {
+            let at = |i: u32| *src.add(i as usize);
+            let lanes = [
+                at(vgetq_lane_u32::<0>(idx)),
+                at(vgetq_lane_u32::<1>(idx)),
+                at(vgetq_lane_u32::<2>(idx)),
+                at(vgetq_lane_u32::<3>(idx)),
+            ];
+            vld1q_f32(lanes.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_transposed(columns: *const Self, dst: *mut f32, stride: usize, n: usize) {
+        // Through a stack tile, each row's first `n` elements stored one by one.
+        let mut tile = [[0.0f32; 4]; 4];
+        unsafe {
+            for (k, column) in tile.iter_mut().enumerate() {
+                vst1q_f32(column.as_mut_ptr(), *columns.add(k));
+            }
+            for r in 0..4 {
+                for (k, column) in tile.iter().enumerate().take(n) {
+                    *dst.add(r * stride + k) = column[r];
+                }
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use super::args::bench_args::BenchArgs;
 use super::args::UsageError;
 use super::{output_error, Failure};
 use simdnet::bench::{self, kernels, report, Machine, Report, Settings};
-use simdnet::kernels::{Isa, ISA_ENV_VAR};
+use simdnet::kernels::{Isa, Kernels, ISA_ENV_VAR};
 use std::io::Write;
 
 /// The ISAs to measure: `--isa`, else `SIMDNET_ISA`, else every ISA this CPU supports.
@@ -13,9 +13,12 @@ fn isas(a: &BenchArgs) -> Result<Vec<Isa>, Failure> {
     if let Some(isa) = a.isa {
         return Ok(vec![isa]);
     }
-    match Isa::from_env() {
-        Ok(Some(isa)) => Ok(vec![isa]),
-        Ok(None) => Ok(Isa::supported()),
+    let set = std::env::var_os(ISA_ENV_VAR).is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+    if !set {
+        return Ok(Isa::supported());
+    }
+    match Kernels::from_env() {
+        Ok(k) => Ok(vec![k.isa()]),
         Err(e) => Err(Failure::Usage(UsageError::new(
             format!("invalid {ISA_ENV_VAR}: {e}"),
             Some("bench"),

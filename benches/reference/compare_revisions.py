@@ -26,10 +26,11 @@ LINE = re.compile(r"^test (.+?) \.\.\. bench:\s+([\d,]+) ns/iter")
 
 
 def binary(checkout, bench):
+    # Test binaries share the names (kernels/tests/conv.rs); a bench binary links criterion.
     found = [
         p
         for p in glob.glob(os.path.join(checkout, "target", "release", "deps", bench + "-*"))
-        if os.access(p, os.X_OK) and not p.endswith(".d")
+        if os.access(p, os.X_OK) and not p.endswith(".d") and b"criterion" in open(p, "rb").read()
     ]
     if not found:
         sys.exit(f"no built bench '{bench}' in {checkout} (run cargo bench --workspace --no-run)")

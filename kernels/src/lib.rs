@@ -25,9 +25,14 @@
 //! crates can use it as an oracle), `vector.rs` (the algorithm, written once over the
 //! vocabulary) and one thin file per instruction set (`avx2.rs`, `avx512.rs`, `neon.rs`) that
 //! fixes the vector type under `#[target_feature]`. A kernel without an `avx512.rs` runs its
-//! AVX2 code in the AVX-512 table. Adding an ISA means one vocabulary implementation, one file
-//! per folder and one arm in each `table` function; the tests iterate over
-//! [`Isa::supported`] and cover it.
+//! AVX2 code in the AVX-512 table. Larger kernels split the algorithm by job instead of one
+//! `vector.rs` (conv: `plan.rs` picks the path, `direct.rs`, `channel.rs`, `rows.rs`,
+//! `unfold.rs` and `unfolded.rs` hold the paths; gemm: `driver.rs`, `pack.rs`, `tile.rs`);
+//! register blocks whose layout differs per ISA (GEMM microkernels, the conv channel path's
+//! blocks) stay in the ISA's file. Every path choice is made in one plan per kernel from the
+//! shape and what the table holds, and every ISA function is reached through the table.
+//! Adding an ISA means one vocabulary implementation, one file per folder and one arm in each
+//! `table` function; the tests iterate over [`Isa::supported`] and cover it.
 //!
 //! ## Panics
 //!

@@ -27,20 +27,13 @@ const FWD_PIXELS_1: usize = 8;
 /// vectors and a broadcast (wider kernels are split in two blocks).
 const DW_MOST_TAPS: usize = 6;
 
-/// # Safety
-/// The CPU must support AVX2 and FMA; the rest as `channel.rs` states.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn channels_forward(d: &Direct, args: Forward<'_>) {
-    // SAFETY: the features are enabled here; the rest is the caller's contract.
-    unsafe { channel::forward::<__m256>(d, args) }
-}
-
-/// # Safety
-/// As [`channels_forward`].
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
-    // SAFETY: as in `channels_forward`.
-    unsafe { channel::backward_weight::<__m256>(d, args) }
+crate::simd::isa_fns! { "avx2,fma", __m256;
+    fn channels_forward(d: &Direct, args: Forward<'_>) {
+        channel::forward::<V>(d, args)
+    }
+    fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
+        channel::backward_weight::<V>(d, args)
+    }
 }
 
 // SAFETY (every method): AVX2 and FMA are enabled by the callers (the wrappers above); the

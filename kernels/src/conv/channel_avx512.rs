@@ -20,20 +20,13 @@ const LANES: usize = 16;
 /// weight (or output-gradient) vector and what the compiler needs besides.
 const CHANNEL_ACCS: usize = 28;
 
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA; the rest as `channel.rs` states.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn channels_forward(d: &Direct, args: Forward<'_>) {
-    // SAFETY: the features are enabled here; the rest is the caller's contract.
-    unsafe { channel::forward::<__m512>(d, args) }
-}
-
-/// # Safety
-/// As [`channels_forward`].
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
-    // SAFETY: as in `channels_forward`.
-    unsafe { channel::backward_weight::<__m512>(d, args) }
+crate::simd::isa_fns! { "avx512f,avx2,fma", __m512;
+    fn channels_forward(d: &Direct, args: Forward<'_>) {
+        channel::forward::<V>(d, args)
+    }
+    fn channels_backward_weight(d: &Direct, args: WeightGradient<'_>) {
+        channel::backward_weight::<V>(d, args)
+    }
 }
 
 // SAFETY (every method): AVX-512F is enabled by the callers (the wrappers above); the accesses

@@ -7,7 +7,7 @@
 
 use super::dot::{self, DotBlocks, DotKernel, DotTile};
 use super::driver::{balanced_block, Blocking};
-use super::tile::{self, Microkernel, Tile};
+use super::tile::{self, by_epilogue, finish, Microkernel, Tile};
 use super::GemmArgs;
 use core::arch::x86_64::*;
 
@@ -96,7 +96,7 @@ unsafe fn tile_6x16(t: &Tile<'_>, c: *mut f32) {
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        tile::store_tile(&acc, c, ldc, t.alpha, t.beta);
+        tile::store_tile(&acc, c, ldc, t.alpha, t.beta, &t.epi);
     }
 }
 
@@ -180,19 +180,63 @@ unsafe fn tile_6x16_masked(t: &Tile<'_>, rows: usize, cols: usize, c: *mut f32) 
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        let va = _mm256_set1_ps(t.alpha);
-        let vb = _mm256_set1_ps(t.beta);
-        for (i, row) in acc.iter().enumerate().take(rows) {
-            let c0 = c.wrapping_add(i * ldc);
+        let bias = t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
+        let store = EdgeStore {
+            c,
+            ldc,
+            rows,
+            masks: (m0, m1),
+            alpha: t.alpha,
+            beta: t.beta,
+            bias,
+        };
+        by_epilogue!(t.epi.bias.is_some(), t.epi.relu; store_edge::<>(&acc, &store));
+    }
+}
+
+/// Where an edge tile goes: its `rows x cols` corner (`masks` select the first `cols` of 16
+/// columns) at `c`, and the bias of its columns (read only when there is one).
+struct EdgeStore {
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    masks: (__m256i, __m256i),
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
+}
+
+/// The edge tile's write-back for one epilogue: `alpha * acc + beta * old` (C read only when
+/// `beta != 0`), then the epilogue, through the column masks.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `c[i * ldc + j]` (i < rows, j < cols) and, when `BIAS`,
+/// `bias[j]` (j < cols) are in bounds.
+#[inline(always)]
+unsafe fn store_edge<const BIAS: bool, const RELU: bool>(acc: &[[__m256; 2]; MR], s: &EdgeStore) {
+    let (m0, m1) = s.masks;
+    // SAFETY: the caller guarantees the features and the bounds; every access is masked to
+    // the first `cols` columns (masked-off lanes access no memory), and addresses that may lie
+    // past the data use `wrapping_add`.
+    unsafe {
+        let va = _mm256_set1_ps(s.alpha);
+        let vb = _mm256_set1_ps(s.beta);
+        let (mut b0, mut b1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        if BIAS {
+            b0 = _mm256_maskload_ps(s.bias, m0);
+            b1 = _mm256_maskload_ps(s.bias.wrapping_add(8), m1);
+        }
+        for (i, row) in acc.iter().enumerate().take(s.rows) {
+            let c0 = s.c.wrapping_add(i * s.ldc);
             let c1 = c0.wrapping_add(8);
             let mut r0 = _mm256_mul_ps(row[0], va);
             let mut r1 = _mm256_mul_ps(row[1], va);
-            if t.beta != 0.0 {
+            if s.beta != 0.0 {
                 r0 = _mm256_fmadd_ps(_mm256_maskload_ps(c0, m0), vb, r0);
                 r1 = _mm256_fmadd_ps(_mm256_maskload_ps(c1, m1), vb, r1);
             }
-            _mm256_maskstore_ps(c0, m0, r0);
-            _mm256_maskstore_ps(c1, m1, r1);
+            _mm256_maskstore_ps(c0, m0, finish::<__m256, BIAS, RELU>(r0, b0));
+            _mm256_maskstore_ps(c1, m1, finish::<__m256, BIAS, RELU>(r1, b1));
         }
     }
 }
@@ -231,12 +275,13 @@ impl DotKernel for Fma6x16 {
         // `< cols` of B hold `k` elements each.
         unsafe { dot_3x4(&t, &mut sums) };
         for (r, sum) in sums.iter().enumerate().take(t.rows) {
-            for (x, &v) in out[r * t.ldc..][..t.cols].iter_mut().zip(sum) {
-                *x = if t.beta == 0.0 {
+            for (q, (x, &v)) in out[r * t.ldc..][..t.cols].iter_mut().zip(sum).enumerate() {
+                let y = if t.beta == 0.0 {
                     t.alpha * v
                 } else {
                     t.alpha * v + t.beta * *x
                 };
+                *x = tile::finish_scalar(&t.epi, y, q);
             }
         }
     }

@@ -14,7 +14,7 @@
 
 use super::dot::{self, DotBlocks, DotKernel, DotTile};
 use super::driver::{self, balanced_block, Blocking};
-use super::tile::{Microkernel, Tile};
+use super::tile::{by_epilogue, finish, Microkernel, Tile};
 use super::{avx2, GemmArgs};
 use core::arch::x86_64::*;
 
@@ -91,6 +91,9 @@ struct TileOps {
     ldc: usize,
     alpha: f32,
     beta: f32,
+    /// The bias of the tile's columns (null without one).
+    bias: *const f32,
+    relu: bool,
     prefetch_next_c: bool,
 }
 
@@ -109,6 +112,8 @@ impl TileOps {
             ldc: t.ldc,
             alpha: t.alpha,
             beta: t.beta,
+            bias: t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr),
+            relu: t.epi.relu,
             prefetch_next_c,
         }
     }
@@ -151,7 +156,7 @@ fn lane_mask(n: usize) -> __mmask16 {
 /// # Safety
 /// The CPU supports AVX-512F; `1 <= R <= 8`, `1 <= V <= 3`, `ops.cols <= 16 * V`;
 /// `a[i * a_rs + p * a_cs]` (i < R, p < k), `b[p * b_rs + j]` (p < k, j < cols) and
-/// `c[i * ldc + j]` (i < R, j < cols) are in bounds.
+/// `c[i * ldc + j]` (i < R, j < cols) and, with a bias, `bias[j]` (j < cols) are in bounds.
 #[inline(always)]
 unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
     let TileOps {
@@ -164,9 +169,8 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
         cols,
         c,
         ldc,
-        alpha,
-        beta,
         prefetch_next_c,
+        ..
     } = *ops;
     let mut masks = [0 as __mmask16; V];
     for (v, m) in masks.iter_mut().enumerate() {
@@ -225,14 +229,47 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
             ap = ap.wrapping_add(a_cs);
             bp = bp.wrapping_add(b_rs);
         }
-        // Two loops, so the test of beta stays out of them and the accumulators are stored
-        // straight from registers.
+        by_epilogue!(!ops.bias.is_null(), ops.relu; store_rows::<R, V>(&acc, &masks, ops));
+    }
+}
+
+/// The write-back of [`tile_rows`] for one epilogue: `alpha * acc + beta * old` (C read only
+/// when `beta != 0`), then the epilogue, through the column masks. Two loops, so the test of
+/// beta stays out of them and the accumulators are stored straight from registers.
+///
+/// # Safety
+/// As [`tile_rows`]; `masks` are its column masks.
+#[inline(always)]
+unsafe fn store_rows<const R: usize, const V: usize, const BIAS: bool, const RELU: bool>(
+    acc: &[[__m512; V]; R],
+    masks: &[__mmask16; V],
+    ops: &TileOps,
+) {
+    let TileOps {
+        c,
+        ldc,
+        alpha,
+        beta,
+        bias,
+        ..
+    } = *ops;
+    // SAFETY: the caller guarantees the features and the bounds; C and the bias are accessed
+    // only through the column masks (masked-off lanes are not accessed), at addresses formed
+    // with `wrapping_add`.
+    unsafe {
+        let mut vbias = [_mm512_setzero_ps(); V];
+        if BIAS {
+            for (v, x) in vbias.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(masks[v], bias.wrapping_add(v * LANES));
+            }
+        }
         let va = _mm512_set1_ps(alpha);
         if beta == 0.0 {
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
                     let cv = c.wrapping_add(i * ldc + v * LANES);
-                    _mm512_mask_storeu_ps(cv, masks[v], _mm512_mul_ps(x, va));
+                    let y = finish::<__m512, BIAS, RELU>(_mm512_mul_ps(x, va), vbias[v]);
+                    _mm512_mask_storeu_ps(cv, masks[v], y);
                 }
             }
         } else {
@@ -241,7 +278,8 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
                 for (v, &x) in row.iter().enumerate() {
                     let cv = c.wrapping_add(i * ldc + v * LANES);
                     let old = _mm512_mul_ps(_mm512_maskz_loadu_ps(masks[v], cv), vb);
-                    _mm512_mask_storeu_ps(cv, masks[v], _mm512_fmadd_ps(x, va, old));
+                    let y = finish::<__m512, BIAS, RELU>(_mm512_fmadd_ps(x, va, old), vbias[v]);
+                    _mm512_mask_storeu_ps(cv, masks[v], y);
                 }
             }
         }
@@ -304,6 +342,8 @@ impl DotKernel for Fma8x48 {
             ldc: t.ldc,
             alpha: t.alpha,
             beta: t.beta,
+            bias: t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr),
+            relu: t.epi.relu,
         };
         let DotTile {
             k, lda, ldb, cols, ..
@@ -323,12 +363,15 @@ impl DotKernel for Fma8x48 {
     }
 }
 
-/// Where a dot-product tile goes: `c[r * ldc + q] = alpha * sum + beta * c[..]`.
+/// Where a dot-product tile goes: `c[r * ldc + q] = alpha * sum + beta * c[..]`, then the
+/// epilogue (`bias` of the tile's columns, null without one).
 struct DotOut {
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
+    bias: *const f32,
+    relu: bool,
 }
 
 /// The dot-product tile body for `R` rows of A: rows `>= cols` of B repeat the last valid one
@@ -337,8 +380,8 @@ struct DotOut {
 ///
 /// # Safety
 /// The CPU supports AVX-512F, AVX2 and FMA; `a[r * lda + p]` (r < R, p < k),
-/// `b[q * ldb + p]` (q < cols, p < k) and `out.c[r * out.ldc + q]` (r < R, q < cols) are in
-/// bounds; `1 <= R <= 4`, `1 <= cols <= 4`.
+/// `b[q * ldb + p]` (q < cols, p < k), `out.c[r * out.ldc + q]` (r < R, q < cols) and a
+/// bias's `out.bias[q]` (q < cols) are in bounds; `1 <= R <= 4`, `1 <= cols <= 4`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn dot_rows<const R: usize>(
@@ -373,6 +416,12 @@ unsafe fn dot_rows<const R: usize>(
         let col_mask = _mm_cmpgt_epi32(_mm_set1_epi32(cols as i32), _mm_setr_epi32(0, 1, 2, 3));
         let va = _mm_set1_ps(out.alpha);
         let vb = _mm_set1_ps(out.beta);
+        let has_bias = !out.bias.is_null();
+        let vbias = if has_bias {
+            _mm_maskload_ps(out.bias, col_mask)
+        } else {
+            _mm_setzero_ps()
+        };
         for (r, row) in acc.iter().enumerate() {
             let mut h = [_mm256_setzero_ps(); DOT_NR];
             for (x, &v) in h.iter_mut().zip(row) {
@@ -387,8 +436,26 @@ unsafe fn dot_rows<const R: usize>(
             if out.beta != 0.0 {
                 result = _mm_fmadd_ps(_mm_maskload_ps(c, col_mask), vb, result);
             }
+            if has_bias || out.relu {
+                result = finish_dot_row(result, vbias, has_bias, out.relu);
+            }
             _mm_maskstore_ps(c, col_mask, result);
         }
+    }
+}
+
+/// The epilogue on one row of a dot-product tile (4 lanes): the vector epilogue on the row
+/// widened to a zmm register (upper lanes zero), so every store shares one definition.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[inline(always)]
+unsafe fn finish_dot_row(y: __m128, bias: __m128, has_bias: bool, relu: bool) -> __m128 {
+    // SAFETY: register-only arithmetic; the caller guarantees AVX-512F.
+    unsafe {
+        let (y, bias) = (_mm512_zextps128_ps512(y), _mm512_zextps128_ps512(bias));
+        let y = by_epilogue!(has_bias, relu; finish::<__m512>(y, bias));
+        _mm512_castps512_ps128(y)
     }
 }
 

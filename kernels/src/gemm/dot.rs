@@ -9,7 +9,7 @@
 
 use super::driver::{self, Blocking};
 use super::tile::Microkernel;
-use super::{GemmArgs, Transpose};
+use super::{Epilogue, GemmArgs, Transpose};
 
 /// At most this many rows (m) or columns (n) take the dot path.
 const MAX_M: usize = 24;
@@ -57,7 +57,9 @@ pub(crate) struct DotBlocks {
 }
 
 /// One dot tile: `out[r * ldc + q] = alpha * sum_p a[r * lda + p] * b[q * ldb + p] +
-/// beta * out[r * ldc + q]` for `r < rows`, `q < cols`, `p < k` (`beta == 0`: `out` not read).
+/// beta * out[r * ldc + q]` for `r < rows`, `q < cols`, `p < k` (`beta == 0`: `out` not read),
+/// then the epilogue `epi`, its bias starting at the tile's first column (`Epilogue::NONE` but
+/// on the last k block).
 #[derive(Clone, Copy)]
 pub(crate) struct DotTile<'a> {
     pub k: usize,
@@ -70,12 +72,13 @@ pub(crate) struct DotTile<'a> {
     pub ldc: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub epi: Epilogue<'a>,
 }
 
 impl DotTile<'_> {
     /// Panics unless `1 <= rows <= MR`, `1 <= cols <= NR`, `k > 0`, rows `< rows` of A and
     /// rows `< cols` of B hold `k` elements inside their slices and `out` holds the
-    /// `rows x cols` corner. Dot kernels call this before their unchecked SIMD accesses.
+    /// `rows x cols` corner, and a bias holds `cols` elements. Dot kernels call this before their unchecked SIMD accesses.
     #[inline(always)]
     pub(crate) fn assert_fits<const MR: usize, const NR: usize>(&self, out_len: usize) {
         let (rows, cols, k) = (self.rows, self.cols, self.k);
@@ -91,6 +94,10 @@ impl DotTile<'_> {
         assert!(
             extent(rows, self.ldc, cols).is_some_and(|e| e <= out_len),
             "gemm dot tile: output slice too short"
+        );
+        assert!(
+            self.epi.bias.is_none_or(|b| b.len() >= cols),
+            "gemm dot tile: bias slice too short"
         );
     }
 }
@@ -126,8 +133,9 @@ fn gemm_dot<K: DotKernel>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
         (col_tiles, row_tiles)
     };
     for pc in (0..k).step_by(bl.kc) {
-        // Later k blocks add to what the first one wrote.
+        // Later k blocks add to what the first one wrote; the last one applies the epilogue.
         let beta = if pc == 0 { args.beta } else { 1.0 };
+        let last_k = pc + bl.kc >= k;
         for o in 0..outer {
             for q in 0..inner {
                 let (it, jt) = if bl.rows_outer { (o, q) } else { (q, o) };
@@ -143,6 +151,14 @@ fn gemm_dot<K: DotKernel>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
                     ldc,
                     alpha: args.alpha,
                     beta,
+                    epi: if last_k {
+                        Epilogue {
+                            bias: args.epilogue.bias.map(|b| &b[j..]),
+                            relu: args.epilogue.relu,
+                        }
+                    } else {
+                        Epilogue::NONE
+                    },
                 };
                 kernel.dot_tile(tile, &mut c[i * ldc + j..]);
             }

@@ -6,7 +6,7 @@
 
 use super::pack::{pack_a, pack_b};
 use super::tile::{Microkernel, Tile};
-use super::{GemmArgs, Transpose};
+use super::{scalar, Epilogue, GemmArgs, Transpose};
 use std::cell::Cell;
 
 /// Block sizes of one instruction set. The tile is the largest that fits the register file
@@ -59,8 +59,9 @@ pub(crate) fn balanced_block(total: usize, max: usize, multiple: usize) -> usize
     total.div_ceil(blocks).next_multiple_of(multiple).min(max)
 }
 
-/// `C = beta * C` over an `m x n` window (`beta == 0` writes zeros without reading).
-fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
+/// `C = beta * C` over an `m x n` window (`beta == 0` writes zeros without reading), then the
+/// epilogue: what `k == 0` computes.
+fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize, epi: &Epilogue<'_>) {
     for row in c.chunks_mut(ldc).take(m) {
         let row = &mut row[..n];
         if beta == 0.0 {
@@ -69,6 +70,7 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
             row.iter_mut().for_each(|x| *x *= beta);
         }
     }
+    scalar::epilogue(m, n, c, ldc, epi.bias, epi.relu);
 }
 
 /// The deepest k block that walks C row panel by row panel (see [`rows_outer`]).
@@ -159,7 +161,7 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         return;
     }
     if k == 0 {
-        scale_c(m, n, beta, c, ldc);
+        scale_c(m, n, beta, c, ldc, &args.epilogue);
         return;
     }
     let plan = plan(args, bl);
@@ -233,8 +235,10 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         let nc = nc_max.min(n - jc);
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
-            // Later k blocks add to what the first one wrote.
+            // Later k blocks add to what the first one wrote; the last one stores C's final
+            // values, so it applies the epilogue.
             let beta = if pc == 0 { args.beta } else { 1.0 };
+            let last_k = pc + kc == k;
             if !plan.direct_b {
                 pack_b::<NR>(args.transb, args.b, ldb, pc, kc, jc, nc, bpack);
             }
@@ -278,6 +282,14 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                             ldc,
                             alpha: args.alpha,
                             beta,
+                            epi: if last_k {
+                                Epilogue {
+                                    bias: args.epilogue.bias.map(|b| &b[jc + jr..]),
+                                    relu: args.epilogue.relu,
+                                }
+                            } else {
+                                Epilogue::NONE
+                            },
                         };
                         let out = &mut c[row * ldc + jc + jr..];
                         let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));

@@ -11,6 +11,14 @@
 //! summed in an order that depends on the ISA and the shape (within the usual
 //! `(k + 2) * eps` bound of the f64 reference, not bit-identical across ISAs).
 //!
+//! `Kernels::sgemm_with` adds an [`Epilogue`]: `C = relu?(alpha op(A) op(B) + beta C + bias[j])`
+//! (bias by column, ReLU optional), applied to each element once, in registers, when its final
+//! value is stored (the last k block; for `k == 0` to `beta * C`). Its bits equal `sgemm`'s
+//! result followed by `Kernels::bias_add` and `Kernels::relu_forward_in_place` on the same
+//! table: the same two operations per element, `x + bias[j]` then ReLU's `x < 0 ? +0 : x`
+//! (NaN and -0.0 kept), so the unfused kernels stay the reference. The stores choose one of
+//! four instantiations per tile; the k loops are the same code as plain `sgemm`'s.
+//!
 //! # Method
 //!
 //! One blocked driver (`driver.rs`, safe code) serves every SIMD instruction set; each ISA
@@ -28,8 +36,8 @@
 //! # Invariants the unsafe code relies on
 //!
 //! - `Kernels::sgemm` checks every slice against the span its shape and leading dimension
-//!   imply (at least `(rows - 1) * ld + cols`, `ld >= cols`, no overflow) before any SIMD
-//!   code runs; ISA code receives only checked `GemmArgs`.
+//!   imply (at least `(rows - 1) * ld + cols`, `ld >= cols`, no overflow), and the bias
+//!   against `n`, before any SIMD code runs; ISA code receives only checked `GemmArgs`.
 //! - A table's entry (`avx2::sgemm`, ...) is called only on a CPU the dispatcher found to
 //!   have its features; the microkernel types can only be built inside those entries.
 //! - Every microkernel and dot tile starts with `Tile::assert_fits` / `DotTile::assert_fits`:
@@ -76,6 +84,24 @@ impl Transpose {
     }
 }
 
+/// What `Kernels::sgemm_with` applies to each element of C as it stores its final value:
+/// `+ bias[j]` (`bias` of length n, indexed by column), then ReLU when `relu` is set.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Added to every element of column `j`: `bias[j]`.
+    pub bias: Option<&'a [f32]>,
+    /// `x < 0 ? +0 : x` after the bias (the ReLU kernel's semantics: NaN and -0.0 kept).
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Nothing: `sgemm_with` with it is `sgemm`.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        relu: false,
+    };
+}
+
 /// A GEMM call's arguments, after the length checks (so ISA code can trust them).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GemmArgs<'a> {
@@ -91,6 +117,8 @@ pub(crate) struct GemmArgs<'a> {
     pub ldb: usize,
     pub beta: f32,
     pub ldc: usize,
+    /// Checked: a bias holds n elements.
+    pub epilogue: Epilogue<'a>,
 }
 
 kernel_table! {
@@ -117,6 +145,8 @@ unsafe fn scalar_sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
         c,
         args.ldc,
     );
+    let Epilogue { bias, relu } = args.epilogue;
+    scalar::epilogue(args.m, args.n, c, args.ldc, bias, relu);
 }
 
 pub(crate) fn table(isa: Isa) -> Table {
@@ -231,13 +261,51 @@ impl Kernels {
         c: &mut [f32],
         ldc: usize,
     ) {
-        let (ar, ac) = transa.stored_dims(m, k);
-        let (br, bc) = transb.stored_dims(k, n);
-        check_matrix("sgemm: A", ar, ac, lda, a.len());
-        check_matrix("sgemm: B", br, bc, ldb, b.len());
-        check_matrix("sgemm: C", m, n, ldc, c.len());
-        if m == 0 || n == 0 {
-            return;
+        let args = GemmArgs {
+            transa,
+            transb,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            lda,
+            b,
+            ldb,
+            beta,
+            ldc,
+            epilogue: Epilogue::NONE,
+        };
+        self.run_sgemm(["sgemm: A", "sgemm: B", "sgemm: C"], &args, c);
+    }
+
+    /// [`sgemm`](Kernels::sgemm) with an [`Epilogue`] applied as each element of C is stored:
+    /// `C = relu?(alpha * op(A) * op(B) + beta * C + bias[j])`. Bit-identical to `sgemm`
+    /// followed by [`bias_add`](Kernels::bias_add) (on each row of C) and
+    /// [`relu_forward_in_place`](Kernels::relu_forward_in_place) on the same table.
+    ///
+    /// # Panics
+    /// As `sgemm`, and if the bias's length is not `n`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm_with(
+        &self,
+        transa: Transpose,
+        transb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+        epilogue: &Epilogue<'_>,
+    ) {
+        if let Some(bias) = epilogue.bias {
+            crate::check_len("sgemm_with: bias", n, bias.len());
         }
         let args = GemmArgs {
             transa,
@@ -252,9 +320,30 @@ impl Kernels {
             ldb,
             beta,
             ldc,
+            epilogue: *epilogue,
         };
+        self.run_sgemm(
+            ["sgemm_with: A", "sgemm_with: B", "sgemm_with: C"],
+            &args,
+            c,
+        );
+    }
+
+    /// Checks A, B and C (messages prefixed with `names`) and runs the table's GEMM.
+    #[track_caller]
+    fn run_sgemm(&self, names: [&str; 3], args: &GemmArgs<'_>, c: &mut [f32]) {
+        let GemmArgs { m, n, k, .. } = *args;
+        let (ar, ac) = args.transa.stored_dims(m, k);
+        let (br, bc) = args.transb.stored_dims(k, n);
+        check_matrix(names[0], ar, ac, args.lda, args.a.len());
+        check_matrix(names[1], br, bc, args.ldb, args.b.len());
+        check_matrix(names[2], m, n, args.ldc, c.len());
+        if m == 0 || n == 0 {
+            return;
+        }
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
-        // table's ISA, and every slice was checked against its shape above.
-        unsafe { (self.gemm.sgemm)(&args, c) }
+        // table's ISA; every slice was checked against its shape above, and the bias (by
+        // `sgemm_with`) against n.
+        unsafe { (self.gemm.sgemm)(args, c) }
     }
 }

@@ -104,7 +104,7 @@ unsafe fn tile_8x12(t: &Tile<'_>, c: *mut f32) {
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        tile::store_tile(&acc, c, t.ldc, t.alpha, t.beta);
+        tile::store_tile(&acc, c, t.ldc, t.alpha, t.beta, &t.epi);
     }
 }
 

@@ -48,3 +48,35 @@ pub fn gemm<T: Real>(
         }
     }
 }
+
+/// The epilogue of [`Kernels::sgemm_with`](crate::Kernels::sgemm_with) on a computed C:
+/// `C(i, j) = relu?(C(i, j) + bias[j])` over the `m x n` window, ReLU being
+/// [`relu::scalar::relu`](crate::relu::scalar::relu) (NaN and -0.0 kept).
+///
+/// # Panics
+/// On an out-of-bounds index (a bias shorter than n, a C shorter than its shape).
+pub fn epilogue<T: Real>(
+    m: usize,
+    n: usize,
+    c: &mut [T],
+    ldc: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+) {
+    if m == 0 || n == 0 || (bias.is_none() && !relu) {
+        return;
+    }
+    for row in c.chunks_mut(ldc).take(m) {
+        let row = &mut row[..n];
+        if let Some(bias) = bias {
+            for (x, &b) in row.iter_mut().zip(&bias[..n]) {
+                *x += b;
+            }
+        }
+        if relu {
+            for x in row {
+                *x = crate::relu::scalar::relu(*x);
+            }
+        }
+    }
+}

@@ -1,11 +1,15 @@
 //! The microkernel interface: one tile's operands ([`Tile`]), the bounds check every
 //! microkernel runs first, the [`Microkernel`] trait the blocked driver calls, and the
-//! write-back of an accumulator tile shared by the microkernels that store whole vectors.
+//! write-back of an accumulator tile shared by the microkernels that store whole vectors, and
+//! the epilogue (`+ bias`, ReLU) every store applies on the last k block.
 
+use super::Epilogue;
 use crate::simd::F32x;
 
 /// One microkernel call: `k` steps of `A(i, p) = a[i * a_rs + p * a_cs]` times
-/// `B(p, j) = b[p * b_rs + j]`, into an output whose rows are `ldc` apart.
+/// `B(p, j) = b[p * b_rs + j]`, into an output whose rows are `ldc` apart, then the epilogue
+/// `epi` with its bias starting at the tile's first column (`Epilogue::NONE` but on the last k
+/// block).
 #[derive(Clone, Copy)]
 pub(crate) struct Tile<'a> {
     pub k: usize,
@@ -17,12 +21,14 @@ pub(crate) struct Tile<'a> {
     pub ldc: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub epi: Epilogue<'a>,
 }
 
 impl Tile<'_> {
     /// Panics unless `1 <= rows <= MR`, `1 <= cols <= NR` and every index the `rows x cols`
     /// corner of this tile reads (rows `< rows` of A, columns `< cols` of B, `k` steps) or
-    /// writes (`out[i * ldc + j]`) lies inside its slice. Microkernels call this first: it is
+    /// writes (`out[i * ldc + j]`) lies inside its slice, and a bias holds `cols` elements.
+    /// Microkernels call this first: it is
     /// what makes their unchecked SIMD accesses sound.
     #[inline(always)]
     pub(crate) fn assert_fits<const MR: usize, const NR: usize>(
@@ -51,6 +57,10 @@ impl Tile<'_> {
         assert!(
             extent(rows, self.ldc, cols, 1).is_some_and(|n| n <= out_len),
             "gemm microkernel: output slice too short"
+        );
+        assert!(
+            self.epi.bias.is_none_or(|b| b.len() >= cols),
+            "gemm microkernel: bias slice too short"
         );
     }
 }
@@ -93,29 +103,83 @@ pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
                 ldc: NR,
                 alpha: 1.0,
                 beta: if p0 == 0 { 0.0 } else { 1.0 },
+                epi: Epilogue::NONE,
             };
             self.tile(copied, acc.as_flattened_mut());
         }
         for (i, sums) in acc.iter().enumerate().take(rows) {
             let row = &mut out[i * t.ldc..][..cols];
-            for (x, &v) in row.iter_mut().zip(sums) {
-                *x = if t.beta == 0.0 {
+            for (j, (x, &v)) in row.iter_mut().zip(sums).enumerate() {
+                let y = if t.beta == 0.0 {
                     t.alpha * v
                 } else {
                     t.alpha * v + t.beta * *x
                 };
+                *x = finish_scalar(&t.epi, y, j);
             }
         }
     }
 }
 
+/// The epilogue on one stored element of column `j` (relative to `epi`'s bias): `y + bias[j]`,
+/// then ReLU, as `Kernels::bias_add` and the ReLU kernels compute them.
+#[inline(always)]
+pub(crate) fn finish_scalar(epi: &Epilogue<'_>, y: f32, j: usize) -> f32 {
+    let y = match epi.bias {
+        Some(bias) => y + bias[j],
+        None => y,
+    };
+    if epi.relu {
+        crate::relu::scalar::relu(y)
+    } else {
+        y
+    }
+}
+
+/// The epilogue on one stored vector, chosen at compile time: `y + bias` when `BIAS`, then
+/// ReLU (the ReLU kernels' own [`relu_lanes`](crate::relu::relu_lanes)) when `RELU`.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub(crate) unsafe fn finish<V: F32x, const BIAS: bool, const RELU: bool>(y: V, bias: V) -> V {
+    // SAFETY: register operations of `V`; the caller guarantees its ISA.
+    unsafe {
+        let y = if BIAS { y.add(bias) } else { y };
+        if RELU {
+            crate::relu::relu_lanes(y)
+        } else {
+            y
+        }
+    }
+}
+
+/// `$f::<$g.., BIAS, RELU>($args..)` with the constants `BIAS` and `RELU` equal to the
+/// flags `$bias` and `$relu`: one test per tile, so each store loop is compiled for exactly
+/// one epilogue and plain `sgemm`'s is unchanged.
+macro_rules! by_epilogue {
+    ($bias:expr, $relu:expr; $f:ident::<$($g:ident),*>($($arg:expr),* $(,)?)) => {
+        match ($bias, $relu) {
+            (false, false) => $f::<$($g,)* false, false>($($arg),*),
+            (false, true) => $f::<$($g,)* false, true>($($arg),*),
+            (true, false) => $f::<$($g,)* true, false>($($arg),*),
+            (true, true) => $f::<$($g,)* true, true>($($arg),*),
+        }
+    };
+}
+// The x86 files' own masked stores use it too (NEON stores only through `store_tile`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use by_epilogue;
+
 /// Writes an accumulator tile of `R` rows and `W` vectors:
 /// `c[i * ldc + w * V::LANES + l] = alpha * acc[i][w][l] + beta * old` (`beta == 0`: C is
-/// not read). The test of beta stays outside the loops, so the accumulators are stored
+/// not read), then the epilogue `epi` (its bias starting at the tile's first column). The
+/// tests of beta and of the epilogue stay outside the loops, so the accumulators are stored
 /// straight from registers.
 ///
 /// # Safety
-/// The CPU supports `V`'s ISA; `c[i * ldc + j]` is in bounds for `i < R`, `j < W * V::LANES`.
+/// The CPU supports `V`'s ISA; `c[i * ldc + j]` is in bounds for `i < R`, `j < W * V::LANES`,
+/// and a bias holds `W * V::LANES` elements.
 #[inline(always)]
 pub(crate) unsafe fn store_tile<V: F32x, const R: usize, const W: usize>(
     acc: &[[V; W]; R],
@@ -123,14 +187,48 @@ pub(crate) unsafe fn store_tile<V: F32x, const R: usize, const W: usize>(
     ldc: usize,
     alpha: f32,
     beta: f32,
+    epi: &Epilogue<'_>,
+) {
+    let bias = epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
+    // SAFETY: forwarded contract; `bias` is read only when `BIAS`, i.e. when there is one.
+    unsafe {
+        by_epilogue!(epi.bias.is_some(), epi.relu; store_tile_with::<V, R, W>(acc, c, ldc, alpha, beta, bias))
+    }
+}
+
+/// [`store_tile`] for one epilogue (`bias` is read only when `BIAS`).
+///
+/// # Safety
+/// As [`store_tile`], with `bias` valid for `W * V::LANES` floats when `BIAS`.
+#[inline(always)]
+unsafe fn store_tile_with<
+    V: F32x,
+    const R: usize,
+    const W: usize,
+    const BIAS: bool,
+    const RELU: bool,
+>(
+    acc: &[[V; W]; R],
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
 ) {
     // SAFETY: the caller guarantees the ISA and that every address below is in bounds.
     unsafe {
         let va = V::splat(alpha);
+        let mut vbias = [V::zero(); W];
+        if BIAS {
+            for (w, x) in vbias.iter_mut().enumerate() {
+                *x = V::load(bias.add(w * V::LANES));
+            }
+        }
         if beta == 0.0 {
             for (i, row) in acc.iter().enumerate() {
                 for (w, &x) in row.iter().enumerate() {
-                    x.mul(va).store(c.add(i * ldc + w * V::LANES));
+                    let y = finish::<V, BIAS, RELU>(x.mul(va), vbias[w]);
+                    y.store(c.add(i * ldc + w * V::LANES));
                 }
             }
         } else {
@@ -138,7 +236,8 @@ pub(crate) unsafe fn store_tile<V: F32x, const R: usize, const W: usize>(
             for (i, row) in acc.iter().enumerate() {
                 for (w, &x) in row.iter().enumerate() {
                     let cv = c.add(i * ldc + w * V::LANES);
-                    x.mul_add(va, V::load(cv).mul(vb)).store(cv);
+                    let y = finish::<V, BIAS, RELU>(x.mul_add(va, V::load(cv).mul(vb)), vbias[w]);
+                    y.store(cv);
                 }
             }
         }

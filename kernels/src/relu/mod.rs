@@ -13,6 +13,9 @@
 pub mod scalar;
 mod vector;
 
+/// The ReLU of one vector, for kernels that apply it as they store (the GEMM epilogue).
+pub(crate) use vector::relu_lanes;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "aarch64")]

@@ -13,7 +13,7 @@
 
 use simdnet_kernels::conv::Conv2dShape;
 use simdnet_kernels::cross_entropy::GradOutput;
-use simdnet_kernels::gemm::Transpose;
+use simdnet_kernels::gemm::{Epilogue, Transpose};
 use simdnet_kernels::maxpool::Pool2dShape;
 use simdnet_kernels::sgd::SgdOptions;
 use simdnet_kernels::{avgpool, bias, conv, cross_entropy, gemm, maxpool, relu, sgd};
@@ -119,6 +119,27 @@ pub trait Backend<T: Real>: Copy + Send + Sync {
         grad: &[T],
         momentum_buffer: Option<&mut [T]>,
         first_step: bool,
+    );
+
+    /// `C = op(A) op(B) + bias[j]`, then ReLU when `relu` (C `m x n`, bias by column, length
+    /// n): `gemm` with alpha 1 and beta 0, `bias_add` on each row and `relu_forward_in_place`,
+    /// with the same bits, the kernels fusing the last two into the GEMM's stores.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_bias_relu(
+        &self,
+        transa: Transpose,
+        transb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[T],
+        lda: usize,
+        b: &[T],
+        ldb: usize,
+        c: &mut [T],
+        ldc: usize,
+        bias: &[T],
+        relu: bool,
     );
 }
 
@@ -277,6 +298,31 @@ impl Backend<f32> for Kernels {
     ) {
         Kernels::sgd_step(self, options, param, grad, momentum_buffer, first_step);
     }
+
+    fn gemm_bias_relu(
+        &self,
+        transa: Transpose,
+        transb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        bias: &[f32],
+        relu: bool,
+    ) {
+        let epilogue = Epilogue {
+            bias: Some(bias),
+            relu,
+        };
+        self.sgemm_with(
+            transa, transb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc, &epilogue,
+        );
+    }
 }
 
 impl<T: Real> Backend<T> for Reference {
@@ -421,5 +467,49 @@ impl<T: Real> Backend<T> for Reference {
         first_step: bool,
     ) {
         sgd::scalar::step(options, param, grad, momentum_buffer, first_step);
+    }
+
+    /// The reference GEMM, then the bias and ReLU references on each row of C.
+    fn gemm_bias_relu(
+        &self,
+        transa: Transpose,
+        transb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[T],
+        lda: usize,
+        b: &[T],
+        ldb: usize,
+        c: &mut [T],
+        ldc: usize,
+        bias: &[T],
+        relu: bool,
+    ) {
+        gemm::scalar::gemm(
+            transa,
+            transb,
+            m,
+            n,
+            k,
+            T::ONE,
+            a,
+            lda,
+            b,
+            ldb,
+            T::ZERO,
+            c,
+            ldc,
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        for row in c.chunks_mut(ldc).take(m) {
+            let row = &mut row[..n];
+            bias::scalar::add(row, bias, 1, 1);
+            if relu {
+                relu::scalar::forward_in_place(row);
+            }
+        }
     }
 }

@@ -187,6 +187,69 @@ pub fn check_linear(check: &GradCheck) -> Vec<GradcheckRow> {
     rows_of("Linear(7, 5)", &report)
 }
 
+/// `Linear(7, 5)` with its ReLU fused ([`Linear::forward_relu`]), backward through the ReLU
+/// (from the fused output) then the layer, as LeNet-5's fc1 and fc2. Pre-activations of both
+/// signs, none within 0.01 of the kink (checked), so a central difference never straddles it.
+pub fn check_linear_relu(check: &GradCheck) -> Vec<GradcheckRow> {
+    let mut rng = Rng::new(7);
+    let (fc, relu) = (Linear::new("fc", 7, 5), ReLU::new("relu"));
+    let batch = 4;
+    let r = random(&mut rng, batch * 5, -1.0, 1.0);
+    let input = random(&mut rng, batch * 7, -1.0, 1.0);
+    let (mut weight, mut bias) = (vec![0.0; fc.weight_len()], vec![0.0; fc.bias_len()]);
+    fc.init(&mut rng, &mut weight, &mut bias)
+        .expect("lengths from the layer");
+    let mut z = vec![0.0; r.len()];
+    fc.forward(&R, batch, &input, &weight, &bias, &mut z)
+        .expect("valid test shape");
+    assert!(
+        z.iter().all(|v| v.abs() > 0.01)
+            && z.iter().any(|&v| v < 0.0)
+            && z.iter().any(|&v| v > 0.0),
+        "linear+relu gradcheck: pre-activations must have both signs and avoid the kink: {z:?}"
+    );
+    let mut out = vec![0.0; r.len()];
+    fc.forward_relu(&R, batch, &input, &weight, &bias, &mut out)
+        .expect("valid test shape");
+    let mut grad_z = vec![0.0; r.len()];
+    relu.backward(&R, &out, &r, &mut grad_z)
+        .expect("same lengths");
+    let (mut gi, mut gw, mut gb) = (
+        vec![0.0; input.len()],
+        vec![0.0; weight.len()],
+        vec![0.0; bias.len()],
+    );
+    fc.backward(
+        &R,
+        batch,
+        &input,
+        &weight,
+        &grad_z,
+        Some(&mut gi),
+        &mut gw,
+        &mut gb,
+    )
+    .expect("valid test shape");
+    let mut tensors = vec![
+        Tensor::new("input", vec![batch, 7], input, gi),
+        Tensor::new("weight", vec![5, 7], weight, gw),
+        Tensor::new("bias", vec![5], bias, gb),
+    ];
+    let report = check.run(&mut tensors, |t| {
+        fc.forward_relu(
+            &R,
+            batch,
+            &t[0].values,
+            &t[1].values,
+            &t[2].values,
+            &mut out,
+        )
+        .expect("valid test shape");
+        dot(&out, &r)
+    });
+    rows_of("Linear(7, 5) + ReLU (fused)", &report)
+}
+
 /// Max pooling with overlapping windows (kernel 3, stride 2) and a tail the windows skip.
 pub fn check_maxpool2d(check: &GradCheck) -> Vec<GradcheckRow> {
     let mut rng = Rng::new(3);
@@ -449,9 +512,10 @@ pub fn run_all(kernels: &Kernels) -> Vec<GradcheckRow> {
 /// program can print them while the slower checks run).
 pub fn run_each(kernels: &Kernels, mut done: impl FnMut(&[GradcheckRow])) {
     let check = GradCheck::default();
-    let layers: [&dyn Fn() -> Vec<GradcheckRow>; 9] = [
+    let layers: [&dyn Fn() -> Vec<GradcheckRow>; 10] = [
         &|| check_conv2d(&check),
         &|| check_linear(&check),
+        &|| check_linear_relu(&check),
         &|| check_maxpool2d(&check),
         &|| check_avgpool2d(&check),
         &|| check_relu(&check),

@@ -19,6 +19,7 @@ fn every_layer_passes_in_f64() {
     for (layer, rows) in [
         ("conv2d", gradcheck::check_conv2d(&check)),
         ("linear", gradcheck::check_linear(&check)),
+        ("linear_relu", gradcheck::check_linear_relu(&check)),
         ("maxpool2d", gradcheck::check_maxpool2d(&check)),
         ("avgpool2d", gradcheck::check_avgpool2d(&check)),
         ("relu", gradcheck::check_relu(&check)),

@@ -75,7 +75,8 @@ impl Linear {
         })
     }
 
-    /// `output = input W^T + bias` for `batch` rows.
+    /// `output = input W^T + bias` for `batch` rows (the bias added as the GEMM stores each
+    /// element).
     #[allow(clippy::too_many_arguments)]
     pub fn forward<T: Real, B: Backend<T>>(
         &self,
@@ -86,26 +87,56 @@ impl Linear {
         bias: &[T],
         output: &mut [T],
     ) -> Result<()> {
+        self.forward_with(backend, batch, input, weight, bias, output, false)
+    }
+
+    /// `output = relu(input W^T + bias)`: this layer followed by `nn.ReLU`, fused (the bias
+    /// and the ReLU applied as the GEMM stores each element; the same bits as
+    /// [`forward`](Linear::forward) then [`ReLU::forward_in_place`](super::ReLU::forward_in_place)).
+    /// The ReLU's backward reads this output, as after the unfused pair.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_relu<T: Real, B: Backend<T>>(
+        &self,
+        backend: &B,
+        batch: usize,
+        input: &[T],
+        weight: &[T],
+        bias: &[T],
+        output: &mut [T],
+    ) -> Result<()> {
+        self.forward_with(backend, batch, input, weight, bias, output, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with<T: Real, B: Backend<T>>(
+        &self,
+        backend: &B,
+        batch: usize,
+        input: &[T],
+        weight: &[T],
+        bias: &[T],
+        output: &mut [T],
+        relu: bool,
+    ) -> Result<()> {
         self.check_param("weight", weight.len(), "bias", bias.len())?;
         self.check_rows("input", self.in_features, batch, input.len())?;
         self.check_rows("output", self.out_features, batch, output.len())?;
         let (n, i, o) = (batch, self.in_features, self.out_features);
-        backend.gemm(
+        backend.gemm_bias_relu(
             Transpose::No,
             Transpose::Yes,
             n,
             o,
             i,
-            T::ONE,
             input,
             i,
             weight,
             i,
-            T::ZERO,
             output,
             o,
+            bias,
+            relu,
         );
-        backend.bias_add(output, bias, n, 1);
         Ok(())
     }
 

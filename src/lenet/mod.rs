@@ -323,11 +323,9 @@ impl<T: Real> LeNet5<T> {
         );
         self.pool.forward(backend, n, CONV2_OUT, a2, p2, argmax2)?;
         let h1 = &mut ws.h1[..n * FC1_OUT];
-        self.fc1.forward(backend, n, p2, f1w, f1b, h1)?;
-        self.relu.forward_in_place(backend, h1);
+        self.fc1.forward_relu(backend, n, p2, f1w, f1b, h1)?;
         let h2 = &mut ws.h2[..n * FC2_OUT];
-        self.fc2.forward(backend, n, h1, f2w, f2b, h2)?;
-        self.relu.forward_in_place(backend, h2);
+        self.fc2.forward_relu(backend, n, h1, f2w, f2b, h2)?;
         self.fc3
             .forward(backend, n, h2, f3w, f3b, &mut ws.logits[..n * CLASSES])?;
         Ok(())

@@ -423,19 +423,19 @@ fn run_with_bias(kernels: &Kernels, m: usize, n: usize, bias_len: usize) {
 #[test]
 #[should_panic(expected = "sgemm_with: bias: expected length 5, got 4")]
 fn short_bias_panics() {
-    run_with_bias(&Kernels::get(), 3, 5, 4);
+    run_with_bias(Kernels::get(), 3, 5, 4);
 }
 
 #[test]
 #[should_panic(expected = "sgemm_with: bias: expected length 5, got 6")]
 fn long_bias_panics() {
-    run_with_bias(&Kernels::get(), 3, 5, 6);
+    run_with_bias(Kernels::get(), 3, 5, 6);
 }
 
 #[test]
 #[should_panic(expected = "sgemm_with: bias: expected length 0, got 1")]
 fn bias_for_empty_n_panics() {
-    run_with_bias(&Kernels::get(), 3, 0, 1);
+    run_with_bias(Kernels::get(), 3, 0, 1);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use super::dot::{self, DotBlocks, DotKernel, DotTile};
 use super::driver::{balanced_block, Blocking};
-use super::tile::{self, by_epilogue, finish, Microkernel, Tile};
+use super::tile::{self, bias_ptr, finish, Microkernel, Tile};
 use super::GemmArgs;
 use core::arch::x86_64::*;
 
@@ -37,29 +37,43 @@ struct Fma6x16 {
 
 impl Microkernel<MR, NR> for Fma6x16 {
     #[inline(always)]
-    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+    fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());
+        let bias = bias_ptr::<BIAS>(&t.epi);
         // SAFETY: `self` exists only on a CPU with AVX2 and FMA (see the type's docs), and
-        // `assert_fits` just proved every index `tile_6x16` touches is inside its slice.
-        unsafe { tile_6x16(&t, out.as_mut_ptr()) }
+        // `assert_fits` just proved every index `tile_6x16` touches is inside its slice, a
+        // bias (read when `BIAS`) included.
+        unsafe { tile_6x16::<BIAS, RELU>(&t, out.as_mut_ptr(), bias) }
     }
 
     #[inline(always)]
-    fn tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+    fn tile_edge<const BIAS: bool, const RELU: bool>(
+        self,
+        t: Tile<'_>,
+        rows: usize,
+        cols: usize,
+        out: &mut [f32],
+    ) {
         t.assert_fits::<MR, NR>(rows, cols, out.len());
+        let bias = bias_ptr::<BIAS>(&t.epi);
         // SAFETY: as for `tile`: AVX2 and FMA are present, and the bounds of the rows and
-        // columns `tile_6x16_masked` reads and writes were just checked.
-        unsafe { tile_6x16_masked(&t, rows, cols, out.as_mut_ptr()) }
+        // columns `tile_6x16_masked` reads and writes (and of a bias's `cols` elements) were
+        // just checked.
+        unsafe { tile_6x16_masked::<BIAS, RELU>(&t, rows, cols, out.as_mut_ptr(), bias) }
     }
 }
 
-/// The microkernel body (contract of [`Microkernel::tile`]), C at `c`.
+/// The microkernel body (contract of [`Microkernel::tile`]), C at `c`, the bias at `bias`.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `t.assert_fits::<6, 16>(6, 16, len)` holds for the `len`
-/// floats at `c`.
+/// floats at `c`; when `BIAS`, `bias` points to 16 floats.
 #[inline(always)]
-unsafe fn tile_6x16(t: &Tile<'_>, c: *mut f32) {
+unsafe fn tile_6x16<const BIAS: bool, const RELU: bool>(
+    t: &Tile<'_>,
+    c: *mut f32,
+    bias: *const f32,
+) {
     let (k, a_rs, a_cs, b_rs, ldc) = (t.k, t.a_rs, t.a_cs, t.b_rs, t.ldc);
     // SAFETY (whole body): the caller guarantees the features and the bounds above; every
     // pointer dereferenced below is one of those indices. Pointers advanced past the last step
@@ -96,7 +110,7 @@ unsafe fn tile_6x16(t: &Tile<'_>, c: *mut f32) {
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        tile::store_tile(&acc, c, ldc, t.alpha, t.beta, &t.epi);
+        tile::store_tile::<_, MR, 2, BIAS, RELU>(&acc, c, ldc, t.alpha, t.beta, bias);
     }
 }
 
@@ -140,9 +154,15 @@ unsafe fn column_masks(cols: usize) -> (__m256i, __m256i) {
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `t.assert_fits::<6, 16>(rows, cols, len)` holds for the
-/// `len` floats at `c`.
+/// `len` floats at `c`; when `BIAS`, `bias` points to `cols` floats.
 #[inline(always)]
-unsafe fn tile_6x16_masked(t: &Tile<'_>, rows: usize, cols: usize, c: *mut f32) {
+unsafe fn tile_6x16_masked<const BIAS: bool, const RELU: bool>(
+    t: &Tile<'_>,
+    rows: usize,
+    cols: usize,
+    c: *mut f32,
+    bias: *const f32,
+) {
     let (k, a_rs, a_cs, b_rs, ldc) = (t.k, t.a_rs, t.a_cs, t.b_rs, t.ldc);
     // SAFETY (whole body): the caller guarantees the features and the bounds above. A rows are
     // clamped to `rows - 1`; B and C are accessed only through the column masks. Pointers
@@ -180,7 +200,6 @@ unsafe fn tile_6x16_masked(t: &Tile<'_>, rows: usize, cols: usize, c: *mut f32) 
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        let bias = t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
         let store = EdgeStore {
             c,
             ldc,
@@ -190,7 +209,7 @@ unsafe fn tile_6x16_masked(t: &Tile<'_>, rows: usize, cols: usize, c: *mut f32) 
             beta: t.beta,
             bias,
         };
-        by_epilogue!(t.epi.bias.is_some(), t.epi.relu; store_edge::<>(&acc, &store));
+        store_edge::<BIAS, RELU>(&acc, &store);
     }
 }
 
@@ -247,7 +266,16 @@ unsafe fn store_edge<const BIAS: bool, const RELU: bool>(acc: &[[__m256; 2]; MR]
 /// The CPU supports AVX2 and FMA (the dispatcher checked it before building this table).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
-    dot::gemm(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
+    dot::gemm::<_, MR, NR, false>(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
+}
+
+/// The AVX2 GEMM with `args.epilogue` (the kernel table's `sgemm_epilogue`).
+///
+/// # Safety
+/// As [`sgemm`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sgemm_epilogue(args: &GemmArgs<'_>, c: &mut [f32]) {
+    dot::gemm::<_, MR, NR, true>(Fma6x16 { _cpu_checked: () }, BLOCKING, args, c);
 }
 
 /// Rows of A and of B^T per dot-product tile: 12 accumulators + 3 A vectors + 1 B vector.
@@ -268,8 +296,13 @@ impl DotKernel for Fma6x16 {
     }
 
     #[inline(always)]
-    fn dot_tile(self, t: DotTile<'_>, out: &mut [f32]) {
+    fn dot_tile<const BIAS: bool, const RELU: bool>(self, t: DotTile<'_>, out: &mut [f32]) {
         t.assert_fits::<DOT_MR, DOT_NR>(out.len());
+        let bias: &[f32] = if BIAS {
+            t.epi.bias.expect("gemm dot tile: epilogue without a bias")
+        } else {
+            &[]
+        };
         let mut sums = [[0.0f32; DOT_NR]; DOT_MR];
         // SAFETY: `self` proves AVX2 and FMA; the assert proved rows `< rows` of A and rows
         // `< cols` of B hold `k` elements each.
@@ -281,7 +314,7 @@ impl DotKernel for Fma6x16 {
                 } else {
                     t.alpha * v + t.beta * *x
                 };
-                *x = tile::finish_scalar(&t.epi, y, q);
+                *x = tile::finish_scalar::<BIAS, RELU>(y, bias, q);
             }
         }
     }

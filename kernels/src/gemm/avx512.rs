@@ -14,7 +14,7 @@
 
 use super::dot::{self, DotBlocks, DotKernel, DotTile};
 use super::driver::{self, balanced_block, Blocking};
-use super::tile::{by_epilogue, finish, Microkernel, Tile};
+use super::tile::{bias_ptr, finish, Microkernel, Tile};
 use super::{avx2, GemmArgs};
 use core::arch::x86_64::*;
 
@@ -52,26 +52,39 @@ struct Fma8x48 {
 
 impl Microkernel<MR, NR> for Fma8x48 {
     #[inline(always)]
-    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+    fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());
-        let ops = TileOps::new(&t, NR, out, self.prefetch_next_c);
+        let ops = TileOps::new(&t, NR, out, self.prefetch_next_c, bias_ptr::<BIAS>(&t.epi));
         // SAFETY: `self` exists only on a CPU with AVX-512F (see the type's docs), and
-        // `assert_fits` just proved every index of the full tile is inside its slice.
-        unsafe { tile_rows::<MR, VECS>(&ops) }
+        // `assert_fits` just proved every index of the full tile (and of a bias) is inside its
+        // slice.
+        unsafe { tile_rows::<MR, VECS, BIAS, RELU>(&ops) }
     }
 
     #[inline(always)]
-    fn tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+    fn tile_edge<const BIAS: bool, const RELU: bool>(
+        self,
+        t: Tile<'_>,
+        rows: usize,
+        cols: usize,
+        out: &mut [f32],
+    ) {
         t.assert_fits::<MR, NR>(rows, cols, out.len());
-        let ops = TileOps::new(&t, cols, out, self.prefetch_next_c);
+        let ops = TileOps::new(
+            &t,
+            cols,
+            out,
+            self.prefetch_next_c,
+            bias_ptr::<BIAS>(&t.epi),
+        );
         // SAFETY: as for `tile`: AVX-512F is present, and the bounds of the `rows x cols`
         // corner the loops read and write were just checked; each arm runs exactly `rows`
         // rows and `cols.div_ceil(16)` vectors (their lanes past `cols` masked off).
         unsafe {
             match cols.div_ceil(LANES) {
-                1 => tile_rows_dyn::<1>(rows, &ops),
-                2 => tile_rows_dyn::<2>(rows, &ops),
-                _ => tile_rows_dyn::<VECS>(rows, &ops),
+                1 => tile_rows_dyn::<1, BIAS, RELU>(rows, &ops),
+                2 => tile_rows_dyn::<2, BIAS, RELU>(rows, &ops),
+                _ => tile_rows_dyn::<VECS, BIAS, RELU>(rows, &ops),
             }
         }
     }
@@ -91,15 +104,20 @@ struct TileOps {
     ldc: usize,
     alpha: f32,
     beta: f32,
-    /// The bias of the tile's columns (null without one).
+    /// The bias of the tile's columns (read only by the `BIAS` instances).
     bias: *const f32,
-    relu: bool,
     prefetch_next_c: bool,
 }
 
 impl TileOps {
     #[inline(always)]
-    fn new(t: &Tile<'_>, cols: usize, out: &mut [f32], prefetch_next_c: bool) -> TileOps {
+    fn new(
+        t: &Tile<'_>,
+        cols: usize,
+        out: &mut [f32],
+        prefetch_next_c: bool,
+        bias: *const f32,
+    ) -> TileOps {
         TileOps {
             k: t.k,
             a: t.a.as_ptr(),
@@ -112,8 +130,7 @@ impl TileOps {
             ldc: t.ldc,
             alpha: t.alpha,
             beta: t.beta,
-            bias: t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr),
-            relu: t.epi.relu,
+            bias,
             prefetch_next_c,
         }
     }
@@ -124,18 +141,21 @@ impl TileOps {
 /// # Safety
 /// As [`tile_rows`] with `R = rows`.
 #[inline(always)]
-unsafe fn tile_rows_dyn<const V: usize>(rows: usize, ops: &TileOps) {
+unsafe fn tile_rows_dyn<const V: usize, const BIAS: bool, const RELU: bool>(
+    rows: usize,
+    ops: &TileOps,
+) {
     // SAFETY: forwarded contract; each arm's `R` equals `rows`.
     unsafe {
         match rows {
-            1 => tile_rows::<1, V>(ops),
-            2 => tile_rows::<2, V>(ops),
-            3 => tile_rows::<3, V>(ops),
-            4 => tile_rows::<4, V>(ops),
-            5 => tile_rows::<5, V>(ops),
-            6 => tile_rows::<6, V>(ops),
-            7 => tile_rows::<7, V>(ops),
-            _ => tile_rows::<MR, V>(ops),
+            1 => tile_rows::<1, V, BIAS, RELU>(ops),
+            2 => tile_rows::<2, V, BIAS, RELU>(ops),
+            3 => tile_rows::<3, V, BIAS, RELU>(ops),
+            4 => tile_rows::<4, V, BIAS, RELU>(ops),
+            5 => tile_rows::<5, V, BIAS, RELU>(ops),
+            6 => tile_rows::<6, V, BIAS, RELU>(ops),
+            7 => tile_rows::<7, V, BIAS, RELU>(ops),
+            _ => tile_rows::<MR, V, BIAS, RELU>(ops),
         }
     }
 }
@@ -156,9 +176,11 @@ fn lane_mask(n: usize) -> __mmask16 {
 /// # Safety
 /// The CPU supports AVX-512F; `1 <= R <= 8`, `1 <= V <= 3`, `ops.cols <= 16 * V`;
 /// `a[i * a_rs + p * a_cs]` (i < R, p < k), `b[p * b_rs + j]` (p < k, j < cols) and
-/// `c[i * ldc + j]` (i < R, j < cols) and, with a bias, `bias[j]` (j < cols) are in bounds.
+/// `c[i * ldc + j]` (i < R, j < cols) and, when `BIAS`, `bias[j]` (j < cols) are in bounds.
 #[inline(always)]
-unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
+unsafe fn tile_rows<const R: usize, const V: usize, const BIAS: bool, const RELU: bool>(
+    ops: &TileOps,
+) {
     let TileOps {
         k,
         a,
@@ -169,8 +191,10 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
         cols,
         c,
         ldc,
+        alpha,
+        beta,
+        bias,
         prefetch_next_c,
-        ..
     } = *ops;
     let mut masks = [0 as __mmask16; V];
     for (v, m) in masks.iter_mut().enumerate() {
@@ -229,34 +253,9 @@ unsafe fn tile_rows<const R: usize, const V: usize>(ops: &TileOps) {
             ap = ap.wrapping_add(a_cs);
             bp = bp.wrapping_add(b_rs);
         }
-        by_epilogue!(!ops.bias.is_null(), ops.relu; store_rows::<R, V>(&acc, &masks, ops));
-    }
-}
-
-/// The write-back of [`tile_rows`] for one epilogue: `alpha * acc + beta * old` (C read only
-/// when `beta != 0`), then the epilogue, through the column masks. Two loops, so the test of
-/// beta stays out of them and the accumulators are stored straight from registers.
-///
-/// # Safety
-/// As [`tile_rows`]; `masks` are its column masks.
-#[inline(always)]
-unsafe fn store_rows<const R: usize, const V: usize, const BIAS: bool, const RELU: bool>(
-    acc: &[[__m512; V]; R],
-    masks: &[__mmask16; V],
-    ops: &TileOps,
-) {
-    let TileOps {
-        c,
-        ldc,
-        alpha,
-        beta,
-        bias,
-        ..
-    } = *ops;
-    // SAFETY: the caller guarantees the features and the bounds; C and the bias are accessed
-    // only through the column masks (masked-off lanes are not accessed), at addresses formed
-    // with `wrapping_add`.
-    unsafe {
+        // Two loops, so the test of beta stays out of them and the accumulators are stored
+        // straight from registers, through the epilogue (`BIAS`: the bias of the tile's
+        // columns, read through the same masks).
         let mut vbias = [_mm512_setzero_ps(); V];
         if BIAS {
             for (v, x) in vbias.iter_mut().enumerate() {
@@ -293,6 +292,21 @@ unsafe fn store_rows<const R: usize, const V: usize, const BIAS: bool, const REL
 /// table).
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
+    dot::gemm::<_, MR, NR, false>(kernel_for(args), BLOCKING, args, c);
+}
+
+/// The AVX-512 GEMM with `args.epilogue` (the kernel table's `sgemm_epilogue`).
+///
+/// # Safety
+/// As [`sgemm`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn sgemm_epilogue(args: &GemmArgs<'_>, c: &mut [f32]) {
+    dot::gemm::<_, MR, NR, true>(kernel_for(args), BLOCKING, args, c);
+}
+
+/// The microkernel for `args`: whether it prefetches the C tile two below.
+#[inline(always)]
+fn kernel_for(args: &GemmArgs<'_>) -> Fma8x48 {
     // A C larger than L2 written after a short k loop waits on C's lines from L3; with m at
     // least four tiles tall the driver's next tiles lie below this one, so the microkernel
     // prefetches them (a C that fits L2 needs no help). Not when the driver walks C by row
@@ -302,11 +316,11 @@ pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
         && args.m >= 4 * MR
         && args.m.saturating_mul(args.n) >= PREFETCH_NEXT_C_MIN_FLOATS
         && !driver::walks_row_panels(BLOCKING, args);
-    let kernel = Fma8x48 {
+    // Only `sgemm` and `sgemm_epilogue`, on a CPU the dispatcher checked, build one.
+    Fma8x48 {
         _cpu_checked: (),
         prefetch_next_c,
-    };
-    dot::gemm(kernel, BLOCKING, args, c);
+    }
 }
 
 /// Rows of A and of B^T per dot-product tile: 16 accumulators + 4 A vectors + 4 B vectors
@@ -335,15 +349,21 @@ impl DotKernel for Fma8x48 {
     }
 
     #[inline(always)]
-    fn dot_tile(self, t: DotTile<'_>, out: &mut [f32]) {
+    fn dot_tile<const BIAS: bool, const RELU: bool>(self, t: DotTile<'_>, out: &mut [f32]) {
         t.assert_fits::<DOT_MR, DOT_NR>(out.len());
         let c = DotOut {
             c: out.as_mut_ptr(),
             ldc: t.ldc,
             alpha: t.alpha,
             beta: t.beta,
-            bias: t.epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr),
-            relu: t.epi.relu,
+            bias: if BIAS {
+                t.epi
+                    .bias
+                    .expect("gemm dot tile: epilogue without a bias")
+                    .as_ptr()
+            } else {
+                core::ptr::null()
+            },
         };
         let DotTile {
             k, lda, ldb, cols, ..
@@ -354,24 +374,23 @@ impl DotKernel for Fma8x48 {
         unsafe {
             let (a, b) = (t.a.as_ptr(), t.b.as_ptr());
             match t.rows {
-                1 => dot_rows::<1>(k, a, lda, b, ldb, cols, &c),
-                2 => dot_rows::<2>(k, a, lda, b, ldb, cols, &c),
-                3 => dot_rows::<3>(k, a, lda, b, ldb, cols, &c),
-                _ => dot_rows::<DOT_MR>(k, a, lda, b, ldb, cols, &c),
+                1 => dot_rows::<1, BIAS, RELU>(k, a, lda, b, ldb, cols, &c),
+                2 => dot_rows::<2, BIAS, RELU>(k, a, lda, b, ldb, cols, &c),
+                3 => dot_rows::<3, BIAS, RELU>(k, a, lda, b, ldb, cols, &c),
+                _ => dot_rows::<DOT_MR, BIAS, RELU>(k, a, lda, b, ldb, cols, &c),
             }
         }
     }
 }
 
 /// Where a dot-product tile goes: `c[r * ldc + q] = alpha * sum + beta * c[..]`, then the
-/// epilogue (`bias` of the tile's columns, null without one).
+/// epilogue (`bias` of the tile's columns, read only by the `BIAS` instances).
 struct DotOut {
     c: *mut f32,
     ldc: usize,
     alpha: f32,
     beta: f32,
     bias: *const f32,
-    relu: bool,
 }
 
 /// The dot-product tile body for `R` rows of A: rows `>= cols` of B repeat the last valid one
@@ -380,11 +399,11 @@ struct DotOut {
 ///
 /// # Safety
 /// The CPU supports AVX-512F, AVX2 and FMA; `a[r * lda + p]` (r < R, p < k),
-/// `b[q * ldb + p]` (q < cols, p < k), `out.c[r * out.ldc + q]` (r < R, q < cols) and a
-/// bias's `out.bias[q]` (q < cols) are in bounds; `1 <= R <= 4`, `1 <= cols <= 4`.
+/// `b[q * ldb + p]` (q < cols, p < k), `out.c[r * out.ldc + q]` (r < R, q < cols) and, when
+/// `BIAS`, `out.bias[q]` (q < cols) are in bounds; `1 <= R <= 4`, `1 <= cols <= 4`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn dot_rows<const R: usize>(
+unsafe fn dot_rows<const R: usize, const BIAS: bool, const RELU: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -416,8 +435,7 @@ unsafe fn dot_rows<const R: usize>(
         let col_mask = _mm_cmpgt_epi32(_mm_set1_epi32(cols as i32), _mm_setr_epi32(0, 1, 2, 3));
         let va = _mm_set1_ps(out.alpha);
         let vb = _mm_set1_ps(out.beta);
-        let has_bias = !out.bias.is_null();
-        let vbias = if has_bias {
+        let vbias = if BIAS {
             _mm_maskload_ps(out.bias, col_mask)
         } else {
             _mm_setzero_ps()
@@ -436,8 +454,8 @@ unsafe fn dot_rows<const R: usize>(
             if out.beta != 0.0 {
                 result = _mm_fmadd_ps(_mm_maskload_ps(c, col_mask), vb, result);
             }
-            if has_bias || out.relu {
-                result = finish_dot_row(result, vbias, has_bias, out.relu);
+            if BIAS || RELU {
+                result = finish_dot_row::<BIAS, RELU>(result, vbias);
             }
             _mm_maskstore_ps(c, col_mask, result);
         }
@@ -450,11 +468,11 @@ unsafe fn dot_rows<const R: usize>(
 /// # Safety
 /// The CPU supports AVX-512F.
 #[inline(always)]
-unsafe fn finish_dot_row(y: __m128, bias: __m128, has_bias: bool, relu: bool) -> __m128 {
+unsafe fn finish_dot_row<const BIAS: bool, const RELU: bool>(y: __m128, bias: __m128) -> __m128 {
     // SAFETY: register-only arithmetic; the caller guarantees AVX-512F.
     unsafe {
         let (y, bias) = (_mm512_zextps128_ps512(y), _mm512_zextps128_ps512(bias));
-        let y = by_epilogue!(has_bias, relu; finish::<__m512>(y, bias));
+        let y = finish::<__m512, BIAS, RELU>(y, bias);
         _mm512_castps512_ps128(y)
     }
 }

@@ -20,7 +20,7 @@ const MIN_K: usize = 64;
 /// The x86 GEMM: dot products where [`use_dot_products`] says so, the blocked driver
 /// otherwise.
 #[inline(always)]
-pub(crate) fn gemm<K, const MR: usize, const NR: usize>(
+pub(crate) fn gemm<K, const MR: usize, const NR: usize, const EPI: bool>(
     kernel: K,
     bl: Blocking,
     args: &GemmArgs<'_>,
@@ -29,9 +29,9 @@ pub(crate) fn gemm<K, const MR: usize, const NR: usize>(
     K: Microkernel<MR, NR> + DotKernel,
 {
     if use_dot_products(args) {
-        gemm_dot(kernel, args, c);
+        gemm_dot::<K, EPI>(kernel, args, c);
     } else {
-        driver::gemm(kernel, bl, args, c);
+        driver::gemm::<K, MR, NR, EPI>(kernel, bl, args, c);
     }
 }
 
@@ -102,20 +102,33 @@ impl DotTile<'_> {
     }
 }
 
-/// A register-tiled block of dot products.
+/// A register-tiled block of dot products, compiled once per epilogue as
+/// [`Microkernel`](super::tile::Microkernel) is.
 pub(crate) trait DotKernel: Copy {
     /// The blocks for an `m x n` C over `k`.
     fn blocks(m: usize, n: usize, k: usize) -> DotBlocks;
 
-    /// Computes `t` into `out` (contract of [`DotTile`]); panics before any access if a slice
-    /// is too short ([`DotTile::assert_fits`]).
-    fn dot_tile(self, t: DotTile<'_>, out: &mut [f32]);
+    /// Computes `t` into `out` (contract of [`DotTile`]), the epilogue `BIAS` / `RELU`
+    /// included; panics before any access if a slice is too short ([`DotTile::assert_fits`])
+    /// or if `BIAS` and `t.epi` has no bias.
+    fn dot_tile<const BIAS: bool, const RELU: bool>(self, t: DotTile<'_>, out: &mut [f32]);
+
+    /// [`dot_tile`](DotKernel::dot_tile) for the epilogue `t.epi` asks for.
+    #[inline(always)]
+    fn run_dot_tile(self, t: DotTile<'_>, out: &mut [f32]) {
+        match (t.epi.bias.is_some(), t.epi.relu) {
+            (false, false) => self.dot_tile::<false, false>(t, out),
+            (false, true) => self.dot_tile::<false, true>(t, out),
+            (true, false) => self.dot_tile::<true, false>(t, out),
+            (true, true) => self.dot_tile::<true, true>(t, out),
+        }
+    }
 }
 
 /// `C = alpha * A * B^T + beta * C` by dot products (`transa == No`, `transb == Yes`,
 /// `m, n, k > 0`, lengths checked by the caller).
 #[inline(always)]
-fn gemm_dot<K: DotKernel>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
+fn gemm_dot<K: DotKernel, const EPI: bool>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
     let GemmArgs {
         m,
         n,
@@ -151,7 +164,7 @@ fn gemm_dot<K: DotKernel>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
                     ldc,
                     alpha: args.alpha,
                     beta,
-                    epi: if last_k {
+                    epi: if EPI && last_k {
                         Epilogue {
                             bias: args.epilogue.bias.map(|b| &b[j..]),
                             relu: args.epilogue.relu,
@@ -160,7 +173,7 @@ fn gemm_dot<K: DotKernel>(kernel: K, args: &GemmArgs<'_>, c: &mut [f32]) {
                         Epilogue::NONE
                     },
                 };
-                kernel.dot_tile(tile, &mut c[i * ldc + j..]);
+                kernel.run_dot_tile(tile, &mut c[i * ldc + j..]);
             }
         }
     }

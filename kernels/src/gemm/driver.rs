@@ -143,9 +143,12 @@ fn plan(args: &GemmArgs<'_>, bl: Blocking) -> Plan {
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` with the arguments already checked against their
-/// lengths (see [`Kernels::sgemm`](crate::Kernels::sgemm)); `m > 0` and `n > 0`.
+/// lengths (see [`Kernels::sgemm`](crate::Kernels::sgemm)); `m > 0` and `n > 0`. With `EPI`
+/// the stores of the last k block apply `args.epilogue`; without, it is ignored, and this is
+/// the driver with no trace of an epilogue (compiled separately, so plain `sgemm` keeps its
+/// own register allocation).
 #[inline(always)]
-pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
+pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize, const EPI: bool>(
     kernel: K,
     bl: Blocking,
     args: &GemmArgs<'_>,
@@ -161,7 +164,8 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
         return;
     }
     if k == 0 {
-        scale_c(m, n, beta, c, ldc, &args.epilogue);
+        let epi = if EPI { args.epilogue } else { Epilogue::NONE };
+        scale_c(m, n, beta, c, ldc, &epi);
         return;
     }
     let plan = plan(args, bl);
@@ -169,7 +173,7 @@ pub(crate) fn gemm<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
     // running the loops inside a `with` closure: a closure is a separate function without this
     // ISA's target features, where the SIMD intrinsics would not inline.
     let mut ws = WORKSPACE.take();
-    blocked(kernel, bl, plan, args, c, &mut ws.a, &mut ws.b);
+    blocked::<K, MR, NR, EPI>(kernel, bl, plan, args, c, &mut ws.a, &mut ws.b);
     WORKSPACE.set(ws);
 }
 
@@ -204,7 +208,7 @@ pub(crate) fn walks_row_panels(bl: Blocking, args: &GemmArgs<'_>) -> bool {
 /// The five loops around the microkernel (Goto / BLIS order): n blocks, k blocks (pack B), m
 /// blocks (pack A), then `NR`-wide slivers of B and `MR`-tall slivers of A.
 #[inline(always)]
-fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
+fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize, const EPI: bool>(
     kernel: K,
     bl: Blocking,
     plan: Plan,
@@ -282,7 +286,7 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                             ldc,
                             alpha: args.alpha,
                             beta,
-                            epi: if last_k {
+                            epi: if EPI && last_k {
                                 Epilogue {
                                     bias: args.epilogue.bias.map(|b| &b[jc + jr..]),
                                     relu: args.epilogue.relu,
@@ -302,11 +306,11 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize>(
                                 b_rs: NR,
                                 ..tile
                             };
-                            kernel.tile(packed, out);
+                            kernel.run_tile(packed, out);
                         } else if rows == MR && cols == NR {
-                            kernel.tile(tile, out);
+                            kernel.run_tile(tile, out);
                         } else {
-                            kernel.tile_edge(tile, rows, cols, out);
+                            kernel.run_tile_edge(tile, rows, cols, out);
                         }
                     }
                 }

@@ -16,8 +16,10 @@
 //! value is stored (the last k block; for `k == 0` to `beta * C`). Its bits equal `sgemm`'s
 //! result followed by `Kernels::bias_add` and `Kernels::relu_forward_in_place` on the same
 //! table: the same two operations per element, `x + bias[j]` then ReLU's `x < 0 ? +0 : x`
-//! (NaN and -0.0 kept), so the unfused kernels stay the reference. The stores choose one of
-//! four instantiations per tile; the k loops are the same code as plain `sgemm`'s.
+//! (NaN and -0.0 kept), so the unfused kernels stay the reference. Each table has a second
+//! entry for it (`sgemm_epilogue`), so plain `sgemm` is compiled as if there were no
+//! epilogue; in it, every microkernel and dot tile is compiled once per epilogue (bias, ReLU:
+//! constants) and chosen once per tile, so no k loop tests anything new.
 //!
 //! # Method
 //!
@@ -100,6 +102,12 @@ impl Epilogue<'_> {
         bias: None,
         relu: false,
     };
+
+    /// Whether there is something to apply.
+    #[inline(always)]
+    pub(crate) fn is_some(&self) -> bool {
+        self.bias.is_some() || self.relu
+    }
 }
 
 /// A GEMM call's arguments, after the length checks (so ISA code can trust them).
@@ -125,6 +133,9 @@ kernel_table! {
     /// Per-ISA GEMM entry points.
     pub(crate) struct Table {
         sgemm: unsafe fn(&GemmArgs<'_>, &mut [f32]),
+        // The same with `args.epilogue` applied (a separate function, so plain `sgemm` is
+        // compiled as if the epilogue did not exist).
+        sgemm_epilogue: unsafe fn(&GemmArgs<'_>, &mut [f32]),
     }
 }
 
@@ -153,19 +164,28 @@ pub(crate) fn table(isa: Isa) -> Table {
     match isa {
         Isa::Scalar => Table {
             sgemm: scalar_sgemm,
+            sgemm_epilogue: scalar_sgemm,
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Table { sgemm: avx2::sgemm },
+        Isa::Avx2 => Table {
+            sgemm: avx2::sgemm,
+            sgemm_epilogue: avx2::sgemm_epilogue,
+        },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Table {
             sgemm: avx512::sgemm,
+            sgemm_epilogue: avx512::sgemm_epilogue,
         },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Table { sgemm: neon::sgemm },
+        Isa::Neon => Table {
+            sgemm: neon::sgemm,
+            sgemm_epilogue: neon::sgemm_epilogue,
+        },
         // Unreachable: `Kernels::for_isa` refuses an ISA of another architecture.
         #[allow(unreachable_patterns)]
         _ => Table {
             sgemm: scalar_sgemm,
+            sgemm_epilogue: scalar_sgemm,
         },
     }
 }
@@ -344,6 +364,12 @@ impl Kernels {
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
         // table's ISA; every slice was checked against its shape above, and the bias (by
         // `sgemm_with`) against n.
-        unsafe { (self.gemm.sgemm)(args, c) }
+        unsafe {
+            if args.epilogue.is_some() {
+                (self.gemm.sgemm_epilogue)(args, c)
+            } else {
+                (self.gemm.sgemm)(args, c)
+            }
+        }
     }
 }

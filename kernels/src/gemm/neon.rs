@@ -8,7 +8,7 @@
 //! The microkernels stay per ISA: their register tiles, edge handling and FMA forms differ.
 
 use super::driver::{self, Blocking};
-use super::tile::{self, Microkernel, Tile};
+use super::tile::{self, bias_ptr, Microkernel, Tile};
 use super::GemmArgs;
 use core::arch::aarch64::*;
 
@@ -33,11 +33,13 @@ struct Fma8x12 {
 
 impl Microkernel<MR, NR> for Fma8x12 {
     #[inline(always)]
-    fn tile(self, t: Tile<'_>, out: &mut [f32]) {
+    fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());
+        let bias = bias_ptr::<BIAS>(&t.epi);
         // SAFETY: `self` exists only on a CPU with NEON (see the type's docs), and
         // `assert_fits` just proved every index `tile_8x12` touches is inside its slice.
-        unsafe { tile_8x12(&t, out.as_mut_ptr()) }
+        // `assert_fits` also proved a bias (read when `BIAS`) holds NR elements.
+        unsafe { tile_8x12::<BIAS, RELU>(&t, out.as_mut_ptr(), bias) }
     }
 }
 
@@ -71,9 +73,13 @@ unsafe fn step_by_lane(
 ///
 /// # Safety
 /// The CPU supports NEON; `t.assert_fits::<8, 12>(8, 12, len)` holds for the `len` floats at
-/// `c`.
+/// `c`; when `BIAS`, `bias` points to 12 floats.
 #[inline(always)]
-unsafe fn tile_8x12(t: &Tile<'_>, c: *mut f32) {
+unsafe fn tile_8x12<const BIAS: bool, const RELU: bool>(
+    t: &Tile<'_>,
+    c: *mut f32,
+    bias: *const f32,
+) {
     let (k, a_rs, a_cs, b_rs) = (t.k, t.a_rs, t.a_cs, t.b_rs);
     // SAFETY (whole body): the caller guarantees NEON and the bounds above; every pointer
     // dereferenced below is one of those indices. Pointers advanced past the last step use
@@ -104,7 +110,7 @@ unsafe fn tile_8x12(t: &Tile<'_>, c: *mut f32) {
                 bp = bp.wrapping_add(b_rs);
             }
         }
-        tile::store_tile(&acc, c, t.ldc, t.alpha, t.beta, &t.epi);
+        tile::store_tile::<_, MR, 3, BIAS, RELU>(&acc, c, t.ldc, t.alpha, t.beta, bias);
     }
 }
 
@@ -114,5 +120,14 @@ unsafe fn tile_8x12(t: &Tile<'_>, c: *mut f32) {
 /// The CPU supports NEON (the dispatcher checked it before building this table).
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn sgemm(args: &GemmArgs<'_>, c: &mut [f32]) {
-    driver::gemm(Fma8x12 { _cpu_checked: () }, BLOCKING, args, c);
+    driver::gemm::<_, MR, NR, false>(Fma8x12 { _cpu_checked: () }, BLOCKING, args, c);
+}
+
+/// The NEON GEMM with `args.epilogue` (the kernel table's `sgemm_epilogue`).
+///
+/// # Safety
+/// As [`sgemm`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn sgemm_epilogue(args: &GemmArgs<'_>, c: &mut [f32]) {
+    driver::gemm::<_, MR, NR, true>(Fma8x12 { _cpu_checked: () }, BLOCKING, args, c);
 }

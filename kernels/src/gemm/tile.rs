@@ -65,23 +65,42 @@ impl Tile<'_> {
     }
 }
 
-/// An `MR x NR` register-tiled microkernel.
+/// An `MR x NR` register-tiled microkernel. Its methods are compiled once per epilogue
+/// (`BIAS`: add `t.epi`'s bias, `RELU`: then ReLU, both on the stored values), so plain
+/// `sgemm`'s instance (`false, false`) is the kernel without an epilogue; [`run_tile`] and
+/// [`run_tile_edge`] pick the instance from `t.epi`, once per tile.
+///
+/// [`run_tile`]: Microkernel::run_tile
+/// [`run_tile_edge`]: Microkernel::run_tile_edge
 pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
     /// `out[i * ldc + j] = alpha * sum_p A(i, p) * B(p, j) + beta * out[i * ldc + j]` for
-    /// `i < MR`, `j < NR`, `p < k`. With `beta == 0` it never reads `out`. It panics (before
-    /// any access) if a slice is too short for these indices.
-    fn tile(self, t: Tile<'_>, out: &mut [f32]);
+    /// `i < MR`, `j < NR`, `p < k`, then the epilogue. With `beta == 0` it never reads `out`.
+    /// It panics (before any access) if a slice is too short for these indices, or if
+    /// `BIAS` and `t.epi` has no bias of `NR` elements.
+    fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]);
 
     /// [`tile`](Microkernel::tile) restricted to the first `rows <= MR` rows and
-    /// `cols <= NR` columns: reads only those rows of A and columns of B, and reads and writes
-    /// only that part of `out` (so `out` needs `(rows - 1) * ldc + cols` elements).
+    /// `cols <= NR` columns: reads only those rows of A and columns of B (and of the bias), and
+    /// reads and writes only that part of `out` (so `out` needs `(rows - 1) * ldc + cols`
+    /// elements).
     ///
     /// This default copies the operands into zero-padded buffers on the stack, `EDGE_K` steps
     /// of k at a time, and runs the whole tile into a stack tile; an ISA with masked loads and
     /// stores overrides it to work in place.
     #[inline(always)]
-    fn tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+    fn tile_edge<const BIAS: bool, const RELU: bool>(
+        self,
+        t: Tile<'_>,
+        rows: usize,
+        cols: usize,
+        out: &mut [f32],
+    ) {
         const EDGE_K: usize = 64;
+        let bias: &[f32] = if BIAS {
+            t.epi.bias.expect("gemm edge tile: epilogue without a bias")
+        } else {
+            &[]
+        };
         let mut acc = [[0.0f32; NR]; MR];
         let mut a_copy = [[0.0f32; MR]; EDGE_K];
         let mut b_copy = [[0.0f32; NR]; EDGE_K];
@@ -105,7 +124,7 @@ pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
                 beta: if p0 == 0 { 0.0 } else { 1.0 },
                 epi: Epilogue::NONE,
             };
-            self.tile(copied, acc.as_flattened_mut());
+            self.tile::<false, false>(copied, acc.as_flattened_mut());
         }
         for (i, sums) in acc.iter().enumerate().take(rows) {
             let row = &mut out[i * t.ldc..][..cols];
@@ -115,29 +134,65 @@ pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
                 } else {
                     t.alpha * v + t.beta * *x
                 };
-                *x = finish_scalar(&t.epi, y, j);
+                *x = finish_scalar::<BIAS, RELU>(y, bias, j);
             }
+        }
+    }
+
+    /// [`tile`](Microkernel::tile) for the epilogue `t.epi` asks for.
+    #[inline(always)]
+    fn run_tile(self, t: Tile<'_>, out: &mut [f32]) {
+        match (t.epi.bias.is_some(), t.epi.relu) {
+            (false, false) => self.tile::<false, false>(t, out),
+            (false, true) => self.tile::<false, true>(t, out),
+            (true, false) => self.tile::<true, false>(t, out),
+            (true, true) => self.tile::<true, true>(t, out),
+        }
+    }
+
+    /// [`tile_edge`](Microkernel::tile_edge) for the epilogue `t.epi` asks for.
+    #[inline(always)]
+    fn run_tile_edge(self, t: Tile<'_>, rows: usize, cols: usize, out: &mut [f32]) {
+        match (t.epi.bias.is_some(), t.epi.relu) {
+            (false, false) => self.tile_edge::<false, false>(t, rows, cols, out),
+            (false, true) => self.tile_edge::<false, true>(t, rows, cols, out),
+            (true, false) => self.tile_edge::<true, false>(t, rows, cols, out),
+            (true, true) => self.tile_edge::<true, true>(t, rows, cols, out),
         }
     }
 }
 
-/// The epilogue on one stored element of column `j` (relative to `epi`'s bias): `y + bias[j]`,
-/// then ReLU, as `Kernels::bias_add` and the ReLU kernels compute them.
+/// The bias of a tile's columns as a pointer for the SIMD stores: `t.epi`'s when `BIAS`
+/// (panics if there is none), else null (never read).
 #[inline(always)]
-pub(crate) fn finish_scalar(epi: &Epilogue<'_>, y: f32, j: usize) -> f32 {
-    let y = match epi.bias {
-        Some(bias) => y + bias[j],
-        None => y,
-    };
-    if epi.relu {
+pub(crate) fn bias_ptr<const BIAS: bool>(epi: &Epilogue<'_>) -> *const f32 {
+    if BIAS {
+        epi.bias
+            .expect("gemm microkernel: epilogue without a bias")
+            .as_ptr()
+    } else {
+        core::ptr::null()
+    }
+}
+
+/// The epilogue on one stored element of column `j`: `y + bias[j]` when `BIAS`, then ReLU
+/// when `RELU`, as `Kernels::bias_add` and the ReLU kernels compute them.
+#[inline(always)]
+pub(crate) fn finish_scalar<const BIAS: bool, const RELU: bool>(
+    y: f32,
+    bias: &[f32],
+    j: usize,
+) -> f32 {
+    let y = if BIAS { y + bias[j] } else { y };
+    if RELU {
         crate::relu::scalar::relu(y)
     } else {
         y
     }
 }
 
-/// The epilogue on one stored vector, chosen at compile time: `y + bias` when `BIAS`, then
-/// ReLU (the ReLU kernels' own [`relu_lanes`](crate::relu::relu_lanes)) when `RELU`.
+/// The epilogue on one stored vector: `y + bias` when `BIAS`, then ReLU (the ReLU kernels'
+/// own [`relu_lanes`](crate::relu::relu_lanes)) when `RELU`.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA.
@@ -154,54 +209,16 @@ pub(crate) unsafe fn finish<V: F32x, const BIAS: bool, const RELU: bool>(y: V, b
     }
 }
 
-/// `$f::<$g.., BIAS, RELU>($args..)` with the constants `BIAS` and `RELU` equal to the
-/// flags `$bias` and `$relu`: one test per tile, so each store loop is compiled for exactly
-/// one epilogue and plain `sgemm`'s is unchanged.
-macro_rules! by_epilogue {
-    ($bias:expr, $relu:expr; $f:ident::<$($g:ident),*>($($arg:expr),* $(,)?)) => {
-        match ($bias, $relu) {
-            (false, false) => $f::<$($g,)* false, false>($($arg),*),
-            (false, true) => $f::<$($g,)* false, true>($($arg),*),
-            (true, false) => $f::<$($g,)* true, false>($($arg),*),
-            (true, true) => $f::<$($g,)* true, true>($($arg),*),
-        }
-    };
-}
-// The x86 files' own masked stores use it too (NEON stores only through `store_tile`).
-#[cfg(target_arch = "x86_64")]
-pub(crate) use by_epilogue;
-
 /// Writes an accumulator tile of `R` rows and `W` vectors:
 /// `c[i * ldc + w * V::LANES + l] = alpha * acc[i][w][l] + beta * old` (`beta == 0`: C is
-/// not read), then the epilogue `epi` (its bias starting at the tile's first column). The
-/// tests of beta and of the epilogue stay outside the loops, so the accumulators are stored
-/// straight from registers.
+/// not read), then the epilogue ([`finish`], `bias` the tile's columns'). The test of beta
+/// stays outside the loops, so the accumulators are stored straight from registers.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA; `c[i * ldc + j]` is in bounds for `i < R`, `j < W * V::LANES`,
-/// and a bias holds `W * V::LANES` elements.
+/// and so is `bias[j]` when `BIAS`.
 #[inline(always)]
-pub(crate) unsafe fn store_tile<V: F32x, const R: usize, const W: usize>(
-    acc: &[[V; W]; R],
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-    epi: &Epilogue<'_>,
-) {
-    let bias = epi.bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
-    // SAFETY: forwarded contract; `bias` is read only when `BIAS`, i.e. when there is one.
-    unsafe {
-        by_epilogue!(epi.bias.is_some(), epi.relu; store_tile_with::<V, R, W>(acc, c, ldc, alpha, beta, bias))
-    }
-}
-
-/// [`store_tile`] for one epilogue (`bias` is read only when `BIAS`).
-///
-/// # Safety
-/// As [`store_tile`], with `bias` valid for `W * V::LANES` floats when `BIAS`.
-#[inline(always)]
-unsafe fn store_tile_with<
+pub(crate) unsafe fn store_tile<
     V: F32x,
     const R: usize,
     const W: usize,

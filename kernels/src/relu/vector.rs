@@ -9,7 +9,7 @@ use crate::simd::F32x;
 /// # Safety
 /// The CPU supports `V`'s ISA.
 #[inline(always)]
-unsafe fn relu_lanes<V: F32x>(x: V) -> V {
+pub(crate) unsafe fn relu_lanes<V: F32x>(x: V) -> V {
     // SAFETY: register operations of `V`; the caller guarantees its ISA.
     unsafe { x.clear_where(x.lt(V::zero())) }
 }

@@ -41,6 +41,19 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Asserts `got` and `want` are equal element for element, naming the first difference (not
+/// printing whole buffers).
+#[track_caller]
+fn assert_same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{what}: first difference at {i}: {:?} vs {:?}",
+            got[i], want[i]
+        );
+    }
+}
+
 /// The unfused ReLU -> max-pool forward and backward on `k`: (pooled, argmax, grad_input).
 fn unfused_pool(
     k: &Kernels,
@@ -69,11 +82,11 @@ fn check_pool(s: &Pool2dShape, seed: u64, style: u8) {
         let mut y = vec![f32::NAN; s.output_len()];
         let mut at = vec![u32::MAX; s.output_len()];
         k.maxpool2d_relu_forward(s, &x, &mut y, &mut at);
-        assert_eq!(bits(&y), bits(&want_y), "forward {what}");
-        assert_eq!(at, want_at, "argmax {what}");
+        assert_same(&bits(&y), &bits(&want_y), &format!("forward {what}"));
+        assert_same(&at, &want_at, &format!("argmax {what}"));
         let mut gx = vec![f32::NAN; s.input_len()];
         k.maxpool2d_relu_backward(s, &g, &at, &y, &mut gx);
-        assert_eq!(bits(&gx), bits(&want_gx), "backward {what}");
+        assert_same(&bits(&gx), &bits(&want_gx), &format!("backward {what}"));
     }
     // The f64 reference: the fused form is its own unfused chain too.
     let (x64, g64) = (widen(&x), widen(&g));
@@ -83,7 +96,7 @@ fn check_pool(s: &Pool2dShape, seed: u64, style: u8) {
     scalar::forward(s, &a64, &mut y, &mut at);
     let (mut fy, mut fat) = (vec![0.0f64; s.output_len()], vec![0u32; s.output_len()]);
     scalar::relu_forward(s, &x64, &mut fy, &mut fat);
-    assert_eq!(fat, at, "f64 argmax {s:?}");
+    assert_same(&fat, &at, &format!("f64 argmax {s:?}"));
     let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
     assert!(same(&fy, &y), "f64 forward {s:?}");
     let mut ga = vec![0.0f64; x.len()];
@@ -166,8 +179,8 @@ fn check_conv(s: &PooledConv2dShape, seed: u64, bias: bool) {
         let mut at = vec![u32::MAX; s.pool.output_len()];
         let mut ws = vec![f32::NAN; s.workspace_len()];
         k.conv2d_relu_maxpool2d_forward(s, &x, &w, b, &mut y, &mut at, &mut ws);
-        assert_eq!(bits(&y), bits(&want), "pooled {what}");
-        assert_eq!(at, want_at, "argmax {what}");
+        assert_same(&bits(&y), &bits(&want), &format!("pooled {what}"));
+        assert_same(&at, &want_at, &format!("argmax {what}"));
     }
 }
 
@@ -185,14 +198,17 @@ proptest! {
     }
 }
 
-/// LeNet-5's blocks at batches across every tile size (1 image, 5 images, the unfolded
-/// path's tiles) and at the training batch.
+/// LeNet-5's blocks, and a block every table runs unfolded, at batches across every tile
+/// size (1 image, 5 images, the unfolded path's balanced tiles) and at the training batch.
 #[test]
 fn lenet_blocks_match_the_unfused_chain() {
     for batch in [1, 2, 5, 6, 7, 13, 64] {
         let conv1 = Conv2dShape::new(batch, 1, 6, (28, 28), (5, 5)).with_padding(2, 2);
         let conv2 = Conv2dShape::new(batch, 6, 16, (14, 14), (5, 5));
-        for conv in [conv1, conv2] {
+        // Rows too wide for the channel path and K = 150: unfolded on every table, in
+        // balanced tiles of one and two images.
+        let wide = Conv2dShape::new(batch, 6, 16, (24, 24), (5, 5));
+        for conv in [conv1, conv2, wide] {
             check_conv(
                 &PooledConv2dShape::new(conv, (2, 2), (2, 2)),
                 batch as u64,

@@ -12,7 +12,8 @@
 //! [`Kernels::maxpool2d_forward`] on the same table, `argmax` included: every output is
 //! computed by the same operations in the same order, only fewer of them leave the cache.
 //!
-//! Tiles: the unfolded path's own column tiles (so each GEMM is the one the whole batch runs),
+//! Tiles: the unfolded path's own column tiles (balanced, so each GEMM is the one the whole
+//! batch runs),
 //! else as many images as keep a tile's convolution output within 8,192 floats, a core's L1 data cache (the direct
 //! and channel paths compute each image on its own).
 //!
@@ -30,6 +31,7 @@
 use super::args::Forward;
 use super::geometry::Direct;
 use super::plan::{Path, Plan};
+use super::unfolded::tiles;
 use super::Conv2dShape;
 use crate::maxpool::Pool2dShape;
 use crate::{check_len, checked_product, checked_sum, Kernels, ShapeError};
@@ -183,23 +185,17 @@ impl Kernels {
             return;
         }
         let plan = Plan::new(conv, &self.conv);
-        let per_tile = match plan.path {
-            Path::Unfolded { per_tile } => per_tile,
-            _ => crate::or_panic(shape.try_images_per_buffer()),
-        };
         let (in_image, out_image) = (conv.image_len(), conv.output_image_len());
         let pool_image = out_len / conv.batch;
         let max_tile = crate::or_panic(shape.try_max_tile());
         let (buffer, conv_ws) = workspace.split_at_mut(max_tile * out_image);
-        for first in (0..conv.batch).step_by(per_tile) {
-            let images = per_tile.min(conv.batch - first);
+        let mut tile = |first: usize, images: usize| {
             let tile = shape.tile_conv(images);
-            let output = &mut buffer[..images * out_image];
             let args = Forward {
                 input: &input[first * in_image..][..images * in_image],
                 weight,
                 bias,
-                output,
+                output: &mut buffer[..images * out_image],
                 workspace: &mut conv_ws[..tile.workspace_len()],
             };
             self.tile_forward(&tile, plan.path, args);
@@ -208,13 +204,26 @@ impl Kernels {
                 ..*pool
             };
             let (p, a) = (first * pool_image, images * pool_image);
-            let output = &buffer[..images * out_image];
             self.maxpool2d_relu_forward(
                 &tile_pool,
-                output,
+                &buffer[..images * out_image],
                 &mut pooled[p..][..a],
                 &mut argmax[p..][..a],
             );
+        };
+        match plan.path {
+            // The batch's own tiles, so each tile's GEMM is the one the unfused call runs.
+            Path::Unfolded { per_tile } => {
+                for t in tiles(conv, per_tile) {
+                    tile(t.first, t.count);
+                }
+            }
+            _ => {
+                let per_tile = crate::or_panic(shape.try_images_per_buffer());
+                for first in (0..conv.batch).step_by(per_tile) {
+                    tile(first, per_tile.min(conv.batch - first));
+                }
+            }
         }
     }
 

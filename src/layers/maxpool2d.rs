@@ -152,7 +152,7 @@ impl MaxPool2d {
     ) -> Result<()> {
         check_pool_io(
             &self.name,
-            &s,
+            s,
             "input gradient",
             grad_input.len(),
             "output gradient",

@@ -11,17 +11,68 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use simdnet_kernels::maxpool::Pool2dShape;
 use simdnet_kernels::Kernels;
 use std::hint::black_box;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn values(n: usize, seed: u32) -> Vec<f32> {
+fn values(n: usize, seed: u32) -> Buffer<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
+    Buffer::from(
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn zeros<T: Copy + Default>(n: usize) -> Buffer<T> {
+    Buffer::from(vec![T::default(); n])
+}
+
+/// Buffers made so far: the next one's offset within its page.
+static BUFFERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A bench buffer placed the same way in every build and run: the k-th buffer made starts
+/// `k * 320` bytes (mod 4 KiB) after a page boundary. Where the allocator puts a buffer
+/// otherwise depends on what the binary allocated before (so on unrelated code), and a
+/// buffer's offset within its page moves a memory-bound kernel's time by more than the
+/// differences these benches look for.
+struct Buffer<T> {
+    storage: Vec<T>,
+    start: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> From<Vec<T>> for Buffer<T> {
+    fn from(v: Vec<T>) -> Self {
+        let size = std::mem::size_of::<T>();
+        let (page, slot) = (4096 / size, BUFFERS.fetch_add(1, Ordering::Relaxed));
+        let mut storage = vec![T::default(); v.len() + 2 * page];
+        let misalign = (storage.as_ptr() as usize / size) % page;
+        let start = (page - misalign) % page + (slot * 320 / size) % page;
+        storage[start..start + v.len()].copy_from_slice(&v);
+        Buffer {
+            storage,
+            start,
+            len: v.len(),
+        }
+    }
+}
+
+impl<T> Deref for Buffer<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl<T> DerefMut for Buffer<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
 }
 
 /// Runs `f` on every ISA in one group with `bytes` of traffic per call.
@@ -38,12 +89,12 @@ fn relu(c: &mut Criterion) {
     let n = 64 * 6 * 28 * 28;
     let x = values(n, 1);
     let g = values(n, 2);
-    let mut y = vec![0.0; n];
-    let mut gi = vec![0.0; n];
+    let mut y = zeros(n);
+    let mut gi = zeros(n);
     group(c, "relu/forward 64x6x28x28", 8 * n, |k| {
         k.relu_forward(black_box(&x), &mut y)
     });
-    let mut z = x.clone();
+    let mut z = values(n, 1);
     group(c, "relu/in_place 64x6x28x28", 8 * n, |k| {
         k.relu_forward_in_place(black_box(&mut z))
     });
@@ -57,7 +108,7 @@ fn bias(c: &mut Criterion) {
         let n = batch * channels * spatial;
         let mut x = values(n, 1);
         let b = values(channels, 2);
-        let mut gb = vec![0.0; channels];
+        let mut gb = zeros(channels);
         group(c, &format!("bias/add {name}"), 8 * n, |k| {
             k.bias_add(black_box(&mut x), &b, batch, spatial)
         });
@@ -73,9 +124,9 @@ fn pooling(c: &mut Criterion) {
         let (n_in, n_out) = (s.input_len(), s.output_len());
         let x = values(n_in, 1);
         let g = values(n_out, 2);
-        let mut y = vec![0.0; n_out];
-        let mut at = vec![0u32; n_out];
-        let mut gi = vec![0.0; n_in];
+        let mut y = zeros(n_out);
+        let mut at = zeros::<u32>(n_out);
+        let mut gi = zeros(n_in);
         group(
             c,
             &format!("maxpool/forward {name}"),

@@ -89,7 +89,9 @@ fn operands(m: usize, k: usize, n: usize) -> Operands {
     }
 }
 
-/// A GEMM under test: one of simdnet's kernel tables, or a peer crate.
+/// A GEMM under test: one of simdnet's kernel tables, or a peer crate. (A handful are built
+/// once per run: the table's size does not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Impl {
     Simdnet(Kernels),
     MatrixMultiply,

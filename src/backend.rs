@@ -11,7 +11,7 @@
 //! the layers check every slice against its shape, with an [`Error`](crate::Error), before they
 //! call a backend.
 
-use simdnet_kernels::conv::Conv2dShape;
+use simdnet_kernels::conv::{Conv2dShape, PooledConv2dShape};
 use simdnet_kernels::cross_entropy::GradOutput;
 use simdnet_kernels::gemm::{Epilogue, Transpose};
 use simdnet_kernels::maxpool::Pool2dShape;
@@ -93,6 +93,34 @@ pub trait Backend<T: Real>: Copy + Send + Sync {
         shape: &Pool2dShape,
         grad_output: &[T],
         argmax: &[u32],
+        grad_input: &mut [T],
+    );
+
+    /// Elements of the workspace [`Backend::conv2d_relu_maxpool2d_forward`] needs for `shape`.
+    fn conv2d_relu_maxpool2d_workspace_len(&self, shape: &PooledConv2dShape) -> usize;
+
+    /// Convolution + bias + ReLU + max pooling in one call: the pooled output and its argmax,
+    /// never the convolution's full output (the SIMD kernels); bit-identical to the chain.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_relu_maxpool2d_forward(
+        &self,
+        shape: &PooledConv2dShape,
+        input: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        pooled: &mut [T],
+        argmax: &mut [u32],
+        workspace: &mut [T],
+    );
+
+    /// The gradient with respect to the ReLU's input of max pooling of `relu(z)`, from the
+    /// pooled `output` (ReLU backward and max-pool backward in one pass).
+    fn maxpool2d_relu_backward(
+        &self,
+        shape: &Pool2dShape,
+        grad_output: &[T],
+        argmax: &[u32],
+        output: &[T],
         grad_input: &mut [T],
     );
     fn avgpool2d_forward(&self, shape: &Pool2dShape, input: &[T], output: &mut [T]);
@@ -255,6 +283,35 @@ impl Backend<f32> for Kernels {
         grad_input: &mut [f32],
     ) {
         Kernels::maxpool2d_backward(self, shape, grad_output, argmax, grad_input);
+    }
+
+    fn conv2d_relu_maxpool2d_workspace_len(&self, shape: &PooledConv2dShape) -> usize {
+        shape.workspace_len()
+    }
+
+    fn conv2d_relu_maxpool2d_forward(
+        &self,
+        shape: &PooledConv2dShape,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        pooled: &mut [f32],
+        argmax: &mut [u32],
+        workspace: &mut [f32],
+    ) {
+        let (x, w, ws) = (input, weight, workspace);
+        Kernels::conv2d_relu_maxpool2d_forward(self, shape, x, w, bias, pooled, argmax, ws);
+    }
+
+    fn maxpool2d_relu_backward(
+        &self,
+        shape: &Pool2dShape,
+        grad_output: &[f32],
+        argmax: &[u32],
+        output: &[f32],
+        grad_input: &mut [f32],
+    ) {
+        Kernels::maxpool2d_relu_backward(self, shape, grad_output, argmax, output, grad_input);
     }
 
     fn avgpool2d_forward(&self, shape: &Pool2dShape, input: &[f32], output: &mut [f32]) {
@@ -424,6 +481,37 @@ impl<T: Real> Backend<T> for Reference {
         grad_input: &mut [T],
     ) {
         maxpool::scalar::backward(shape, grad_output, argmax, grad_input);
+    }
+
+    /// The reference keeps the convolution's whole output: the workspace holds it.
+    fn conv2d_relu_maxpool2d_workspace_len(&self, shape: &PooledConv2dShape) -> usize {
+        shape.conv.output_len()
+    }
+
+    fn conv2d_relu_maxpool2d_forward(
+        &self,
+        shape: &PooledConv2dShape,
+        input: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        pooled: &mut [T],
+        argmax: &mut [u32],
+        workspace: &mut [T],
+    ) {
+        let z = &mut workspace[..shape.conv.output_len()];
+        conv::scalar::forward(&shape.conv, input, weight, bias, z);
+        maxpool::scalar::relu_forward(&shape.pool, z, pooled, argmax);
+    }
+
+    fn maxpool2d_relu_backward(
+        &self,
+        shape: &Pool2dShape,
+        grad_output: &[T],
+        argmax: &[u32],
+        output: &[T],
+        grad_input: &mut [T],
+    ) {
+        maxpool::scalar::relu_backward(shape, grad_output, argmax, output, grad_input);
     }
 
     fn avgpool2d_forward(&self, shape: &Pool2dShape, input: &[T], output: &mut [T]) {

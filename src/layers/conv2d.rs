@@ -177,7 +177,7 @@ impl Conv2d {
         Ok(backend.conv2d_workspace_len(&self.shape(batch, input)?))
     }
 
-    fn check_params(&self, weight: usize, bias: usize) -> Result<()> {
+    pub(super) fn check_params(&self, weight: usize, bias: usize) -> Result<()> {
         check_len(&self.name, "weight", self.try_weight_len()?, weight, || {
             format!("{:?}", self.weight_shape())
         })?;
@@ -186,7 +186,7 @@ impl Conv2d {
         })
     }
 
-    fn check_io(
+    pub(super) fn check_io(
         &self,
         s: &Conv2dShape,
         what_in: &str,
@@ -208,7 +208,11 @@ impl Conv2d {
         check_len(&self.name, what_out, s.output_len(), output, dims_out)
     }
 
-    fn workspace<'w, T>(&self, needed: usize, workspace: &'w mut [T]) -> Result<&'w mut [T]> {
+    pub(super) fn workspace<'w, T>(
+        &self,
+        needed: usize,
+        workspace: &'w mut [T],
+    ) -> Result<&'w mut [T]> {
         if workspace.len() < needed {
             return Err(Error::new(format!(
                 "{}: workspace has {} elements, needs at least {needed}",

@@ -137,9 +137,22 @@ impl MaxPool2d {
         grad_input: &mut [T],
     ) -> Result<()> {
         let s = self.shape(batch, input_dims)?;
+        self.check_backward(&s, grad_output, argmax, grad_input)?;
+        backend.maxpool2d_backward(&s, grad_output, argmax, grad_input);
+        Ok(())
+    }
+
+    /// The backward's checks: the gradients' lengths, and every argmax inside its plane.
+    pub(super) fn check_backward<T>(
+        &self,
+        s: &Pool2dShape,
+        grad_output: &[T],
+        argmax: &[u32],
+        grad_input: &[T],
+    ) -> Result<()> {
         check_pool_io(
             &self.name,
-            &s,
+            s,
             "input gradient",
             grad_input.len(),
             "output gradient",
@@ -155,7 +168,6 @@ impl MaxPool2d {
                 self.name, s.in_h, s.in_w
             )));
         }
-        backend.maxpool2d_backward(&s, grad_output, argmax, grad_input);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@
 
 mod avgpool2d;
 mod conv2d;
+mod conv_relu_pool;
 mod flatten;
 mod linear;
 mod maxpool2d;

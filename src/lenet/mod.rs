@@ -239,18 +239,22 @@ impl<T: Real> LeNet5<T> {
     /// Buffers for batches of up to `capacity` images: every activation and gradient a training
     /// step needs, allocated once.
     pub fn workspace<B: Backend<T>>(&self, backend: &B, capacity: usize) -> Result<Workspace<T>> {
-        let conv_ws = self
-            .conv1
-            .workspace_len(backend, capacity, INPUT)?
-            .max(self.conv2.workspace_len(backend, capacity, POOL1_OUT)?);
+        let (conv1, conv2, pool) = (&self.conv1, &self.conv2, &self.pool);
+        let conv_ws = [
+            conv1.workspace_len(backend, capacity, INPUT)?,
+            conv2.workspace_len(backend, capacity, POOL1_OUT)?,
+            conv1.relu_pool_workspace_len(backend, pool, capacity, INPUT)?,
+            conv2.relu_pool_workspace_len(backend, pool, capacity, POOL1_OUT)?,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         let len = |d: Dims| d.batch_len("LeNet-5", capacity);
         Ok(Workspace {
             capacity,
             input: vec![T::ZERO; len(INPUT)?],
-            a1: vec![T::ZERO; len(CONV1_OUT)?],
             p1: vec![T::ZERO; len(POOL1_OUT)?],
             argmax1: vec![0; len(POOL1_OUT)?],
-            a2: vec![T::ZERO; len(CONV2_OUT)?],
             p2: vec![T::ZERO; len(POOL2_OUT)?],
             argmax2: vec![0; len(POOL2_OUT)?],
             h1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
@@ -262,10 +266,8 @@ impl<T: Real> LeNet5<T> {
             grad_h1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
             grad_z1: vec![T::ZERO; len(Dims::flat(FC1_OUT))?],
             grad_p2: vec![T::ZERO; len(POOL2_OUT)?],
-            grad_a2: vec![T::ZERO; len(CONV2_OUT)?],
             grad_z_conv2: vec![T::ZERO; len(CONV2_OUT)?],
             grad_p1: vec![T::ZERO; len(POOL1_OUT)?],
-            grad_a1: vec![T::ZERO; len(CONV1_OUT)?],
             grad_z_conv1: vec![T::ZERO; len(CONV1_OUT)?],
             grad_input: None,
             conv_workspace: vec![T::ZERO; conv_ws],
@@ -295,33 +297,40 @@ impl<T: Real> LeNet5<T> {
         let [c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b] = split(&self.params);
         let n = batch;
         let conv_ws = &mut ws.conv_workspace[..];
-        let a1 = &mut ws.a1[..n * CONV1_OUT.numel()];
-        self.conv1.forward(
-            backend,
-            n,
-            INPUT,
-            &ws.input[..n * IMAGE_LEN],
-            c1w,
-            c1b,
-            a1,
-            conv_ws,
-        )?;
-        self.relu.forward_in_place(backend, a1);
+        // Each block, conv -> ReLU -> max-pool, runs fused: only the pooled output and its
+        // argmax are written.
         let (p1, argmax1) = (
             &mut ws.p1[..n * POOL1_OUT.numel()],
             &mut ws.argmax1[..n * POOL1_OUT.numel()],
         );
-        self.pool.forward(backend, n, CONV1_OUT, a1, p1, argmax1)?;
-        let a2 = &mut ws.a2[..n * CONV2_OUT.numel()];
-        self.conv2
-            .forward(backend, n, POOL1_OUT, p1, c2w, c2b, a2, conv_ws)?;
-        self.relu.forward_in_place(backend, a2);
+        let image = &ws.input[..n * IMAGE_LEN];
+        let (conv1, pool) = (&self.conv1, &self.pool);
+        conv1.forward_relu_pool(
+            backend,
+            pool,
+            n,
+            INPUT,
+            (image, c1w, c1b),
+            p1,
+            argmax1,
+            conv_ws,
+        )?;
         // Flatten is a view: the pooled [N,16,5,5] activations are fc1's [N,400] input.
         let (p2, argmax2) = (
             &mut ws.p2[..n * POOL2_OUT.numel()],
             &mut ws.argmax2[..n * POOL2_OUT.numel()],
         );
-        self.pool.forward(backend, n, CONV2_OUT, a2, p2, argmax2)?;
+        let conv2 = &self.conv2;
+        conv2.forward_relu_pool(
+            backend,
+            pool,
+            n,
+            POOL1_OUT,
+            (p1, c2w, c2b),
+            p2,
+            argmax2,
+            conv_ws,
+        )?;
         let h1 = &mut ws.h1[..n * FC1_OUT];
         self.fc1.forward_relu(backend, n, p2, f1w, f1b, h1)?;
         let h2 = &mut ws.h2[..n * FC2_OUT];
@@ -370,18 +379,11 @@ impl<T: Real> LeNet5<T> {
         self.fc1
             .backward(backend, n, p2, f1w, grad_z1, Some(grad_p2), gf1w, gf1b)?;
 
-        let a2 = &ws.a2[..n * CONV2_OUT.numel()];
-        let grad_a2 = &mut ws.grad_a2[..n * CONV2_OUT.numel()];
-        self.pool.backward(
-            backend,
-            n,
-            CONV2_OUT,
-            grad_p2,
-            &ws.argmax2[..n * POOL2_OUT.numel()],
-            grad_a2,
-        )?;
+        // ReLU and max-pool backward in one pass, from the pooled output (no activation kept).
         let grad_z_conv2 = &mut ws.grad_z_conv2[..n * CONV2_OUT.numel()];
-        self.relu.backward(backend, a2, grad_a2, grad_z_conv2)?;
+        let pooled2 = (&*grad_p2, &ws.argmax2[..n * POOL2_OUT.numel()], p2);
+        self.pool
+            .backward_relu(backend, n, CONV2_OUT, pooled2, grad_z_conv2)?;
         let p1 = &ws.p1[..n * POOL1_OUT.numel()];
         let grad_p1 = &mut ws.grad_p1[..n * POOL1_OUT.numel()];
         let conv_ws = &mut ws.conv_workspace[..];
@@ -398,18 +400,11 @@ impl<T: Real> LeNet5<T> {
             conv_ws,
         )?;
 
-        let a1 = &ws.a1[..n * CONV1_OUT.numel()];
-        let grad_a1 = &mut ws.grad_a1[..n * CONV1_OUT.numel()];
-        self.pool.backward(
-            backend,
-            n,
-            CONV1_OUT,
-            grad_p1,
-            &ws.argmax1[..n * POOL1_OUT.numel()],
-            grad_a1,
-        )?;
         let grad_z_conv1 = &mut ws.grad_z_conv1[..n * CONV1_OUT.numel()];
-        self.relu.backward(backend, a1, grad_a1, grad_z_conv1)?;
+        let p1 = &ws.p1[..n * POOL1_OUT.numel()];
+        let pooled1 = (&*grad_p1, &ws.argmax1[..n * POOL1_OUT.numel()], p1);
+        self.pool
+            .backward_relu(backend, n, CONV1_OUT, pooled1, grad_z_conv1)?;
         let input = &ws.input[..n * IMAGE_LEN];
         // The image needs no gradient in training; gradient checks ask for it.
         let grad_input = ws.grad_input.as_mut().map(|g| &mut g[..n * IMAGE_LEN]);

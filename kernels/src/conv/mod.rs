@@ -59,6 +59,7 @@ mod direct;
 mod direct_scalar;
 mod geometry;
 mod plan;
+mod pooled;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod rows;
 mod unfold;
@@ -76,6 +77,7 @@ mod channel_avx512;
 mod neon;
 
 pub use plan::rules;
+pub use pooled::PooledConv2dShape;
 pub use shape::Conv2dShape;
 pub use unfold::{col2im, im2col};
 

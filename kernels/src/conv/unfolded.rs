@@ -18,15 +18,15 @@ use crate::Kernels;
 
 /// One tile of images: `first`, `count`, and the GEMM width `ld = count * N`.
 #[derive(Clone, Copy)]
-struct Tile {
-    first: usize,
-    count: usize,
-    ld: usize,
+pub(super) struct Tile {
+    pub(super) first: usize,
+    pub(super) count: usize,
+    pub(super) ld: usize,
 }
 
 /// The batch's images in tiles of at most `per_tile`, as even as possible (sizes differ by at
 /// most one).
-fn tiles(shape: &Conv2dShape, per_tile: usize) -> impl Iterator<Item = Tile> {
+pub(super) fn tiles(shape: &Conv2dShape, per_tile: usize) -> impl Iterator<Item = Tile> {
     let (batch, n) = (shape.batch, shape.out_plane_len());
     let count = batch.div_ceil(per_tile);
     (0..count).map(move |t| {

@@ -190,6 +190,8 @@ kernel_table! {
     pub(crate) struct Table {
         forward: unsafe fn(&Pool2dShape, &[f32], &mut [f32], &mut [u32]),
         backward: unsafe fn(&Pool2dShape, &[f32], &[u32], &mut [f32]),
+        relu_forward: unsafe fn(&Pool2dShape, &[f32], &mut [f32], &mut [u32]),
+        relu_backward: unsafe fn(&Pool2dShape, &[f32], &[u32], &[f32], &mut [f32]),
     }
 }
 
@@ -213,8 +215,34 @@ unsafe fn scalar_backward(
     scalar::backward(shape, grad_output, argmax, grad_input);
 }
 
+/// Safety: the scalar reference is safe for any arguments.
+unsafe fn scalar_relu_forward(
+    shape: &Pool2dShape,
+    input: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+) {
+    scalar::relu_forward(shape, input, output, argmax);
+}
+
+/// Safety: the scalar reference is safe for any arguments.
+unsafe fn scalar_relu_backward(
+    shape: &Pool2dShape,
+    grad_output: &[f32],
+    argmax: &[u32],
+    pooled: &[f32],
+    grad_input: &mut [f32],
+) {
+    scalar::relu_backward(shape, grad_output, argmax, pooled, grad_input);
+}
+
 crate::simd::isa_table! {
-    Table { forward: scalar_forward, backward: scalar_backward },
+    Table {
+        forward: scalar_forward,
+        backward: scalar_backward,
+        relu_forward: scalar_relu_forward,
+        relu_backward: scalar_relu_backward,
+    },
     avx2: avx2, avx512: avx2, neon: neon
 }
 
@@ -290,5 +318,74 @@ impl Kernels {
         check_plane("maxpool2d_backward", shape);
         // SAFETY: as in `maxpool2d_forward`.
         unsafe { (self.maxpool.backward)(shape, grad_output, argmax, grad_input) }
+    }
+
+    /// Max pooling of `relu(input)`, the chain `F.max_pool2d(F.relu(x), ..., return_indices=True)`
+    /// without the ReLU's output in memory: bit-identical to [`Kernels::relu_forward`] followed
+    /// by [`Kernels::maxpool2d_forward`] on the same table, `argmax` included (the ReLU is
+    /// applied to each loaded window, then the same scan runs).
+    ///
+    /// # Panics
+    /// As [`Kernels::maxpool2d_forward`].
+    #[track_caller]
+    pub fn maxpool2d_relu_forward(
+        &self,
+        shape: &Pool2dShape,
+        input: &[f32],
+        output: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
+        let out_len = shape.output_len();
+        let what = "maxpool2d_relu_forward";
+        check_len(
+            "maxpool2d_relu_forward: input",
+            shape.input_len(),
+            input.len(),
+        );
+        check_len("maxpool2d_relu_forward: output", out_len, output.len());
+        check_len("maxpool2d_relu_forward: argmax", out_len, argmax.len());
+        check_plane(what, shape);
+        // SAFETY: as in `maxpool2d_forward`.
+        unsafe { (self.maxpool.relu_forward)(shape, input, output, argmax) }
+    }
+
+    /// The backward of [`Kernels::maxpool2d_relu_forward`]: overwrites `grad_input`, the
+    /// gradient with respect to the ReLU's input, with zeros, then adds each output's gradient
+    /// at its `argmax` where the forward's `output` there is above 0 (or NaN), the ReLU
+    /// backward's mask. Bit-identical to [`Kernels::maxpool2d_backward`] followed by
+    /// [`Kernels::relu_backward`] with the ReLU's output, which it never reads: the ReLU's
+    /// output at an argmax is the pooled output, and elsewhere the gradient is 0 either way.
+    ///
+    /// # Panics
+    /// As [`Kernels::maxpool2d_backward`], or if `output` is not [`Pool2dShape::output_len`]
+    /// long.
+    #[track_caller]
+    pub fn maxpool2d_relu_backward(
+        &self,
+        shape: &Pool2dShape,
+        grad_output: &[f32],
+        argmax: &[u32],
+        output: &[f32],
+        grad_input: &mut [f32],
+    ) {
+        crate::or_panic(shape.check()); // every length, checked, before any is used
+        let out_len = shape.output_len();
+        let what = "maxpool2d_relu_backward";
+        check_len(
+            "maxpool2d_relu_backward: grad_output",
+            out_len,
+            grad_output.len(),
+        );
+        check_len("maxpool2d_relu_backward: argmax", out_len, argmax.len());
+        check_len("maxpool2d_relu_backward: output", out_len, output.len());
+        check_len(
+            "maxpool2d_relu_backward: grad_input",
+            shape.input_len(),
+            grad_input.len(),
+        );
+        check_plane(what, shape);
+        // SAFETY: as in `maxpool2d_forward`; `output` is as long as `grad_output` (checked).
+        unsafe { (self.maxpool.relu_backward)(shape, grad_output, argmax, output, grad_input) }
     }
 }

@@ -1,6 +1,7 @@
 //! The max-pooling reference, generic over `f32` and `f64`.
 
 use super::Pool2dShape;
+use crate::relu::scalar::{relu, relu_grad};
 use crate::{check_len, Real};
 use core::ops::Range;
 
@@ -47,17 +48,43 @@ pub fn takes_over<T: Real>(v: T, best: T) -> bool {
 /// # Panics
 /// If a length disagrees with `shape`, or the shape is invalid.
 pub fn forward<T: Real>(shape: &Pool2dShape, input: &[T], output: &mut [T], argmax: &mut [u32]) {
+    forward_of(shape, input, output, argmax, |x| x);
+}
+
+/// Max pooling of `relu(input)` without the ReLU's output in memory; see
+/// [`Kernels::maxpool2d_relu_forward`](crate::Kernels::maxpool2d_relu_forward).
+///
+/// # Panics
+/// As [`forward`].
+pub fn relu_forward<T: Real>(
+    shape: &Pool2dShape,
+    input: &[T],
+    output: &mut [T],
+    argmax: &mut [u32],
+) {
+    forward_of(shape, input, output, argmax, relu);
+}
+
+/// Max pooling of `f(input)`.
+#[inline(always)]
+fn forward_of<T: Real>(
+    shape: &Pool2dShape,
+    input: &[T],
+    output: &mut [T],
+    argmax: &mut [u32],
+    f: impl Fn(T) -> T,
+) {
     check_len("maxpool forward: input", shape.input_len(), input.len());
     check_len("maxpool forward: output", shape.output_len(), output.len());
     check_len("maxpool forward: argmax", shape.output_len(), argmax.len());
     for_each_window(shape, |w| {
         let x = &input[w.plane];
-        let (mut best, mut best_at) = (x[w.first], w.first);
+        let (mut best, mut best_at) = (f(x[w.first]), w.first);
         for ky in 0..shape.kernel_h {
             for kx in 0..shape.kernel_w {
                 let at = w.first + ky * shape.in_w + kx;
-                if takes_over(x[at], best) {
-                    best = x[at];
+                if takes_over(f(x[at]), best) {
+                    best = f(x[at]);
                     best_at = at;
                 }
             }
@@ -79,6 +106,41 @@ pub fn backward<T: Real>(
     argmax: &[u32],
     grad_input: &mut [T],
 ) {
+    backward_of(shape, grad_output, argmax, grad_input, |_, g| g);
+}
+
+/// The gradient of max pooling of `relu(input)` with respect to `input`, from the forward's
+/// `pooled` output; see
+/// [`Kernels::maxpool2d_relu_backward`](crate::Kernels::maxpool2d_relu_backward).
+///
+/// # Panics
+/// As [`backward`], or if `pooled` is not as long as `grad_output`.
+pub fn relu_backward<T: Real>(
+    shape: &Pool2dShape,
+    grad_output: &[T],
+    argmax: &[u32],
+    pooled: &[T],
+    grad_input: &mut [T],
+) {
+    check_len(
+        "maxpool relu backward: pooled",
+        shape.output_len(),
+        pooled.len(),
+    );
+    backward_of(shape, grad_output, argmax, grad_input, |o, g| {
+        relu_grad(pooled[o], g)
+    });
+}
+
+/// Max pooling backward with output `o`'s gradient `g` replaced by `f(o, g)`.
+#[inline(always)]
+fn backward_of<T: Real>(
+    shape: &Pool2dShape,
+    grad_output: &[T],
+    argmax: &[u32],
+    grad_input: &mut [T],
+    f: impl Fn(usize, T) -> T,
+) {
     check_len(
         "maxpool backward: grad_output",
         shape.output_len(),
@@ -94,7 +156,7 @@ pub fn backward<T: Real>(
     for_each_window(shape, |w| {
         let at = argmax[w.out] as usize;
         check_in_window(shape, w.out, at, w.oy, w.ox);
-        grad_input[w.plane][at] += grad_output[w.out];
+        grad_input[w.plane][at] += f(w.out, grad_output[w.out]);
     });
 }
 

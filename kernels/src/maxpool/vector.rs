@@ -1,10 +1,14 @@
 //! Max pooling's 2x2 stride-2 path written once over [`F32x`] (other windows run the
 //! reference): `LANES` outputs of a row at a time, their windows read as two de-interleaved row
-//! pairs, the running maximum and its position kept per lane. Also the chunk walk, loads and
-//! stores that average pooling's 2x2 path shares.
+//! pairs, the running maximum and its position kept per lane. With `RELU` the forward pools
+//! `relu(input)` (the ReLU applied to the loaded windows, as the ReLU kernel applies it) and
+//! the backward masks each output's gradient by its pooled value, so the pair is the chain
+//! ReLU -> max-pool without the ReLU's output in memory. Also the chunk walk, loads and stores
+//! that average pooling's 2x2 path shares.
 
 use super::scalar::{self, check_in_window};
 use super::Pool2dShape;
+use crate::relu::vector::relu_lanes;
 use crate::simd::F32x;
 use core::ops::Range;
 
@@ -158,27 +162,34 @@ unsafe fn scan<V: F32x>(best: &mut V, best_at: &mut V::Index, v: V, at: V::Index
     }
 }
 
-/// The max-pooling forward: the 2x2 stride-2 path, the reference for other windows.
+/// The max-pooling forward (of `relu(input)` with `RELU`): the 2x2 stride-2 path, the
+/// reference for other windows.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA; the lengths match `shape` and an input plane has at most
 /// `i32::MAX` elements (checked by the caller).
 #[inline(always)]
-pub(super) unsafe fn forward<V: F32x>(
+pub(super) unsafe fn forward<V: F32x, const RELU: bool>(
     shape: &Pool2dShape,
     input: &[f32],
     output: &mut [f32],
     argmax: &mut [u32],
 ) {
     if !shape.is_2x2_stride_2() {
-        return scalar::forward(shape, input, output, argmax);
+        return match RELU {
+            true => scalar::relu_forward(shape, input, output, argmax),
+            false => scalar::forward(shape, input, output, argmax),
+        };
     }
     for_each_chunk::<V>(shape, |k| {
         // SAFETY: the chunk's windows and outputs are in bounds (the slices check it).
         // Positions fit in u32: a plane does (checked).
         unsafe {
-            let [top_even, top_odd, bottom_even, bottom_odd] =
-                load_windows::<V>(&input[k.plane.clone()], &k);
+            let mut windows = load_windows::<V>(&input[k.plane.clone()], &k);
+            if RELU {
+                windows = windows.map(|w| relu_lanes(w));
+            }
+            let [top_even, top_odd, bottom_even, bottom_odd] = windows;
             let at = V::index_ramp2(k.top as u32);
             let at_below = V::index_add(at, shape.in_w as u32);
             let (mut best, mut best_at) = (top_even, at);
@@ -197,26 +208,38 @@ pub(super) unsafe fn forward<V: F32x>(
     });
 }
 
-/// The max-pooling backward: the 2x2 stride-2 path, the reference for other windows.
+/// The max-pooling backward: the 2x2 stride-2 path, the reference for other windows. With
+/// `RELU`, `pooled` is the forward's output (of `relu(input)`) and an output's gradient
+/// reaches its argmax only where `pooled > 0` (or NaN), the ReLU's mask at that element;
+/// without, `pooled` is not read.
 ///
 /// # Safety
-/// As [`forward`].
+/// As [`forward`]; with `RELU`, `pooled` is as long as `grad_output`.
 #[inline(always)]
-pub(super) unsafe fn backward<V: F32x>(
+pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
     shape: &Pool2dShape,
     grad_output: &[f32],
     argmax: &[u32],
+    pooled: &[f32],
     grad_input: &mut [f32],
 ) {
     if !shape.is_2x2_stride_2() {
-        return scalar::backward(shape, grad_output, argmax, grad_input);
+        return match RELU {
+            true => scalar::relu_backward(shape, grad_output, argmax, pooled, grad_input),
+            false => scalar::backward(shape, grad_output, argmax, grad_input),
+        };
     }
     clear_uncovered(shape, grad_input);
     for_each_chunk::<V>(shape, |k| {
         let idx = &argmax[k.out.clone()];
         // SAFETY: the chunk's outputs, indices and windows are in bounds (the slices check it).
         unsafe {
-            let g: V = load(&grad_output[k.out.clone()], k.valid);
+            let mut g: V = load(&grad_output[k.out.clone()], k.valid);
+            if RELU {
+                // The ReLU backward's rule (`relu_grad`): no gradient where the output <= 0.
+                let y: V = load(&pooled[k.out.clone()], k.valid);
+                g = g.clear_where(y.le(V::zero()));
+            }
             let a = V::index_load_first(idx.as_ptr(), k.valid);
             let at = V::index_ramp2(k.top as u32);
             let at_below = V::index_add(at, shape.in_w as u32);

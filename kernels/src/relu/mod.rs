@@ -11,7 +11,7 @@
 //! fix the vector type. There is no AVX-512 file: the AVX-512 table runs the AVX2 one.
 
 pub mod scalar;
-mod vector;
+pub(crate) mod vector;
 
 /// The ReLU of one vector, for kernels that apply it as they store (the GEMM epilogue).
 pub(crate) use vector::relu_lanes;

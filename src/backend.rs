@@ -574,29 +574,14 @@ impl<T: Real> Backend<T> for Reference {
         bias: &[T],
         relu: bool,
     ) {
-        gemm::scalar::gemm(
-            transa,
-            transb,
-            m,
-            n,
-            k,
-            T::ONE,
-            a,
-            lda,
-            b,
-            ldb,
-            T::ZERO,
-            c,
-            ldc,
-        );
-        if m == 0 || n == 0 {
-            return;
-        }
-        for row in c.chunks_mut(ldc).take(m) {
-            let row = &mut row[..n];
-            bias::scalar::add(row, bias, 1, 1);
-            if relu {
-                relu::scalar::forward_in_place(row);
+        let (one, zero) = (T::ONE, T::ZERO);
+        gemm::scalar::gemm(transa, transb, m, n, k, one, a, lda, b, ldb, zero, c, ldc);
+        if m > 0 && n > 0 {
+            for row in c.chunks_mut(ldc).take(m) {
+                bias::scalar::add(&mut row[..n], bias, 1, 1);
+                if relu {
+                    relu::scalar::forward_in_place(&mut row[..n]);
+                }
             }
         }
     }

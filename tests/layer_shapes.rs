@@ -158,3 +158,33 @@ fn linear_and_flatten_overflow_are_errors() {
     let r = flat.forward(HUGE_ODD, Dims::new(1, 2, 1), &[0.0f32; 2], &mut [0.0; 2]);
     assert_err("flatten batch", r.map(|_| ()), "flat: batch");
 }
+
+/// An argmax outside its input plane (not from this layer's forward) is an error naming it, in
+/// the plain and the ReLU-folded backward, on every table and the reference.
+#[test]
+fn an_argmax_outside_the_plane_is_refused() {
+    let pool = MaxPool2d::new("pool", (2, 2));
+    let dims = Dims::new(2, 4, 4);
+    let (g, y) = (vec![1.0f32; 8], vec![1.0f32; 8]);
+    let mut argmax = vec![0u32; 8];
+    argmax[5] = 16;
+    for k in Kernels::all() {
+        let mut gi = vec![0.0f32; 32];
+        let r = pool.backward(&k, 1, dims, &g, &argmax, &mut gi);
+        assert_err(
+            "backward",
+            r,
+            "pool: argmax 16 is outside the 4x4 input plane",
+        );
+        let r = pool.backward_relu(&k, 1, dims, (&g, &argmax, &y), &mut gi);
+        assert_err(
+            "backward_relu",
+            r,
+            "pool: argmax 16 is outside the 4x4 input plane",
+        );
+    }
+    let mut gi = vec![0.0f64; 32];
+    let (g, y) = (vec![1.0f64; 8], vec![1.0f64; 8]);
+    let r = pool.backward_relu(&Reference, 1, dims, (&g, &argmax, &y), &mut gi);
+    assert_err("reference", r, "outside the 4x4 input plane");
+}

@@ -427,9 +427,11 @@ unsafe fn dw_column<V: F32x, const C: usize, const T: usize, const PARTIAL: bool
 ) {
     // SAFETY: forwarded from `dw_block`; partial columns read only their `n` lanes.
     unsafe {
+        // The tail's lanes, made once for the whole column.
+        let tail = V::tail(n);
         let load = |p: *const f32| {
             if PARTIAL {
-                V::load_first(p, n)
+                V::load_tail(p, tail)
             } else {
                 V::load(p)
             }

@@ -15,8 +15,9 @@
 //! ## SIMD
 //!
 //! The 2x2 stride-2 case (LeNet-5's pooling, on 28x28 and 10x10 planes) has a vector path on
-//! each ISA: 8 (AVX2) or 4 (NEON) outputs at a time, de-interleaving even and odd input columns,
-//! with masked (AVX2) or staged (NEON) loads and stores for the last, partial chunk of each row.
+//! each ISA: 16 (AVX-512), 8 (AVX2) or 4 (NEON) outputs at a time, de-interleaving even and odd
+//! input columns, with masked (x86) or staged (NEON) loads and stores for the last, partial chunk
+//! of each row.
 //! It is bit-identical to the reference, argmax included, because it applies the same update
 //! rule in the same scan order. Other kernel sizes and strides run the reference loop.
 //!
@@ -27,6 +28,8 @@ pub(crate) mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -243,7 +246,7 @@ crate::simd::isa_table! {
         relu_forward: scalar_relu_forward,
         relu_backward: scalar_relu_backward,
     },
-    avx2: avx2, avx512: avx2, neon: neon
+    avx2: avx2, avx512: avx512, neon: neon
 }
 
 /// Checks the plane fits the u32 argmax (and the i32 lanes the SIMD paths compute it in).

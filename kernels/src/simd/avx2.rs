@@ -25,6 +25,7 @@ pub(crate) unsafe fn tail_mask(n: usize) -> __m256i {
 impl F32x for __m256 {
     type Mask = __m256;
     type Index = __m256i;
+    type Tail = __m256i;
     const LANES: usize = 8;
     const SCALE_ANY_EXPONENT: bool = false;
 
@@ -51,6 +52,14 @@ impl F32x for __m256 {
     #[inline(always)]
     unsafe fn store_first(self, dst: *mut f32, n: usize) {
         unsafe { _mm256_maskstore_ps(dst, tail_mask(n), self) }
+    }
+    #[inline(always)]
+    unsafe fn tail(n: usize) -> __m256i {
+        unsafe { tail_mask(n) }
+    }
+    #[inline(always)]
+    unsafe fn load_tail(src: *const f32, tail: __m256i) -> Self {
+        unsafe { _mm256_maskload_ps(src, tail) }
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {

@@ -20,6 +20,7 @@ pub(crate) fn tail_mask(n: usize) -> __mmask16 {
 impl F32x for __m512 {
     type Mask = __mmask16;
     type Index = __m512i;
+    type Tail = __mmask16;
     const LANES: usize = LANES;
     const SCALE_ANY_EXPONENT: bool = true;
 
@@ -46,6 +47,14 @@ impl F32x for __m512 {
     #[inline(always)]
     unsafe fn store_first(self, dst: *mut f32, n: usize) {
         unsafe { _mm512_mask_storeu_ps(dst, tail_mask(n), self) }
+    }
+    #[inline(always)]
+    unsafe fn tail(n: usize) -> __mmask16 {
+        tail_mask(n)
+    }
+    #[inline(always)]
+    unsafe fn load_tail(src: *const f32, tail: __mmask16) -> Self {
+        unsafe { _mm512_maskz_loadu_ps(tail, src) }
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {

@@ -50,6 +50,9 @@ pub(crate) trait F32x: Copy {
     type Mask: Copy;
     /// `LANES` unsigned 32-bit integers (element positions, as max pooling's argmax).
     type Index: Copy;
+    /// The first `n` lanes, made once for a loop of `load_tail`s (a lane mask where the ISA
+    /// loads through one, else `n`).
+    type Tail: Copy;
     /// f32 lanes per vector.
     const LANES: usize;
     /// Whether `scale_pow2_or_zero` is exact for any `n` (no clamp needed before it).
@@ -65,6 +68,10 @@ pub(crate) trait F32x: Copy {
     unsafe fn load_first(src: *const f32, n: usize) -> Self;
     /// The first `n` lanes to `dst` (`n <= LANES`); nothing else is written.
     unsafe fn store_first(self, dst: *mut f32, n: usize);
+    /// The tail of `n <= LANES` lanes for [`F32x::load_tail`].
+    unsafe fn tail(n: usize) -> Self::Tail;
+    /// [`F32x::load_first`] with the `n` of `tail`.
+    unsafe fn load_tail(src: *const f32, tail: Self::Tail) -> Self;
 
     unsafe fn add(self, b: Self) -> Self;
     unsafe fn sub(self, b: Self) -> Self;

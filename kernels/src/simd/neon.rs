@@ -10,6 +10,8 @@ use core::arch::aarch64::*;
 impl F32x for float32x4_t {
     type Mask = uint32x4_t;
     type Index = uint32x4_t;
+    /// No masked loads: a tail is its length.
+    type Tail = usize;
     const LANES: usize = 4;
     const SCALE_ANY_EXPONENT: bool = false;
 
@@ -44,6 +46,14 @@ impl F32x for float32x4_t {
             vst1q_f32(buf.as_mut_ptr(), self);
             core::ptr::copy_nonoverlapping(buf.as_ptr(), dst, n.min(4));
         }
+    }
+    #[inline(always)]
+    unsafe fn tail(n: usize) -> usize {
+        n
+    }
+    #[inline(always)]
+    unsafe fn load_tail(src: *const f32, tail: usize) -> Self {
+        unsafe { Self::load_first(src, tail) }
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {

@@ -34,6 +34,14 @@
 //! Adding an ISA means one vocabulary implementation, one file per folder and one arm in each
 //! `table` function; the tests iterate over [`Isa::supported`] and cover it.
 //!
+//! ## Fused layers
+//!
+//! [`Kernels::conv2d_relu_maxpool2d_forward`] (a convolution block's forward, writing only the
+//! pooled output and its argmax), [`Kernels::maxpool2d_relu_backward`] (ReLU and max-pool
+//! backward in one pass, from the pooled output) and [`Kernels::sgemm_with`] (bias and ReLU in
+//! the GEMM's store) are bit-identical to the unfused kernels one after the other on the same
+//! table; the unfused kernels stay public as their reference.
+//!
 //! ## Panics
 //!
 //! A slice whose length disagrees with the shape passed with it is a programmer error: the kernel

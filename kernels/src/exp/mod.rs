@@ -25,7 +25,7 @@
 //! `[sqrt(2)/2, sqrt(2))`, `s = f / (2 + f)`, `ln(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))` with
 //! a degree-4 `R`, plus `k ln2` in two parts; denormal inputs are scaled by `2^23` first.
 //!
-//! Both algorithms are written once (`vector.rs`, generic over [`F32x`](crate::simd)) with the
+//! Both algorithms are written once (`vector.rs`, generic over `F32x` (`simd/`)) with the
 //! constants of [`consts`](self); the ISA files only instantiate them. Tails go through the
 //! vocabulary's first-`n` loads and stores, so no lane outside the slices is touched.
 //!

@@ -4,7 +4,7 @@
 //! intrinsics). Each shape is chosen to reach one path: the convolution's direct, channel and
 //! unfolded (im2col + GEMM) paths with their input-gradient variants, GEMM's tails, both
 //! pooling paths (2x2 stride 2 and the general loop), bias, ReLU, exp/ln, cross-entropy and
-//! SGD. The full property tests cover the same code on many more shapes natively.
+//! SGD; the fused layers. The full property tests cover the same code on many more shapes natively.
 
 mod common;
 mod differential;
@@ -12,7 +12,7 @@ mod hostile;
 
 use common::{assert_close, random_vec, widen};
 use hostile::{conv_matches_reference, pool_matches_reference, tables};
-use simdnet_kernels::conv::{rules, Conv2dShape};
+use simdnet_kernels::conv::{rules, Conv2dShape, PooledConv2dShape};
 use simdnet_kernels::cross_entropy::{self, CrossEntropyOptions, GradOutput, Targets};
 use simdnet_kernels::gemm::{self, Transpose};
 use simdnet_kernels::maxpool::Pool2dShape;
@@ -251,6 +251,95 @@ fn miri_cross_entropy_and_sgd() {
                 "{isa} sgd param {i}: {a} vs {b}"
             );
         }
+    }
+}
+
+/// The fused layers on a shape of each convolution path, against the unfused chain on the same
+/// table (bit for bit): conv + bias + ReLU + max pooling, ReLU + max-pool backward, and the
+/// GEMM's bias + ReLU epilogue on a shape with edge tiles.
+#[test]
+fn miri_fused_layers() {
+    let direct = Conv2dShape::new(2, 2, 3, (4, 6), (2, 2)).with_padding(1, 0);
+    let channel = Conv2dShape::new(2, 2, 9, (4, 4), (3, 3)).with_padding(1, 1);
+    let unfolded = Conv2dShape::new(3, 2, 3, (7, 7), (3, 3)).with_stride(2, 2);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for conv in [direct, channel, unfolded] {
+        let s = PooledConv2dShape::new(conv, (2, 2), (2, 2));
+        let (x, w) = (
+            random_vec(conv.input_len(), 1),
+            random_vec(conv.weight_len(), 2),
+        );
+        let b = random_vec(conv.out_channels, 3);
+        let g = random_vec(s.pool.output_len(), 4);
+        for k in tables() {
+            let mut z = vec![0.0; conv.output_len()];
+            let mut ws = vec![0.0; conv.workspace_len()];
+            k.conv2d_forward(&conv, &x, &w, Some(&b), &mut z, &mut ws);
+            k.relu_forward_in_place(&mut z);
+            let n = s.pool.output_len();
+            let (mut want, mut want_at) = (vec![0.0; n], vec![0; n]);
+            k.maxpool2d_forward(&s.pool, &z, &mut want, &mut want_at);
+            let (mut y, mut at) = (vec![0.0; n], vec![0; n]);
+            let mut ws = vec![0.0; s.workspace_len()];
+            k.conv2d_relu_maxpool2d_forward(&s, &x, &w, Some(&b), &mut y, &mut at, &mut ws);
+            assert_eq!(
+                (bits(&y), &at),
+                (bits(&want), &want_at),
+                "{} {conv:?}",
+                k.isa()
+            );
+            let mut gz = vec![0.0; conv.output_len()];
+            k.maxpool2d_backward(&s.pool, &g, &at, &mut gz);
+            let mut want_gz = vec![0.0; conv.output_len()];
+            k.relu_backward(&z, &gz, &mut want_gz);
+            k.maxpool2d_relu_backward(&s.pool, &g, &at, &y, &mut gz);
+            assert_eq!(bits(&gz), bits(&want_gz), "backward {} {conv:?}", k.isa());
+        }
+    }
+    let (m, n, kk) = (5, 19, 7);
+    let (a, bm) = (random_vec(m * kk, 5), random_vec(kk * n, 6));
+    let bias = random_vec(n, 7);
+    for k in tables() {
+        let mut want = vec![0.0; m * n];
+        k.sgemm(
+            Transpose::No,
+            Transpose::No,
+            m,
+            n,
+            kk,
+            1.0,
+            &a,
+            kk,
+            &bm,
+            n,
+            0.0,
+            &mut want,
+            n,
+        );
+        k.bias_add(&mut want, &bias, m, 1);
+        k.relu_forward_in_place(&mut want);
+        let mut c = vec![f32::NAN; m * n];
+        let e = gemm::Epilogue {
+            bias: Some(&bias),
+            relu: true,
+        };
+        k.sgemm_with(
+            Transpose::No,
+            Transpose::No,
+            m,
+            n,
+            kk,
+            1.0,
+            &a,
+            kk,
+            &bm,
+            n,
+            0.0,
+            &mut c,
+            n,
+            &e,
+        );
+        assert_eq!(bits(&c), bits(&want), "gemm epilogue {}", k.isa());
     }
 }
 

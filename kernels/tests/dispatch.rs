@@ -105,7 +105,7 @@ fn miri_dispatch_avx2_table_has_no_scalar_entry() {
 
 /// Folders with AVX-512 kernels of their own; the avx512 table runs the AVX2 code elsewhere.
 #[cfg(target_arch = "x86_64")]
-const AVX512_FOLDERS: [&str; 5] = ["gemm", "conv", "exp", "cross_entropy", "sgd"];
+const AVX512_FOLDERS: [&str; 6] = ["gemm", "conv", "exp", "cross_entropy", "sgd", "maxpool"];
 
 /// On a CPU with AVX-512 it is the best ISA, the default table (unless `SIMDNET_ISA` says
 /// otherwise) and free of scalar entries, and the folders in `AVX512_FOLDERS` hold AVX-512

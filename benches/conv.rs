@@ -12,12 +12,17 @@
 //! does as well), so criterion's "Gelem/s" reads as GFLOP/s. PyTorch's figures for the same
 //! calls come from `../shared/anchors/pytorch_kernels.py --threads 1`.
 //!
+//! `conv2d/<layer> block fwd` times LeNet-5's whole block, conv + bias + ReLU + 2x2 max pool:
+//! `fused/<isa>` is `conv2d_relu_maxpool2d_forward` (one pass per tile of images), `chain/<isa>`
+//! the unfused calls it is bit-identical to (`conv2d_forward`, `relu_forward_in_place`,
+//! `maxpool2d_forward`); throughput is the convolution's FLOPs.
+//!
 //! After criterion, a summary table gives the minimum and the median milliseconds per call over
 //! short timed runs (the minimum is the steadier figure on a shared, loaded machine).
 //! `CONV_SUMMARY_ONLY=1 cargo bench --bench conv` prints only that table.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use simdnet_kernels::conv::Conv2dShape;
+use simdnet_kernels::conv::{Conv2dShape, PooledConv2dShape};
 use simdnet_kernels::Kernels;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -120,6 +125,53 @@ fn flops(case: &Case) -> (u64, u64) {
     (pass as u64, if case.grad_input { 3 } else { 2 })
 }
 
+/// Buffers of one block (conv + bias + ReLU + max pool), fused and as the unfused chain.
+struct Block {
+    shape: PooledConv2dShape,
+    conv: Buffers,
+    pooled: Vec<f32>,
+    argmax: Vec<u32>,
+    ws: Vec<f32>,
+}
+
+impl Block {
+    fn new(s: &Conv2dShape) -> Self {
+        let shape = PooledConv2dShape::new(*s, (2, 2), (2, 2));
+        Block {
+            shape,
+            conv: Buffers::new(s),
+            pooled: vec![0.0; shape.pool.output_len()],
+            argmax: vec![0; shape.pool.output_len()],
+            ws: vec![0.0; shape.workspace_len()],
+        }
+    }
+
+    fn fused(&mut self, k: &Kernels) {
+        k.conv2d_relu_maxpool2d_forward(
+            &self.shape,
+            black_box(&self.conv.x),
+            &self.conv.w,
+            Some(&self.conv.b),
+            &mut self.pooled,
+            &mut self.argmax,
+            &mut self.ws,
+        );
+        black_box((&self.pooled, &self.argmax));
+    }
+
+    fn chain(&mut self, k: &Kernels) {
+        self.conv.forward(k, &self.shape.conv);
+        k.relu_forward_in_place(&mut self.conv.y);
+        k.maxpool2d_forward(
+            &self.shape.pool,
+            &self.conv.y,
+            &mut self.pooled,
+            &mut self.argmax,
+        );
+        black_box((&self.pooled, &self.argmax));
+    }
+}
+
 fn benches(c: &mut Criterion) {
     for case in cases() {
         let s = case.shape;
@@ -140,6 +192,19 @@ fn benches(c: &mut Criterion) {
         for k in Kernels::all() {
             group.bench_function(BenchmarkId::from_parameter(k.isa()), |bench| {
                 bench.iter(|| bufs.forward_backward(&k, &case))
+            });
+        }
+        group.finish();
+
+        let mut block = Block::new(&s);
+        let mut group = c.benchmark_group(format!("conv2d/{} block fwd", case.name));
+        group.throughput(Throughput::Elements(pass_flops));
+        for k in Kernels::all() {
+            group.bench_function(BenchmarkId::new("fused", k.isa()), |bench| {
+                bench.iter(|| block.fused(&k))
+            });
+            group.bench_function(BenchmarkId::new("chain", k.isa()), |bench| {
+                bench.iter(|| block.chain(&k))
             });
         }
         group.finish();

@@ -15,7 +15,8 @@
 //! `conv2d/<layer> block fwd` times LeNet-5's whole block, conv + bias + ReLU + 2x2 max pool:
 //! `fused/<isa>` is `conv2d_relu_maxpool2d_forward` (one pass per tile of images), `chain/<isa>`
 //! the unfused calls it is bit-identical to (`conv2d_forward`, `relu_forward_in_place`,
-//! `maxpool2d_forward`); throughput is the convolution's FLOPs.
+//! `maxpool2d_forward`), `relu_pool/<isa>` the batch's convolution then the fused ReLU + max
+//! pool (`maxpool2d_relu_forward`); throughput is the convolution's FLOPs.
 //!
 //! After criterion, a summary table gives the minimum and the median milliseconds per call over
 //! short timed runs (the minimum is the steadier figure on a shared, loaded machine).
@@ -170,6 +171,18 @@ impl Block {
         );
         black_box((&self.pooled, &self.argmax));
     }
+
+    /// The whole batch's convolution, then the fused ReLU + max pool.
+    fn relu_pool(&mut self, k: &Kernels) {
+        self.conv.forward(k, &self.shape.conv);
+        k.maxpool2d_relu_forward(
+            &self.shape.pool,
+            &self.conv.y,
+            &mut self.pooled,
+            &mut self.argmax,
+        );
+        black_box((&self.pooled, &self.argmax));
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -205,6 +218,9 @@ fn benches(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("chain", k.isa()), |bench| {
                 bench.iter(|| block.chain(&k))
+            });
+            group.bench_function(BenchmarkId::new("relu_pool", k.isa()), |bench| {
+                bench.iter(|| block.relu_pool(&k))
             });
         }
         group.finish();

@@ -141,6 +141,18 @@ fn pooling(c: &mut Criterion) {
         );
         group(
             c,
+            &format!("maxpool/relu_forward {name}"),
+            4 * n_in + 8 * n_out,
+            |k| k.maxpool2d_relu_forward(&s, black_box(&x), &mut y, &mut at),
+        );
+        group(
+            c,
+            &format!("maxpool/relu_backward {name}"),
+            12 * n_out + 4 * n_in,
+            |k| k.maxpool2d_relu_backward(&s, black_box(&g), &at, &y, &mut gi),
+        );
+        group(
+            c,
             &format!("avgpool/forward {name}"),
             4 * n_in + 4 * n_out,
             |k| k.avgpool2d_forward(&s, black_box(&x), &mut y),

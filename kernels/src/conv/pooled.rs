@@ -13,9 +13,10 @@
 //! computed by the same operations in the same order, only fewer of them leave the cache.
 //!
 //! Tiles: the unfolded path's own column tiles (balanced, so each GEMM is the one the whole
-//! batch runs),
-//! else as many images as keep a tile's convolution output within 8,192 floats, a core's L1 data cache (the direct
-//! and channel paths compute each image on its own).
+//! batch runs), else as many images as keep a tile's convolution output within 65,536 floats
+//! (the direct and channel paths compute each image on its own). A tile stays in a core's L2
+//! for the pooling; smaller tiles, down to L1's size, repeat the paths' per-call setup more
+//! often than the cache saves (benches/README.md).
 //!
 //! The backward needs no activation: [`Kernels::maxpool2d_relu_backward`] gives the
 //! convolution's output gradient from the pooled output and argmax (the ReLU's mask at an
@@ -36,9 +37,9 @@ use super::Conv2dShape;
 use crate::maxpool::Pool2dShape;
 use crate::{check_len, checked_product, checked_sum, Kernels, ShapeError};
 
-/// The most f32 of convolution output a tile of the direct and channel paths holds (32 KiB:
-/// a core's L1 data cache), at least one image.
-pub(crate) const TILE_FLOATS: usize = 8 * 1024;
+/// The most f32 of convolution output a tile of the direct and channel paths holds (256 KiB,
+/// within a core's L2), at least one image.
+pub(crate) const TILE_FLOATS: usize = 64 * 1024;
 
 /// A convolution followed by ReLU and max pooling of its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,9 +1,12 @@
 //! Max pooling's 2x2 stride-2 path written once over [`F32x`] (other windows run the
 //! reference): `LANES` outputs of a row at a time, their windows read as two de-interleaved row
 //! pairs, the running maximum and its position kept per lane. With `RELU` the forward pools
-//! `relu(input)` (the ReLU applied to the loaded windows, as the ReLU kernel applies it) and
+//! `relu(input)` (the raw window's scan, then the one case where the ReLU changes its result:
+//! no positive element and no NaN, where the ReLU'd window's scan keeps its first element) and
 //! the backward masks each output's gradient by its pooled value, so the pair is the chain
-//! ReLU -> max-pool without the ReLU's output in memory. Also the chunk walk, loads and stores
+//! ReLU -> max-pool without the ReLU's output in memory. Loads and stores take whole vectors
+//! where the slices hold them (the lanes past a chunk's outputs are never kept, or are
+//! overwritten by later chunks). Also the chunk walk, loads and stores
 //! that average pooling's 2x2 path shares.
 
 use super::scalar::{self, check_in_window};
@@ -69,6 +72,24 @@ pub(crate) unsafe fn load_windows<V: F32x>(x: &[f32], k: &Chunk) -> [V; 4] {
     }
 }
 
+/// As [`load_windows`], but reading whole vectors where `x` (the input from the chunk's
+/// plane on) holds them: lanes past `valid` then hold the next elements, not 0. For callers
+/// that never keep those lanes.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub(crate) unsafe fn load_windows_wide<V: F32x>(x: &[f32], k: &Chunk) -> [V; 4] {
+    let count = |at: usize| (2 * V::LANES).min(x.len().saturating_sub(at));
+    // SAFETY: forwarded contract; `load_pairs` checks the slices hold what it reads, and
+    // `count` is at least `2 valid` as the chunk's windows lie in its plane.
+    unsafe {
+        let (top_even, top_odd) = load_pairs::<V>(&x[k.top..], count(k.top));
+        let (bottom_even, bottom_odd) = load_pairs::<V>(&x[k.bottom..], count(k.bottom));
+        [top_even, top_odd, bottom_even, bottom_odd]
+    }
+}
+
 /// Writes the chunk's windows into its gradient plane `gi`, in the order of [`load_windows`].
 ///
 /// # Safety
@@ -80,6 +101,25 @@ pub(crate) unsafe fn store_windows<V: F32x>(gi: &mut [f32], k: &Chunk, windows: 
     unsafe {
         store_pairs(&mut gi[k.top..], 2 * k.valid, top_even, top_odd);
         store_pairs(&mut gi[k.bottom..], 2 * k.valid, bottom_even, bottom_odd);
+    }
+}
+
+/// As [`store_windows`], but writing whole vectors where `gi` (the gradient from the chunk's
+/// plane on) holds them, so the lanes past `valid` overwrite the elements after the windows.
+/// For callers whose later chunks write those elements again.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
+#[inline(always)]
+pub(crate) unsafe fn store_windows_wide<V: F32x>(gi: &mut [f32], k: &Chunk, windows: [V; 4]) {
+    let [top_even, top_odd, bottom_even, bottom_odd] = windows;
+    let count = |gi: &[f32], at: usize| (2 * V::LANES).min(gi.len() - at);
+    // SAFETY: forwarded contract; `store_pairs` checks the slices hold what it writes.
+    unsafe {
+        let n = count(gi, k.top);
+        store_pairs(&mut gi[k.top..], n, top_even, top_odd);
+        let n = count(gi, k.bottom);
+        store_pairs(&mut gi[k.bottom..], n, bottom_even, bottom_odd);
     }
 }
 
@@ -185,10 +225,7 @@ pub(super) unsafe fn forward<V: F32x, const RELU: bool>(
         // SAFETY: the chunk's windows and outputs are in bounds (the slices check it).
         // Positions fit in u32: a plane does (checked).
         unsafe {
-            let mut windows = load_windows::<V>(&input[k.plane.clone()], &k);
-            if RELU {
-                windows = windows.map(|w| relu_lanes(w));
-            }
+            let windows = load_windows_wide::<V>(&input[k.plane.start..], &k);
             let [top_even, top_odd, bottom_even, bottom_odd] = windows;
             let at = V::index_ramp2(k.top as u32);
             let at_below = V::index_add(at, shape.in_w as u32);
@@ -201,9 +238,21 @@ pub(super) unsafe fn forward<V: F32x, const RELU: bool>(
                 bottom_odd,
                 V::index_add(at_below, 1),
             );
-            store(&mut output[k.out.clone()], k.valid, best);
-            let idx = &mut argmax[k.out];
-            V::index_store_first(best_at, idx.as_mut_ptr(), k.valid);
+            if RELU {
+                // The scan of the raw window equals the scan of its ReLU wherever the window
+                // holds a NaN (the last NaN wins either way) or a positive maximum (the first
+                // occurrence wins either way). Where every element is <= 0, the ReLU's window
+                // is all zeros, whose scan keeps the first element: `relu(top_even)` at `at`.
+                let none_positive = best.le(V::zero());
+                best = V::select(none_positive, relu_lanes(top_even), best);
+                best_at = V::index_select(none_positive, at, best_at);
+            }
+            // Whole vectors where the output holds them: the lanes past `valid` land on
+            // outputs of later chunks, which overwrite them (chunks run in output order).
+            let wide = V::LANES.min(output.len() - k.out.start);
+            store(&mut output[k.out.start..], wide, best);
+            let idx = &mut argmax[k.out.start..][..wide];
+            V::index_store_first(best_at, idx.as_mut_ptr(), wide);
         }
     });
 }
@@ -230,17 +279,25 @@ pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
         };
     }
     clear_uncovered(shape, grad_input);
+    // Whole-vector stores of a chunk's windows are safe when every element they spill onto is
+    // written again later: with even sides and one chunk per row of outputs, a top row's spill
+    // lands on the bottom row that the same chunk writes next, a bottom row's on the next row
+    // pair (or plane), which later chunks write.
+    let spill =
+        shape.in_w.is_multiple_of(2) && shape.in_h.is_multiple_of(2) && shape.out_w() <= V::LANES;
     for_each_chunk::<V>(shape, |k| {
-        let idx = &argmax[k.out.clone()];
+        // Whole vectors where the slices hold them; the lanes past `valid` are never kept.
+        let wide = V::LANES.min(grad_output.len() - k.out.start);
+        let idx = &argmax[k.out.start..][..wide];
         // SAFETY: the chunk's outputs, indices and windows are in bounds (the slices check it).
         unsafe {
-            let mut g: V = load(&grad_output[k.out.clone()], k.valid);
+            let mut g: V = load(&grad_output[k.out.start..], wide);
             if RELU {
                 // The ReLU backward's rule (`relu_grad`): no gradient where the output <= 0.
-                let y: V = load(&pooled[k.out.clone()], k.valid);
+                let y: V = load(&pooled[k.out.start..], wide);
                 g = g.clear_where(y.le(V::zero()));
             }
-            let a = V::index_load_first(idx.as_ptr(), k.valid);
+            let a = V::index_load_first(idx.as_ptr(), wide);
             let at = V::index_ramp2(k.top as u32);
             let at_below = V::index_add(at, shape.in_w as u32);
             let hits = [
@@ -258,8 +315,15 @@ pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
             }
             // 0 + (g or 0), as the reference's zero-then-add (so -0.0 becomes +0.0 there too).
             let zero = V::zero();
-            let put = |hit: V::Mask| zero.add(g.keep_where(hit));
-            store_windows(&mut grad_input[k.plane.clone()], &k, hits.map(put));
+            let mut windows = [zero; 4];
+            for (w, &hit) in windows.iter_mut().zip(&hits) {
+                *w = zero.add(g.keep_where(hit));
+            }
+            if spill {
+                store_windows_wide(&mut grad_input[k.plane.start..], &k, windows);
+            } else {
+                store_windows(&mut grad_input[k.plane.clone()], &k, windows);
+            }
         }
     });
 }

@@ -142,6 +142,20 @@ impl std::fmt::Display for ShapeError {
 
 impl std::error::Error for ShapeError {}
 
+/// Defines `name(&self) -> T` as `try_name`'s value, or a panic with its [`ShapeError`]: the
+/// checked lengths in their programmer-error form (ISA bodies and entry points use these, the
+/// shapes' `check` the fallible ones).
+macro_rules! or_panic_fns {
+    ($($(#[$meta:meta])* $vis:vis fn $name:ident = $try:ident -> $ty:ty;)*) => {$(
+        $(#[$meta])*
+        #[track_caller]
+        $vis fn $name(&self) -> $ty {
+            crate::or_panic(self.$try())
+        }
+    )*};
+}
+pub(crate) use or_panic_fns;
+
 /// The value, or a panic with the shape error's message (the programmer-error path).
 #[inline]
 #[track_caller]

@@ -66,20 +66,6 @@ pub(crate) struct Direct {
     pub(crate) padded_w: usize,
 }
 
-/// Defines `name(&self) -> T` as `try_name`'s value, or a panic with its [`ShapeError`]: the
-/// checked lengths in their programmer-error form (ISA bodies and entry points use these, the
-/// shapes' `check` the fallible ones).
-macro_rules! or_panic {
-    ($($(#[$meta:meta])* $vis:vis fn $name:ident = $try:ident -> $ty:ty;)*) => {$(
-        $(#[$meta])*
-        #[track_caller]
-        $vis fn $name(&self) -> $ty {
-            crate::or_panic(self.$try())
-        }
-    )*};
-}
-pub(crate) use or_panic;
-
 impl Direct {
     /// The padded-plane geometry of any stride-1, dilation-1 shape with `K >= 1` (the direct
     /// path's and the channel path's).
@@ -98,7 +84,7 @@ impl Direct {
         }))
     }
 
-    or_panic! {
+    crate::or_panic_fns! {
         pub(crate) fn channels_padded = try_channels_padded -> usize;
         pub(crate) fn channel_passes_len = try_channel_passes_len -> usize;
         pub(crate) fn channel_workspace_len = try_channel_workspace_len -> usize;

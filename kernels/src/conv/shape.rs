@@ -141,7 +141,7 @@ impl Conv2dShape {
         Ok(())
     }
 
-    super::geometry::or_panic! {
+    crate::or_panic_fns! {
         /// Output height: `(in_h + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1`.
         ///
         /// # Panics

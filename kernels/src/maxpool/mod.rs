@@ -99,52 +99,35 @@ impl Pool2dShape {
         Ok(())
     }
 
-    /// `(in_h - kernel_h) / stride_h + 1`.
-    ///
-    /// # Panics
-    /// If `stride_h` or `kernel_h` is 0, or `in_h < kernel_h` (an empty output): programmer
-    /// errors.
-    #[track_caller]
-    pub fn out_h(&self) -> usize {
-        crate::or_panic(self.try_out_h())
-    }
-
-    /// `(in_w - kernel_w) / stride_w + 1`.
-    ///
-    /// # Panics
-    /// As [`Pool2dShape::out_h`], for the width.
-    #[track_caller]
-    pub fn out_w(&self) -> usize {
-        crate::or_panic(self.try_out_w())
-    }
-
-    /// `batch * channels * in_h * in_w`.
-    ///
-    /// # Panics
-    /// If it, [`Pool2dShape::planes`] or one plane (`in_h * in_w`, even with no planes)
-    /// overflows `usize` (the message names the shape and the quantity).
-    #[track_caller]
-    pub fn input_len(&self) -> usize {
-        crate::or_panic(self.try_input_len())
-    }
-
-    /// Planes of the input and of the output: `batch * channels`.
-    ///
-    /// # Panics
-    /// If it overflows `usize` (the message names the shape and the quantity).
-    #[track_caller]
-    pub fn planes(&self) -> usize {
-        crate::or_panic(self.try_planes())
-    }
-
-    /// `batch * channels * out_h * out_w`.
-    ///
-    /// # Panics
-    /// As [`Pool2dShape::out_h`], or if it, [`Pool2dShape::planes`] or one plane (`out_h *
-    /// out_w`) overflows `usize`.
-    #[track_caller]
-    pub fn output_len(&self) -> usize {
-        crate::or_panic(self.try_output_len())
+    crate::or_panic_fns! {
+        /// `(in_h - kernel_h) / stride_h + 1`.
+        ///
+        /// # Panics
+        /// If `stride_h` or `kernel_h` is 0, or `in_h < kernel_h` (an empty output): programmer
+        /// errors.
+        pub fn out_h = try_out_h -> usize;
+        /// `(in_w - kernel_w) / stride_w + 1`.
+        ///
+        /// # Panics
+        /// As [`Pool2dShape::out_h`], for the width.
+        pub fn out_w = try_out_w -> usize;
+        /// `batch * channels * in_h * in_w`.
+        ///
+        /// # Panics
+        /// If it, [`Pool2dShape::planes`] or one plane (`in_h * in_w`, even with no planes)
+        /// overflows `usize` (the message names the shape and the quantity).
+        pub fn input_len = try_input_len -> usize;
+        /// Planes of the input and of the output: `batch * channels`.
+        ///
+        /// # Panics
+        /// If it overflows `usize` (the message names the shape and the quantity).
+        pub fn planes = try_planes -> usize;
+        /// `batch * channels * out_h * out_w`.
+        ///
+        /// # Panics
+        /// As [`Pool2dShape::out_h`], or if it, [`Pool2dShape::planes`] or one plane (`out_h *
+        /// out_w`) overflows `usize`.
+        pub fn output_len = try_output_len -> usize;
     }
 
     pub fn try_out_h(&self) -> Result<usize, ShapeError> {
@@ -198,55 +181,47 @@ kernel_table! {
     }
 }
 
-/// Safety: the scalar reference is safe for any arguments.
-unsafe fn scalar_forward(
-    shape: &Pool2dShape,
-    input: &[f32],
-    output: &mut [f32],
-    argmax: &mut [u32],
-) {
-    scalar::forward(shape, input, output, argmax);
-}
-
-/// Safety: the scalar reference is safe for any arguments.
-unsafe fn scalar_backward(
-    shape: &Pool2dShape,
-    grad_output: &[f32],
-    argmax: &[u32],
-    grad_input: &mut [f32],
-) {
-    scalar::backward(shape, grad_output, argmax, grad_input);
-}
-
-/// Safety: the scalar reference is safe for any arguments.
-unsafe fn scalar_relu_forward(
-    shape: &Pool2dShape,
-    input: &[f32],
-    output: &mut [f32],
-    argmax: &mut [u32],
-) {
-    scalar::relu_forward(shape, input, output, argmax);
-}
-
-/// Safety: the scalar reference is safe for any arguments.
-unsafe fn scalar_relu_backward(
-    shape: &Pool2dShape,
-    grad_output: &[f32],
-    argmax: &[u32],
-    pooled: &[f32],
-    grad_input: &mut [f32],
-) {
-    scalar::relu_backward(shape, grad_output, argmax, pooled, grad_input);
-}
-
 crate::simd::isa_table! {
     Table {
-        forward: scalar_forward,
-        backward: scalar_backward,
-        relu_forward: scalar_relu_forward,
-        relu_backward: scalar_relu_backward,
+        // The references are safe fns: they coerce to the table's `unsafe fn` pointers.
+        forward: scalar::forward::<f32>,
+        backward: scalar::backward::<f32>,
+        relu_forward: scalar::relu_forward::<f32>,
+        relu_backward: scalar::relu_backward::<f32>,
     },
     avx2: avx2, avx512: avx512, neon: neon
+}
+
+/// Which of a shape's lengths an argument must have.
+#[derive(Clone, Copy)]
+enum Side {
+    In,
+    Out,
+}
+use Side::{In, Out};
+
+/// An entry point's checks, in order: the shape (every length, in checked arithmetic, before
+/// any is used), each `(side, argument, length)`, the argmax (after the first output-sized
+/// argument) and the plane's size. Messages name
+/// `what: argument`, formatted only when a check fails.
+#[track_caller]
+fn check_call(what: &str, shape: &Pool2dShape, lens: &[(Side, &str, usize)], argmax: usize) {
+    crate::or_panic(shape.check());
+    let (input, output) = (shape.input_len(), shape.output_len());
+    let check = |name: &str, want: usize, got: usize| {
+        if want != got {
+            check_len(&format!("{what}: {name}"), want, got);
+        }
+    };
+    let mut argmax_checked = false;
+    for &(side, name, len) in lens {
+        check(name, if let In = side { input } else { output }, len);
+        if let (Out, false) = (side, argmax_checked) {
+            check("argmax", output, argmax);
+            argmax_checked = true;
+        }
+    }
+    check_plane(what, shape);
 }
 
 /// Checks the plane fits the u32 argmax (and the i32 lanes the SIMD paths compute it in).
@@ -279,12 +254,8 @@ impl Kernels {
         output: &mut [f32],
         argmax: &mut [u32],
     ) {
-        crate::or_panic(shape.check()); // every length, checked, before any is used
-        let out_len = shape.output_len();
-        check_len("maxpool2d_forward: input", shape.input_len(), input.len());
-        check_len("maxpool2d_forward: output", out_len, output.len());
-        check_len("maxpool2d_forward: argmax", out_len, argmax.len());
-        check_plane("maxpool2d_forward", shape);
+        let lens = [(In, "input", input.len()), (Out, "output", output.len())];
+        check_call("maxpool2d_forward", shape, &lens, argmax.len());
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
         // table's ISA, and every length was checked against the shape above.
         unsafe { (self.maxpool.forward)(shape, input, output, argmax) }
@@ -305,28 +276,20 @@ impl Kernels {
         argmax: &[u32],
         grad_input: &mut [f32],
     ) {
-        crate::or_panic(shape.check()); // every length, checked, before any is used
-        let out_len = shape.output_len();
-        check_len(
-            "maxpool2d_backward: grad_output",
-            out_len,
-            grad_output.len(),
-        );
-        check_len("maxpool2d_backward: argmax", out_len, argmax.len());
-        check_len(
-            "maxpool2d_backward: grad_input",
-            shape.input_len(),
-            grad_input.len(),
-        );
-        check_plane("maxpool2d_backward", shape);
+        let lens = [
+            (Out, "grad_output", grad_output.len()),
+            (In, "grad_input", grad_input.len()),
+        ];
+        check_call("maxpool2d_backward", shape, &lens, argmax.len());
         // SAFETY: as in `maxpool2d_forward`.
         unsafe { (self.maxpool.backward)(shape, grad_output, argmax, grad_input) }
     }
 
     /// Max pooling of `relu(input)`, the chain `F.max_pool2d(F.relu(x), ..., return_indices=True)`
     /// without the ReLU's output in memory: bit-identical to [`Kernels::relu_forward`] followed
-    /// by [`Kernels::maxpool2d_forward`] on the same table, `argmax` included (the ReLU is
-    /// applied to each loaded window, then the same scan runs).
+    /// by [`Kernels::maxpool2d_forward`] on the same table, `argmax` included (the raw window's
+    /// scan, corrected where the window holds no positive element and no NaN: the ReLU's
+    /// window is then all zeros, whose scan keeps its first element).
     ///
     /// # Panics
     /// As [`Kernels::maxpool2d_forward`].
@@ -338,17 +301,8 @@ impl Kernels {
         output: &mut [f32],
         argmax: &mut [u32],
     ) {
-        crate::or_panic(shape.check()); // every length, checked, before any is used
-        let out_len = shape.output_len();
-        let what = "maxpool2d_relu_forward";
-        check_len(
-            "maxpool2d_relu_forward: input",
-            shape.input_len(),
-            input.len(),
-        );
-        check_len("maxpool2d_relu_forward: output", out_len, output.len());
-        check_len("maxpool2d_relu_forward: argmax", out_len, argmax.len());
-        check_plane(what, shape);
+        let lens = [(In, "input", input.len()), (Out, "output", output.len())];
+        check_call("maxpool2d_relu_forward", shape, &lens, argmax.len());
         // SAFETY: as in `maxpool2d_forward`.
         unsafe { (self.maxpool.relu_forward)(shape, input, output, argmax) }
     }
@@ -372,22 +326,12 @@ impl Kernels {
         output: &[f32],
         grad_input: &mut [f32],
     ) {
-        crate::or_panic(shape.check()); // every length, checked, before any is used
-        let out_len = shape.output_len();
-        let what = "maxpool2d_relu_backward";
-        check_len(
-            "maxpool2d_relu_backward: grad_output",
-            out_len,
-            grad_output.len(),
-        );
-        check_len("maxpool2d_relu_backward: argmax", out_len, argmax.len());
-        check_len("maxpool2d_relu_backward: output", out_len, output.len());
-        check_len(
-            "maxpool2d_relu_backward: grad_input",
-            shape.input_len(),
-            grad_input.len(),
-        );
-        check_plane(what, shape);
+        let lens = [
+            (Out, "grad_output", grad_output.len()),
+            (Out, "output", output.len()),
+            (In, "grad_input", grad_input.len()),
+        ];
+        check_call("maxpool2d_relu_backward", shape, &lens, argmax.len());
         // SAFETY: as in `maxpool2d_forward`; `output` is as long as `grad_output` (checked).
         unsafe { (self.maxpool.relu_backward)(shape, grad_output, argmax, output, grad_input) }
     }

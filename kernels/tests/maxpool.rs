@@ -263,6 +263,34 @@ fn out_of_window_argmax_panics_on_every_isa() {
 }
 
 #[test]
+fn the_first_out_of_window_argmax_in_output_order_is_named() {
+    // Rows of 10 and 20 outputs: two chunks a row on AVX2 and NEON, one or two on AVX-512;
+    // the bad indices sit in a row's first and last chunk.
+    for w in [20usize, 40] {
+        let s = Pool2dShape::new(1, 2, (4, w), (2, 2), (2, 2));
+        let n = s.output_len();
+        for k in all_kernels() {
+            let mut at = vec![0u32; n];
+            let mut y = vec![0.0f32; n];
+            k.maxpool2d_forward(&s, &random_vec(s.input_len(), 3), &mut y, &mut at);
+            let mut wrong = at.clone();
+            let (first, last) = (w / 2 + 2, w - 1); // both in the plane's second row
+            wrong[first] = 0;
+            wrong[last] = 0;
+            let result = std::panic::catch_unwind(|| {
+                k.maxpool2d_backward(&s, &y, &wrong, &mut vec![0.0; s.input_len()]);
+            });
+            let msg = *result
+                .expect_err("must panic")
+                .downcast::<String>()
+                .unwrap();
+            let want = format!("argmax[{first}] = 0 is outside its pooling window");
+            assert!(msg.contains(&want), "{} width {w}: {msg}", k.isa());
+        }
+    }
+}
+
+#[test]
 #[should_panic(expected = "pool2d: stride_h must be positive, got 0")]
 fn zero_stride_panics() {
     let s = Pool2dShape::new(1, 1, (4, 4), (2, 2), (0, 2));

@@ -27,19 +27,38 @@ pub(crate) struct Chunk {
     pub out: Range<usize>,
     /// `out.len()`.
     pub valid: usize,
-    pub oy: usize,
-    pub ox0: usize,
 }
 
 /// Calls `chunk` for every chunk of up to `LANES` outputs of a row of outputs, for every
 /// plane, in output order.
 #[inline(always)]
-pub(crate) fn for_each_chunk<V: F32x>(shape: &Pool2dShape, mut chunk: impl FnMut(Chunk)) {
+pub(crate) fn for_each_chunk<V: F32x>(shape: &Pool2dShape, chunk: impl FnMut(Chunk)) {
+    chunks_in_order::<V, false>(shape, chunk);
+}
+
+/// As [`for_each_chunk`], but each row's last chunk first, then the rest in order: a whole-vector
+/// store past the last chunk's windows then lands on elements (the start of the bottom row, the
+/// next row pair) that later chunks write.
+#[inline(always)]
+fn for_each_chunk_tail_first<V: F32x>(shape: &Pool2dShape, chunk: impl FnMut(Chunk)) {
+    chunks_in_order::<V, true>(shape, chunk);
+}
+
+#[inline(always)]
+fn chunks_in_order<V: F32x, const TAIL_FIRST: bool>(
+    shape: &Pool2dShape,
+    mut chunk: impl FnMut(Chunk),
+) {
     let (in_w, oh, ow) = (shape.in_w, shape.out_h(), shape.out_w());
     let (in_plane, out_plane) = (shape.in_h * in_w, oh * ow);
+    let last = ow.saturating_sub(1) / V::LANES * V::LANES;
     for p in 0..shape.batch * shape.channels {
         for oy in 0..oh {
-            for ox0 in (0..ow).step_by(V::LANES) {
+            let (head, rest) = match TAIL_FIRST && ow > 0 {
+                true => (last..last + 1, last),
+                false => (0..0, ow),
+            };
+            for ox0 in head.chain((0..rest).step_by(V::LANES)) {
                 let valid = (ow - ox0).min(V::LANES);
                 let top = 2 * oy * in_w + 2 * ox0;
                 let o = p * out_plane + oy * ow + ox0;
@@ -49,8 +68,6 @@ pub(crate) fn for_each_chunk<V: F32x>(shape: &Pool2dShape, mut chunk: impl FnMut
                     bottom: top + in_w,
                     out: o..o + valid,
                     valid,
-                    oy,
-                    ox0,
                 });
             }
         }
@@ -257,6 +274,18 @@ pub(super) unsafe fn forward<V: F32x, const RELU: bool>(
     });
 }
 
+/// Runs the reference's window check on every output in order (it panics at the first whose
+/// index lies outside its window).
+#[cold]
+#[track_caller]
+fn check_every_window(shape: &Pool2dShape, argmax: &[u32]) {
+    let (oh, ow) = (shape.out_h(), shape.out_w());
+    for (o, &a) in argmax.iter().enumerate() {
+        let (oy, ox) = (o / ow % oh, o % ow);
+        check_in_window(shape, o, a as usize, oy, ox);
+    }
+}
+
 /// The max-pooling backward: the 2x2 stride-2 path, the reference for other windows. With
 /// `RELU`, `pooled` is the forward's output (of `relu(input)`) and an output's gradient
 /// reaches its argmax only where `pooled > 0` (or NaN), the ReLU's mask at that element;
@@ -280,12 +309,12 @@ pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
     }
     clear_uncovered(shape, grad_input);
     // Whole-vector stores of a chunk's windows are safe when every element they spill onto is
-    // written again later: with even sides and one chunk per row of outputs, a top row's spill
-    // lands on the bottom row that the same chunk writes next, a bottom row's on the next row
-    // pair (or plane), which later chunks write.
-    let spill =
-        shape.in_w.is_multiple_of(2) && shape.in_h.is_multiple_of(2) && shape.out_w() <= V::LANES;
-    for_each_chunk::<V>(shape, |k| {
+    // written again later: with even sides every element lies in a window, and with each
+    // row's last chunk first (the only one short of LANES) a top row's spill lands on the start
+    // of the bottom row, which this chunk or the row's first chunk writes next, a bottom row's
+    // on the next row pair (or plane), which later chunks write.
+    let spill = shape.in_w.is_multiple_of(2) && shape.in_h.is_multiple_of(2);
+    for_each_chunk_tail_first::<V>(shape, |k| {
         // Whole vectors where the slices hold them; the lanes past `valid` are never kept.
         let wide = V::LANES.min(grad_output.len() - k.out.start);
         let idx = &argmax[k.out.start..][..wide];
@@ -308,10 +337,9 @@ pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
             ];
             let any = V::mask_or(V::mask_or(hits[0], hits[1]), V::mask_or(hits[2], hits[3]));
             if !V::mask_all_first(any, k.valid) {
-                // Some index is outside its window: let the reference's check name the first.
-                for (i, &a) in idx.iter().enumerate() {
-                    check_in_window(shape, k.out.start + i, a as usize, k.oy, k.ox0 + i);
-                }
+                // Some index is outside its window: let the reference's check name the first
+                // in output order (chunks do not run in that order).
+                check_every_window(shape, argmax);
             }
             // 0 + (g or 0), as the reference's zero-then-add (so -0.0 becomes +0.0 there too).
             let zero = V::zero();

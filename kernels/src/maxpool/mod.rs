@@ -201,24 +201,16 @@ enum Side {
 use Side::{In, Out};
 
 /// An entry point's checks, in order: the shape (every length, in checked arithmetic, before
-/// any is used), each `(side, argument, length)`, the argmax (after the first output-sized
-/// argument) and the plane's size. Messages name
-/// `what: argument`, formatted only when a check fails.
+/// any is used), each `(side, argument, length)` in the order given, and the plane's size.
+/// Messages name `what: argument`, formatted only when a check fails.
 #[track_caller]
-fn check_call(what: &str, shape: &Pool2dShape, lens: &[(Side, &str, usize)], argmax: usize) {
+fn check_call(what: &str, shape: &Pool2dShape, lens: &[(Side, &str, usize)]) {
     crate::or_panic(shape.check());
     let (input, output) = (shape.input_len(), shape.output_len());
-    let check = |name: &str, want: usize, got: usize| {
+    for &(side, name, got) in lens {
+        let want = if let In = side { input } else { output };
         if want != got {
             check_len(&format!("{what}: {name}"), want, got);
-        }
-    };
-    let mut argmax_checked = false;
-    for &(side, name, len) in lens {
-        check(name, if let In = side { input } else { output }, len);
-        if let (Out, false) = (side, argmax_checked) {
-            check("argmax", output, argmax);
-            argmax_checked = true;
         }
     }
     check_plane(what, shape);
@@ -254,8 +246,12 @@ impl Kernels {
         output: &mut [f32],
         argmax: &mut [u32],
     ) {
-        let lens = [(In, "input", input.len()), (Out, "output", output.len())];
-        check_call("maxpool2d_forward", shape, &lens, argmax.len());
+        let lens = [
+            (In, "input", input.len()),
+            (Out, "output", output.len()),
+            (Out, "argmax", argmax.len()),
+        ];
+        check_call("maxpool2d_forward", shape, &lens);
         // SAFETY: `self` was built by `Kernels::for_isa`, which checked the CPU supports the
         // table's ISA, and every length was checked against the shape above.
         unsafe { (self.maxpool.forward)(shape, input, output, argmax) }
@@ -278,9 +274,10 @@ impl Kernels {
     ) {
         let lens = [
             (Out, "grad_output", grad_output.len()),
+            (Out, "argmax", argmax.len()),
             (In, "grad_input", grad_input.len()),
         ];
-        check_call("maxpool2d_backward", shape, &lens, argmax.len());
+        check_call("maxpool2d_backward", shape, &lens);
         // SAFETY: as in `maxpool2d_forward`.
         unsafe { (self.maxpool.backward)(shape, grad_output, argmax, grad_input) }
     }
@@ -301,8 +298,12 @@ impl Kernels {
         output: &mut [f32],
         argmax: &mut [u32],
     ) {
-        let lens = [(In, "input", input.len()), (Out, "output", output.len())];
-        check_call("maxpool2d_relu_forward", shape, &lens, argmax.len());
+        let lens = [
+            (In, "input", input.len()),
+            (Out, "output", output.len()),
+            (Out, "argmax", argmax.len()),
+        ];
+        check_call("maxpool2d_relu_forward", shape, &lens);
         // SAFETY: as in `maxpool2d_forward`.
         unsafe { (self.maxpool.relu_forward)(shape, input, output, argmax) }
     }
@@ -328,10 +329,11 @@ impl Kernels {
     ) {
         let lens = [
             (Out, "grad_output", grad_output.len()),
+            (Out, "argmax", argmax.len()),
             (Out, "output", output.len()),
             (In, "grad_input", grad_input.len()),
         ];
-        check_call("maxpool2d_relu_backward", shape, &lens, argmax.len());
+        check_call("maxpool2d_relu_backward", shape, &lens);
         // SAFETY: as in `maxpool2d_forward`; `output` is as long as `grad_output` (checked).
         unsafe { (self.maxpool.relu_backward)(shape, grad_output, argmax, output, grad_input) }
     }

@@ -36,14 +36,9 @@ pub(crate) fn for_each_chunk<V: F32x>(shape: &Pool2dShape, chunk: impl FnMut(Chu
     chunks_in_order::<V, false>(shape, chunk);
 }
 
-/// As [`for_each_chunk`], but each row's last chunk first, then the rest in order: a whole-vector
-/// store past the last chunk's windows then lands on elements (the start of the bottom row, the
-/// next row pair) that later chunks write.
-#[inline(always)]
-fn for_each_chunk_tail_first<V: F32x>(shape: &Pool2dShape, chunk: impl FnMut(Chunk)) {
-    chunks_in_order::<V, true>(shape, chunk);
-}
-
+/// As [`for_each_chunk`], but with `TAIL_FIRST` each row's last chunk first, then the rest in
+/// order: a whole-vector store past the last chunk's windows then lands on elements (the start
+/// of the bottom row, the next row pair) that later chunks write.
 #[inline(always)]
 fn chunks_in_order<V: F32x, const TAIL_FIRST: bool>(
     shape: &Pool2dShape,
@@ -52,13 +47,13 @@ fn chunks_in_order<V: F32x, const TAIL_FIRST: bool>(
     let (in_w, oh, ow) = (shape.in_w, shape.out_h(), shape.out_w());
     let (in_plane, out_plane) = (shape.in_h * in_w, oh * ow);
     let last = ow.saturating_sub(1) / V::LANES * V::LANES;
+    let (head, rest) = match TAIL_FIRST && ow > 0 {
+        true => (last..last + 1, last),
+        false => (0..0, ow),
+    };
     for p in 0..shape.batch * shape.channels {
         for oy in 0..oh {
-            let (head, rest) = match TAIL_FIRST && ow > 0 {
-                true => (last..last + 1, last),
-                false => (0..0, ow),
-            };
-            for ox0 in head.chain((0..rest).step_by(V::LANES)) {
+            for ox0 in head.clone().chain((0..rest).step_by(V::LANES)) {
                 let valid = (ow - ox0).min(V::LANES);
                 let top = 2 * oy * in_w + 2 * ox0;
                 let o = p * out_plane + oy * ow + ox0;
@@ -314,7 +309,7 @@ pub(super) unsafe fn backward<V: F32x, const RELU: bool>(
     // of the bottom row, which this chunk or the row's first chunk writes next, a bottom row's
     // on the next row pair (or plane), which later chunks write.
     let spill = shape.in_w.is_multiple_of(2) && shape.in_h.is_multiple_of(2);
-    for_each_chunk_tail_first::<V>(shape, |k| {
+    chunks_in_order::<V, true>(shape, |k| {
         // Whole vectors where the slices hold them; the lanes past `valid` are never kept.
         let wide = V::LANES.min(grad_output.len() - k.out.start);
         let idx = &argmax[k.out.start..][..wide];

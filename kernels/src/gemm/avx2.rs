@@ -36,6 +36,8 @@ struct Fma6x16 {
 }
 
 impl Microkernel<MR, NR> for Fma6x16 {
+    type Vector = __m256;
+
     #[inline(always)]
     fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());

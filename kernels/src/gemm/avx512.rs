@@ -51,6 +51,8 @@ struct Fma8x48 {
 }
 
 impl Microkernel<MR, NR> for Fma8x48 {
+    type Vector = __m512;
+
     #[inline(always)]
     fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());

@@ -244,12 +244,16 @@ fn blocked<K: Microkernel<MR, NR>, const MR: usize, const NR: usize, const EPI: 
             let beta = if pc == 0 { args.beta } else { 1.0 };
             let last_k = pc + kc == k;
             if !plan.direct_b {
-                pack_b::<NR>(args.transb, args.b, ldb, pc, kc, jc, nc, bpack);
+                // SAFETY: `kernel` exists, so the CPU supports `K::Vector`'s ISA.
+                unsafe { pack_b::<K::Vector, NR>(args.transb, args.b, ldb, pc, kc, jc, nc, bpack) };
             }
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 if !plan.direct_a {
-                    pack_a::<MR>(args.transa, args.a, lda, ic, mc, pc, kc, apack);
+                    // SAFETY: as for `pack_b`.
+                    unsafe {
+                        pack_a::<K::Vector, MR>(args.transa, args.a, lda, ic, mc, pc, kc, apack)
+                    };
                 }
                 let (col_tiles, row_tiles) = (nc.div_ceil(NR), mc.div_ceil(MR));
                 let by_rows = rows_outer(kc_max, nc_max, mc, MR);

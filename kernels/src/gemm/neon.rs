@@ -32,6 +32,8 @@ struct Fma8x12 {
 }
 
 impl Microkernel<MR, NR> for Fma8x12 {
+    type Vector = float32x4_t;
+
     #[inline(always)]
     fn tile<const BIAS: bool, const RELU: bool>(self, t: Tile<'_>, out: &mut [f32]) {
         t.assert_fits::<MR, NR>(MR, NR, out.len());

@@ -4,13 +4,20 @@
 //! same microkernel (their extra rows and columns are computed and then discarded).
 
 use super::Transpose;
+use crate::simd::F32x;
+
+/// The widest vector of any ISA, in lanes (the stack block of [`interleave`]).
+const MAX_LANES: usize = 16;
 
 /// Packs `op(A)[i0 .. i0 + mc, p0 .. p0 + kc]` into `MR`-row slivers: sliver `s` holds element
 /// `(i, p)` (relative to the block) at `s * MR * kc + p * MR + (i - s * MR)`. Rows past `mc` in
 /// the last sliver are zero.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn pack_a<const MR: usize>(
+pub(crate) unsafe fn pack_a<V: F32x, const MR: usize>(
     trans: Transpose,
     a: &[f32],
     lda: usize,
@@ -28,7 +35,8 @@ pub(crate) fn pack_a<const MR: usize>(
         let rows = MR.min(i0 + mc - first);
         match trans {
             // A(i, p) = a[i * lda + p]: each row of A is contiguous.
-            Transpose::No => interleave::<MR>(a, lda, first, rows, p0, kc, sliver),
+            // SAFETY: the caller guarantees `V`'s ISA.
+            Transpose::No => unsafe { interleave::<V, MR>(a, lda, first, rows, p0, kc, sliver) },
             // A(i, p) = a[p * lda + i]: MR consecutive elements per p.
             Transpose::Yes => {
                 for (p, col) in sliver.chunks_exact_mut(MR).enumerate() {
@@ -44,9 +52,12 @@ pub(crate) fn pack_a<const MR: usize>(
 /// Packs `op(B)[p0 .. p0 + kc, j0 .. j0 + nc]` into `NR`-column slivers: sliver `s` holds
 /// element `(p, j)` (relative to the block) at `s * NR * kc + p * NR + (j - s * NR)`. Columns
 /// past `nc` in the last sliver are zero.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn pack_b<const NR: usize>(
+pub(crate) unsafe fn pack_b<V: F32x, const NR: usize>(
     trans: Transpose,
     b: &[f32],
     ldb: usize,
@@ -75,7 +86,8 @@ pub(crate) fn pack_b<const NR: usize>(
             for (s, sliver) in dst.chunks_exact_mut(NR * kc).enumerate() {
                 let first = j0 + s * NR;
                 let cols = NR.min(j0 + nc - first);
-                interleave::<NR>(b, ldb, first, cols, p0, kc, sliver);
+                // SAFETY: the caller guarantees `V`'s ISA.
+                unsafe { interleave::<V, NR>(b, ldb, first, cols, p0, kc, sliver) };
             }
         }
     }
@@ -84,8 +96,17 @@ pub(crate) fn pack_b<const NR: usize>(
 /// Interleaves `count <= W` contiguous rows of `src` (row `r` is
 /// `src[(first + r) * ld + p0..][..kc]`) into one sliver: element `p` of row `r` goes to
 /// `sliver[p * W + r]`, and the lanes `r >= count` are zero.
+///
+/// A whole sliver whose width is a multiple of `V::LANES` goes through in-register transposes:
+/// `LANES` rows of `LANES` steps are loaded a vector per row and stored transposed, a vector
+/// per step. The steps past the last whole block, and partial or narrower slivers, go element
+/// by element, each row read contiguously and written down its lane, so every access is in
+/// bounds by construction.
+///
+/// # Safety
+/// The CPU supports `V`'s ISA.
 #[inline(always)]
-fn interleave<const W: usize>(
+unsafe fn interleave<V: F32x, const W: usize>(
     src: &[f32],
     ld: usize,
     first: usize,
@@ -94,23 +115,41 @@ fn interleave<const W: usize>(
     kc: usize,
     sliver: &mut [f32],
 ) {
-    if count == W {
-        // Whole sliver: one bounds check per row, then a gather per step of k.
+    let sliver = &mut sliver[..W * kc];
+    let lanes = V::LANES;
+    let mut done = 0;
+    if count == W && W.is_multiple_of(lanes) && lanes <= MAX_LANES {
         let rows: [&[f32]; W] = std::array::from_fn(|r| &src[(first + r) * ld + p0..][..kc]);
-        for (p, lanes) in sliver.chunks_exact_mut(W).enumerate() {
-            for (x, row) in lanes.iter_mut().zip(&rows) {
-                *x = row[p];
+        done = kc - kc % lanes;
+        // SAFETY: the caller guarantees the ISA. Loads: `p + lanes <= done <= kc`, the length
+        // of every row. Stores: block `(g, p)` writes `lanes` floats at
+        // `(p + q) * W + g * lanes` for `q < lanes`; the last ends at
+        // `(p + lanes - 1) * W + W <= kc * W`, the sliver's length.
+        unsafe {
+            let mut block = [V::zero(); MAX_LANES];
+            for (g, group) in rows.chunks_exact(lanes).enumerate() {
+                for p in (0..done).step_by(lanes) {
+                    for (v, row) in block.iter_mut().zip(group) {
+                        *v = V::load(row.as_ptr().add(p));
+                    }
+                    let out = sliver.as_mut_ptr().add(p * W + g * lanes);
+                    V::store_transposed(block.as_ptr(), out, W, lanes);
+                }
             }
         }
-    } else {
-        for (p, lanes) in sliver.chunks_exact_mut(W).enumerate() {
-            for (r, x) in lanes.iter_mut().enumerate() {
-                *x = if r < count {
-                    src[(first + r) * ld + p0 + p]
-                } else {
-                    0.0
-                };
+    }
+    if done == kc {
+        return;
+    }
+    for r in 0..W {
+        let lane = sliver[done * W + r..].iter_mut().step_by(W);
+        if r < count {
+            let row = &src[(first + r) * ld + p0 + done..][..kc - done];
+            for (x, &v) in lane.zip(row) {
+                *x = v;
             }
+        } else {
+            lane.for_each(|x| *x = 0.0);
         }
     }
 }

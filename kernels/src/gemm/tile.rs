@@ -73,6 +73,10 @@ impl Tile<'_> {
 /// [`run_tile`]: Microkernel::run_tile
 /// [`run_tile_edge`]: Microkernel::run_tile_edge
 pub(crate) trait Microkernel<const MR: usize, const NR: usize>: Copy {
+    /// The ISA's vector, which the packing routines use: a value of `Self` exists only on a
+    /// CPU that supports it.
+    type Vector: F32x;
+
     /// `out[i * ldc + j] = alpha * sum_p A(i, p) * B(p, j) + beta * out[i * ldc + j]` for
     /// `i < MR`, `j < NR`, `p < k`, then the epilogue. With `beta == 0` it never reads `out`.
     /// It panics (before any access) if a slice is too short for these indices, or if

@@ -282,7 +282,29 @@ impl F32x for float32x4_t {
     }
     #[inline(always)]
     unsafe fn store_transposed(columns: *const Self, dst: *mut f32, stride: usize, n: usize) {
-        // Through a stack tile, each row's first `n` elements stored one by one.
+        if n == 4 {
+            // SAFETY: NEON is the caller's precondition; the four rows of four are in bounds.
+            unsafe {
+                let [c0, c1, c2, c3] = *columns.cast::<[float32x4_t; 4]>();
+                // 32-bit pairs, then 64-bit halves: row r is [c0[r], c1[r], c2[r], c3[r]].
+                let (t0, t1) = (vtrn1q_f32(c0, c1), vtrn2q_f32(c0, c1));
+                let (t2, t3) = (vtrn1q_f32(c2, c3), vtrn2q_f32(c2, c3));
+                let half = |a: float32x4_t, b: float32x4_t, high: bool| {
+                    let (a, b) = (vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b));
+                    vreinterpretq_f32_f64(if high {
+                        vtrn2q_f64(a, b)
+                    } else {
+                        vtrn1q_f64(a, b)
+                    })
+                };
+                vst1q_f32(dst, half(t0, t2, false));
+                vst1q_f32(dst.add(stride), half(t1, t3, false));
+                vst1q_f32(dst.add(2 * stride), half(t0, t2, true));
+                vst1q_f32(dst.add(3 * stride), half(t1, t3, true));
+            }
+            return;
+        }
+        // A partial group through a stack tile, each row's first `n` elements one by one.
         let mut tile = [[0.0f32; 4]; 4];
         unsafe {
             for (k, column) in tile.iter_mut().enumerate() {
